@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from django.contrib.auth import login
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+
+from accounts_app.login_links import login_link_user
+
+
+@never_cache
+def login_link(request: HttpRequest, token: str) -> HttpResponse:
+    user = login_link_user(token=token)
+    if user is None:
+        return render(
+            request,
+            "accounts_app/login_link_invalid.html",
+            status=400,
+        )
+    login(request, user, backend="accounts_app.backends.RoleBackend")
+    return redirect("admin:index")

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class FastflowSiteConfig(AppConfig):
+    name = "fastflow_site"
+    verbose_name = "Fast-Flow"

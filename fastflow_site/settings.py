@@ -1,0 +1,346 @@
+"""Fast-Flow settings.
+
+Everything comes from the environment (see `.env.example`). The defaults run on SQLite in
+`./data` with no configuration at all; a malformed value raises `ImproperlyConfigured` naming
+the variable instead of silently falling back.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(os.environ.get("FASTFLOW_ENV_FILE", BASE_DIR / ".env"), overwrite=False)
+
+
+def _read(name: str, cast: Any, default: Any) -> Any:
+    """Read one variable; any parse error names the variable."""
+    try:
+        return cast(name, default=default)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(
+            f"{name}: invalid value {os.environ.get(name)!r} ({exc})"
+        ) from exc
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}: expected a boolean (true/false/1/0), got {raw!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    value = _read(name, env.int, default)
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}: must be >= {minimum}, got {value}")
+    return value
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    value = _read(name, env.float, default)
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}: must be >= {minimum}, got {value}")
+    return value
+
+
+def env_str(name: str, default: str) -> str:
+    return _read(name, env.str, default)
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default).strip().lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _persisted_value(path: Path, make: Any) -> str:
+    """Development convenience: a value generated once and kept in the data dir."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
+TESTING = "pytest" in sys.modules or env_bool("FASTFLOW_TESTING", False)
+DEBUG = env_bool("DEBUG", True)
+
+DATA_DIR = Path(env_str("FASTFLOW_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+PIPELINES_DIR = Path(env_str("FASTFLOW_PIPELINES_DIR", str(BASE_DIR / "pipelines"))).resolve()
+LOGS_DIR = DATA_DIR / "logs"
+METRICS_DIR = DATA_DIR / "metrics"
+
+SECRET_KEY = env_str("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY: required when DEBUG is off")
+    SECRET_KEY = _persisted_value(DATA_DIR / "secret_key", lambda: secrets.token_urlsafe(50))
+
+ALLOWED_HOSTS = _read("ALLOWED_HOSTS", env.list, ["localhost", "127.0.0.1", "[::1]"])
+if TESTING:
+    ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]
+CSRF_TRUSTED_ORIGINS = _read("CSRF_TRUSTED_ORIGINS", env.list, [])
+FASTFLOW_BASE_URL = env_str("FASTFLOW_BASE_URL", "http://localhost:8000").rstrip("/")
+
+# --- Encryption of secrets (MultiFernet: the first key encrypts, all keys decrypt) ---------------
+_raw_keys = env_str("FASTFLOW_ENCRYPTION_KEY", "")
+if not _raw_keys:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "FASTFLOW_ENCRYPTION_KEY: required when DEBUG is off "
+            "(generate one with: python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())')"
+        )
+    _key_path = DATA_DIR / "encryption.key"
+    if not _key_path.exists() and not TESTING:
+        warnings.warn(
+            f"FASTFLOW_ENCRYPTION_KEY is not set: generated a development key in {_key_path}. "
+            "Set FASTFLOW_ENCRYPTION_KEY in production and keep it safe.",
+            stacklevel=1,
+        )
+    from cryptography.fernet import Fernet
+
+    _raw_keys = _persisted_value(_key_path, lambda: Fernet.generate_key().decode())
+FASTFLOW_ENCRYPTION_KEYS = [k.strip() for k in _raw_keys.split(",") if k.strip()]
+try:
+    from cryptography.fernet import Fernet as _Fernet
+
+    for _k in FASTFLOW_ENCRYPTION_KEYS:
+        _Fernet(_k)
+except (ValueError, TypeError) as _exc:
+    raise ImproperlyConfigured(
+        "FASTFLOW_ENCRYPTION_KEY: every comma-separated key must be a valid Fernet key "
+        "(32 url-safe base64-encoded bytes)"
+    ) from _exc
+
+# --- Applications -------------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_apscheduler",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.github",
+    "allauth.socialaccount.providers.google",
+    "fastflow_site",
+    "accounts_app",
+    "pipelines_app",
+    "runs_app",
+    "secrets_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+]
+
+ROOT_URLCONF = "fastflow_site.urls"
+WSGI_APPLICATION = "fastflow_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------------
+SQLITE_BUSY_TIMEOUT_MS = env_int("FASTFLOW_SQLITE_BUSY_TIMEOUT_MS", 20000, minimum=0)
+try:
+    DATABASES = {
+        "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'fastflow.db'}")
+    }
+except (ValueError, KeyError, ImproperlyConfigured) as _exc:
+    raise ImproperlyConfigured(f"DATABASE_URL: invalid value ({_exc})") from _exc
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers and one writer work at once; IMMEDIATE transactions take the write lock
+    # up front so two processes wait on busy_timeout instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+        "init_command": (
+            "PRAGMA journal_mode=WAL;"
+            "PRAGMA synchronous=NORMAL;"
+            f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS};"
+        ),
+    }
+    DATABASES["default"].setdefault("TEST", {})
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"].setdefault("application_name", "fastflow")
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts_app.User"
+
+# --- Time, language, static files ---------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("FASTFLOW_STATIC_ROOT", str(DATA_DIR / "staticfiles")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if not (DEBUG or TESTING)
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+
+# --- Security -----------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = env_bool("FASTFLOW_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if env_bool("FASTFLOW_BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+AUTHENTICATION_BACKENDS = [
+    "accounts_app.backends.RoleBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/admin/"
+
+# --- allauth (OAuth only: there are no passwords) -----------------------------------------------
+SITE_ID = 1
+FASTFLOW_GITHUB_CLIENT_ID = env_str("FASTFLOW_GITHUB_CLIENT_ID", "")
+FASTFLOW_GITHUB_CLIENT_SECRET = env_str("FASTFLOW_GITHUB_CLIENT_SECRET", "")
+FASTFLOW_GOOGLE_CLIENT_ID = env_str("FASTFLOW_GOOGLE_CLIENT_ID", "")
+FASTFLOW_GOOGLE_CLIENT_SECRET = env_str("FASTFLOW_GOOGLE_CLIENT_SECRET", "")
+FASTFLOW_INITIAL_ADMIN_EMAIL = env_str("FASTFLOW_INITIAL_ADMIN_EMAIL", "").strip()
+
+SOCIALACCOUNT_PROVIDERS: dict[str, dict[str, Any]] = {}
+if FASTFLOW_GITHUB_CLIENT_ID:
+    SOCIALACCOUNT_PROVIDERS["github"] = {
+        "APPS": [
+            {
+                "client_id": FASTFLOW_GITHUB_CLIENT_ID,
+                "secret": FASTFLOW_GITHUB_CLIENT_SECRET,
+            }
+        ],
+        "SCOPE": ["read:user", "user:email"],
+    }
+if FASTFLOW_GOOGLE_CLIENT_ID:
+    SOCIALACCOUNT_PROVIDERS["google"] = {
+        "APPS": [
+            {
+                "client_id": FASTFLOW_GOOGLE_CLIENT_ID,
+                "secret": FASTFLOW_GOOGLE_CLIENT_SECRET,
+            }
+        ],
+        "SCOPE": ["openid", "email", "profile"],
+    }
+
+# --- REST framework -----------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts_app.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Fast-Flow API",
+    "DESCRIPTION": "Automation API of the Fast-Flow pipeline orchestrator.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- APScheduler --------------------------------------------------------------------------------
+APSCHEDULER_DATETIME_FORMAT = "Y-m-d H:i:s"
+APSCHEDULER_RUN_NOW_TIMEOUT = 25
+
+# --- The run engine -----------------------------------------------------------------------------
+FASTFLOW_EXECUTOR = env_choice("FASTFLOW_EXECUTOR", "docker", ("docker", "local"))
+FASTFLOW_RUNNER_IMAGE = env_str(
+    "FASTFLOW_RUNNER_IMAGE", "ghcr.io/astral-sh/uv:python{python_version}-bookworm-slim"
+)
+FASTFLOW_DEFAULT_PYTHON_VERSION = env_str("FASTFLOW_DEFAULT_PYTHON_VERSION", "3.11")
+FASTFLOW_RUNNER_NETWORK = env_str("FASTFLOW_RUNNER_NETWORK", "bridge")
+FASTFLOW_RUNNER_CA_BUNDLE = env_str("FASTFLOW_RUNNER_CA_BUNDLE", "")
+FASTFLOW_RUNNER_USER = env_str("FASTFLOW_RUNNER_USER", "65534:65534")
+FASTFLOW_RUNNER_PIDS_LIMIT = env_int("FASTFLOW_RUNNER_PIDS_LIMIT", 512, minimum=16)
+FASTFLOW_RUNNER_TMPFS_SIZE = env_str("FASTFLOW_RUNNER_TMPFS_SIZE", "256m")
+FASTFLOW_DOCKER_HOST = env_str("FASTFLOW_DOCKER_HOST", "")
+FASTFLOW_UV_CACHE_DIR = Path(env_str("FASTFLOW_UV_CACHE_DIR", str(DATA_DIR / "uv-cache")))
+FASTFLOW_LOG_MAX_BYTES = env_int("FASTFLOW_LOG_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
+FASTFLOW_MAX_CONCURRENT_RUNS = env_int("FASTFLOW_MAX_CONCURRENT_RUNS", 10, minimum=1)
+FASTFLOW_CANCEL_GRACE_SECONDS = env_float("FASTFLOW_CANCEL_GRACE_SECONDS", 10.0, minimum=0)
+FASTFLOW_METRICS_INTERVAL_SECONDS = env_float("FASTFLOW_METRICS_INTERVAL_SECONDS", 2.0, minimum=0.1)
+FASTFLOW_SYNC_INTERVAL_SECONDS = env_float("FASTFLOW_SYNC_INTERVAL_SECONDS", 30.0, minimum=1)
+FASTFLOW_HEARTBEAT_STALE_SECONDS = env_float("FASTFLOW_HEARTBEAT_STALE_SECONDS", 30.0, minimum=2)
+FASTFLOW_SCHEDULE_GRACE_SECONDS = env_int("FASTFLOW_SCHEDULE_GRACE_SECONDS", 300, minimum=1)
+FASTFLOW_DOWNSTREAM_MAX_DEPTH = env_int("FASTFLOW_DOWNSTREAM_MAX_DEPTH", 10, minimum=1)
+
+# --- Interfaces ---------------------------------------------------------------------------------
+FASTFLOW_WEBHOOK_MAX_BYTES = env_int("FASTFLOW_WEBHOOK_MAX_BYTES", 256 * 1024, minimum=1024)
+FASTFLOW_PARAMETERS_MAX_COUNT = env_int("FASTFLOW_PARAMETERS_MAX_COUNT", 50, minimum=1)
+FASTFLOW_PARAMETER_VALUE_MAX_BYTES = env_int(
+    "FASTFLOW_PARAMETER_VALUE_MAX_BYTES", 16 * 1024, minimum=1
+)
+FASTFLOW_TOKEN_DEFAULT_DAYS = env_int("FASTFLOW_TOKEN_DEFAULT_DAYS", 30, minimum=1)
+
+# --- Logging ------------------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("FASTFLOW_LOG_LEVEL", "INFO").upper()},
+    "loggers": {"apscheduler": {"level": "WARNING"}},
+}

@@ -1,0 +1,8 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("fastflow_site.health_urls")),
+    path("", include("accounts_app.urls")),
+    path("admin/", admin.site.urls),
+]

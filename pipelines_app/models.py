@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class Pipeline(models.Model):
+    """A discovered pipeline folder; discovery upserts it, runs update its counters."""
+
+    pipeline_name = models.CharField(primary_key=True, max_length=255)
+    has_requirements = models.BooleanField(default=False)
+    last_cache_warmup = models.DateTimeField(null=True, blank=True)
+    total_runs = models.IntegerField(default=0)
+    successful_runs = models.IntegerField(default=0)
+    failed_runs = models.IntegerField(default=0)
+    enabled = models.BooleanField(default=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    webhook_runs = models.IntegerField(default=0)
+    # Additions (docs/schema.md says why).
+    discovery_error = models.TextField(blank=True, default="")
+    is_missing = models.BooleanField(default=False)
+    requirements_hash = models.CharField(max_length=64, blank=True, default="")
+    cache_warmup_error = models.TextField(blank=True, default="")
+    discovered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "pipelines"
+        ordering = ["pipeline_name"]
+
+    def __str__(self) -> str:
+        return self.pipeline_name
+
+    @property
+    def is_runnable(self) -> bool:
+        return self.enabled and not self.is_missing and not self.discovery_error
+
+    @property
+    def not_runnable_reason(self) -> str:
+        if self.is_missing:
+            return f"pipeline '{self.pipeline_name}' is missing from the pipelines directory"
+        if self.discovery_error:
+            return (
+                f"pipeline '{self.pipeline_name}' has a configuration error: {self.discovery_error}"
+            )
+        if not self.enabled:
+            return f"pipeline '{self.pipeline_name}' is disabled"
+        return ""
+
+    @property
+    def description(self) -> str:
+        return str(self.metadata.get("description") or "")
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self.metadata.get("tags") or [])

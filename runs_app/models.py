@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL_STATUSES = (RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class PipelineRun(models.Model):
+    """One execution attempt of a pipeline. Transitions go through `runs_app.services`."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    pipeline = models.ForeignKey(
+        "pipelines_app.Pipeline",
+        on_delete=models.CASCADE,
+        db_column="pipeline_name",
+        related_name="runs",
+    )
+    status = models.CharField(
+        max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING, db_index=True
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    log_file = models.CharField(max_length=1024, blank=True, default="")
+    metrics_file = models.CharField(max_length=1024, blank=True, default="")
+    env_vars = models.JSONField(default=dict, blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    uv_version = models.CharField(max_length=64, blank=True, default="")
+    setup_duration = models.FloatField(null=True, blank=True)
+    triggered_by = models.CharField(max_length=64, default="manual")
+    # Additions (docs/schema.md says why).
+    queued_at = models.DateTimeField(default=timezone.now, db_index=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+    run_config_id = models.CharField(max_length=255, blank=True, default="")
+    scheduled_job = models.ForeignKey(
+        "runs_app.ScheduledJob",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="runs",
+    )
+    parent_run = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="child_runs"
+    )
+    retry_attempt = models.IntegerField(default=0)
+    chain_depth = models.IntegerField(default=0)
+    error_message = models.TextField(blank=True, default="")
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    engine_id = models.CharField(max_length=128, blank=True, default="")
+    container_id = models.CharField(max_length=128, blank=True, default="")
+    peak_memory_bytes = models.BigIntegerField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, blank=True, default="", db_index=True)
+
+    class Meta:
+        db_table = "pipeline_runs"
+        ordering = ["-queued_at"]
+        indexes = [
+            models.Index(fields=["status", "queued_at"], name="run_status_queued_idx"),
+            models.Index(fields=["pipeline", "-queued_at"], name="run_pipeline_queued_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline_id} {self.id} ({self.status})"
+
+    @property
+    def pipeline_name(self) -> str:
+        return self.pipeline_id
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or timezone.now()
+        return (end - self.started_at).total_seconds()
+
+
+class TriggerType(models.TextChoices):
+    CRON = "CRON"
+    INTERVAL = "INTERVAL"
+
+
+class ScheduleSource(models.TextChoices):
+    PIPELINE_JSON = "pipeline_json"
+    ADMIN = "admin"
+
+
+class ScheduledJob(models.Model):
+    """A schedule; the engine mirrors enabled rows into APScheduler's job store."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    pipeline = models.ForeignKey(
+        "pipelines_app.Pipeline",
+        on_delete=models.CASCADE,
+        db_column="pipeline_name",
+        related_name="scheduled_jobs",
+    )
+    trigger_type = models.CharField(max_length=16, choices=TriggerType.choices)
+    trigger_value = models.CharField(max_length=255)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Additions (docs/schema.md says why).
+    source = models.CharField(
+        max_length=32, choices=ScheduleSource.choices, default=ScheduleSource.ADMIN
+    )
+    run_config_id = models.CharField(max_length=255, blank=True, default="")
+    start_date = models.DateTimeField(null=True, blank=True)
+    end_date = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "scheduled_jobs"
+        ordering = ["pipeline_id", "created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline_id}: {self.trigger_type} {self.trigger_value}"
+
+    @property
+    def pipeline_name(self) -> str:
+        return self.pipeline_id
+
+
+class EngineInstance(models.Model):
+    """A running `runscheduler` process and its heartbeat (engine bookkeeping)."""
+
+    id = models.CharField(primary_key=True, max_length=128)
+    hostname = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    executor = models.CharField(max_length=16)
+    started_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        db_table = "engine_instances"
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class EngineLease(models.Model):
+    """A named lease held by one engine until `expires_at` (the scheduler leader lease)."""
+
+    name = models.CharField(primary_key=True, max_length=64)
+    holder = models.CharField(max_length=128)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "engine_leases"
+
+    def __str__(self) -> str:
+        return f"{self.name} → {self.holder}"

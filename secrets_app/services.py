@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from django.db import transaction
+
+from secrets_app import crypto
+from secrets_app.models import Secret
+
+
+class MissingSecretError(Exception):
+    """A pipeline asked for a secret that does not exist (or cannot be decrypted)."""
+
+
+def secret_set(*, key: str, value: str, is_parameter: bool = False) -> Secret:
+    """Create or replace a secret; secrets are encrypted, parameters stored as given."""
+    stored = value if is_parameter else crypto.encrypt(value)
+    secret, _ = Secret.objects.update_or_create(
+        key=key, defaults={"value": stored, "is_parameter": is_parameter}
+    )
+    return secret
+
+
+def secret_reveal(*, secret: Secret) -> str:
+    """The plaintext value, for injection into a run. Never render this."""
+    return secret.value if secret.is_parameter else crypto.decrypt(secret.value)
+
+
+def secret_delete(*, key: str) -> bool:
+    deleted, _ = Secret.objects.filter(key=key).delete()
+    return bool(deleted)
+
+
+def secrets_resolve(*, keys: list[str]) -> dict[str, str]:
+    """Plaintext values for the named keys; a missing or undecryptable key is an error."""
+    found = {s.key: s for s in Secret.objects.filter(key__in=keys)}
+    missing = [k for k in keys if k not in found]
+    if missing:
+        raise MissingSecretError(f"secret(s) not found: {', '.join(sorted(missing))}")
+    values = {}
+    for key in keys:
+        try:
+            values[key] = secret_reveal(secret=found[key])
+        except crypto.DecryptionError as exc:
+            raise MissingSecretError(f"secret '{key}' cannot be decrypted: {exc}") from exc
+    return values
+
+
+def secrets_rotate() -> int:
+    """Re-encrypt every secret with the current (first) key; returns how many were rewritten."""
+    count = 0
+    with transaction.atomic():
+        for secret in Secret.objects.select_for_update().filter(is_parameter=False):
+            secret.value = crypto.rotate(secret.value)
+            secret.save(update_fields=["value", "updated_at"])
+            count += 1
+    return count
