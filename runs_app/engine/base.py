@@ -1,0 +1,99 @@
+"""The executor contract: what the engine hands an executor and what it gets back.
+
+Executors know nothing of the database, HTTP or the admin. The engine builds a `RunSpec`,
+calls `Executor.start()` (returns once the container/process exists), then blocks in
+`Execution.wait()` in a worker thread while the execution streams its log and metrics files.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class InfrastructureError(Exception):
+    """The executor could not run the pipeline (no Docker daemon, missing image, ...).
+
+    The message is shown to users as the run's error, so make it specific and actionable.
+    """
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    run_id: str
+    pipeline_name: str
+    pipeline_dir: Path  # the pipeline folder; mounted read-only at /app (docker) or used as cwd
+    has_requirements: bool
+    python_version: str
+    env: dict[str, str]  # final environment for user code (already merged, plaintext)
+    mask_values: tuple[str, ...]  # secret values to replace with *** in the log (>= 4 chars)
+    log_file: Path
+    metrics_file: Path
+    cpu_hard_limit: float | None = None  # cores
+    mem_hard_limit: int | None = None  # bytes
+    cpu_soft_limit: float | None = None  # cores; breaches noted in the log
+    mem_soft_limit: int | None = None  # bytes; breaches noted in the log
+    timeout: float | None = None  # seconds; None = no limit
+    log_max_bytes: int = 50 * 1024 * 1024
+
+
+@dataclass
+class Outcome:
+    exit_code: int | None
+    timed_out: bool = False
+    oom_killed: bool = False
+    cancelled: bool = False
+    setup_duration: float | None = None  # seconds from start until user code begins
+    uv_version: str = ""
+    peak_memory_bytes: int | None = None
+    error: str = ""  # infrastructure or classification message for the run's error_message
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0 and not (self.timed_out or self.oom_killed or self.cancelled)
+
+
+@dataclass
+class Execution(abc.ABC):
+    """A started run. `wait()` blocks until it ends, streaming logs and metrics meanwhile."""
+
+    spec: RunSpec
+    handle_id: str  # container id / pid, stored on the run as container_id
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+
+    @abc.abstractmethod
+    def wait(self) -> Outcome:
+        """Block until the run ends (honouring spec.timeout and cancel()), then clean up."""
+
+    def cancel(self) -> None:
+        """Ask the run to stop: SIGTERM, then SIGKILL after the grace period; wait() returns."""
+        self.cancel_event.set()
+
+
+class Executor(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    def start(self, spec: RunSpec) -> Execution:
+        """Start the run and return at once. Raises InfrastructureError."""
+
+    @abc.abstractmethod
+    def reattach(self, spec: RunSpec, handle_id: str) -> Execution | None:
+        """Re-attach to a run started by an earlier engine process, or None if it is gone.
+
+        If the container/process already exited, the returned Execution's wait() returns its
+        outcome at once (appending any log output not yet written).
+        """
+
+    @abc.abstractmethod
+    def running_handles(self) -> dict[str, str]:
+        """run_id → handle_id of every execution of ours that exists (e.g. labelled containers)."""
+
+    @abc.abstractmethod
+    def remove_orphan(self, handle_id: str) -> None:
+        """Stop and remove an execution that has no run (or a terminal one)."""
+
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Raise InfrastructureError when the executor cannot work (e.g. Docker unreachable)."""
