@@ -1,0 +1,83 @@
+"""Shared test fixtures. Area-specific helpers live in tests/helpers_<area>.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# One uv cache for the whole test session, so requirement installs are paid once.
+SHARED_UV_CACHE = Path(os.environ.get("FASTFLOW_TEST_UV_CACHE", "/tmp/fastflow-test-uv-cache"))
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, settings) -> Path:
+    """Every test gets its own data dir (logs, metrics) and pipelines dir."""
+    data = tmp_path / "data"
+    pipelines = tmp_path / "pipelines"
+    data.mkdir()
+    pipelines.mkdir()
+    SHARED_UV_CACHE.mkdir(parents=True, exist_ok=True)
+    settings.DATA_DIR = data
+    settings.LOGS_DIR = data / "logs"
+    settings.METRICS_DIR = data / "metrics"
+    settings.PIPELINES_DIR = pipelines
+    settings.FASTFLOW_UV_CACHE_DIR = SHARED_UV_CACHE
+    return data
+
+
+@pytest.fixture
+def pipelines_dir(settings) -> Path:
+    return Path(settings.PIPELINES_DIR)
+
+
+def write_pipeline(
+    root: Path,
+    name: str,
+    main_py: str = "print('hello')\n",
+    *,
+    pipeline_json: dict | str | None = None,
+    requirements: str | None = None,
+) -> Path:
+    """Create a pipeline folder; a str pipeline_json is written verbatim (for broken JSON)."""
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "main.py").write_text(main_py)
+    if pipeline_json is not None:
+        text = pipeline_json if isinstance(pipeline_json, str) else json.dumps(pipeline_json)
+        (folder / "pipeline.json").write_text(text)
+    if requirements is not None:
+        (folder / "requirements.txt").write_text(requirements)
+    return folder
+
+
+@pytest.fixture
+def make_pipeline_dir(pipelines_dir: Path):
+    def make(name: str, main_py: str = "print('hello')\n", **kwargs) -> Path:
+        return write_pipeline(pipelines_dir, name, main_py, **kwargs)
+
+    return make
+
+
+def docker_engine_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """Docker tests run for real. In CI a missing engine fails; locally it skips with a reason."""
+    if docker_engine_available():
+        return
+    if IN_CI:
+        pytest.fail("CI=true but no Docker engine is reachable (scripts/start-docker.sh failed?)")
+    pytest.skip("no Docker engine reachable on this machine (run scripts/start-docker.sh)")
