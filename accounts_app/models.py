@@ -88,6 +88,13 @@ class Invitation(models.Model):
     expires_at = models.DateTimeField()
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.READONLY)
     created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    used_at = models.DateTimeField(null=True, blank=True)
+    used_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
         db_table = "invitations"
@@ -100,12 +107,22 @@ class Invitation(models.Model):
     def is_expired(self) -> bool:
         return self.expires_at <= timezone.now()
 
+    @property
+    def status(self) -> str:
+        if self.is_used:
+            return "used"
+        return "expired" if self.is_expired else "valid"
+
 
 class Session(models.Model):
-    """An API token: the row must exist for its JWT to be accepted (deleting it revokes)."""
+    """An API token: the row must exist for its JWT to be accepted (deleting it revokes).
+
+    `token` holds the SHA-256 of the JWT, never the JWT itself (see accounts_app.tokens).
+    """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     token = models.TextField(unique=True)
+    name = models.CharField(max_length=100, blank=True, default="")
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="sessions")
     expires_at = models.DateTimeField()
     created_at = models.DateTimeField(default=timezone.now)
@@ -115,4 +132,8 @@ class Session(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"token {self.id} of {self.user_id}"
+        return f"token {self.name or self.id} of {self.user_id}"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()
