@@ -38,6 +38,8 @@ PROVIDER_FIELDS = {"github": "github_id", "google": "google_id"}
 
 REFUSED_NO_ACCESS = "Your account has no access to Fast-Flow. Ask an admin for an invitation."
 REFUSED_BLOCKED = "This account is blocked. Ask an admin to unblock it."
+REFUSED_LINKED_ELSEWHERE = "This {provider} account is already linked to another Fast-Flow user."
+REFUSED_OTHER_ID = "Your account is already linked to a different {provider} account."
 INVITATION_NOT_VALID = (
     "This invitation is not valid: it may have expired, been used already, or been sent to a "
     "different email address than the one your login provider reports. "
@@ -436,3 +438,19 @@ def user_from_social_login(
         return SocialLoginResult(user, "invitation")
 
     raise LoginRefused(REFUSED_NO_ACCESS, reason="no_access")
+
+
+def user_link_provider(*, user: User, identity: SocialIdentity) -> User:
+    """Link one more provider account to a logged-in user (updates `user` in place)."""
+    provider_field = PROVIDER_FIELDS.get(identity.provider)
+    if provider_field is None or not identity.uid:
+        raise LoginRefused(REFUSED_NO_ACCESS, reason="unknown_provider")
+    label = identity.provider.capitalize().replace("Github", "GitHub")
+    if user.blocked:
+        raise LoginRefused(REFUSED_BLOCKED, reason="blocked")
+    if User.objects.filter(**{provider_field: identity.uid}).exclude(id=user.id).exists():
+        raise LoginRefused(REFUSED_LINKED_ELSEWHERE.format(provider=label), reason="linked_other")
+    current = getattr(user, provider_field)
+    if current not in (None, "", identity.uid):
+        raise LoginRefused(REFUSED_OTHER_ID.format(provider=label), reason="other_id")
+    return _refresh_profile(user, identity)

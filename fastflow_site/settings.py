@@ -260,6 +260,21 @@ FASTFLOW_GITHUB_CLIENT_SECRET = env_str("FASTFLOW_GITHUB_CLIENT_SECRET", "")
 FASTFLOW_GOOGLE_CLIENT_ID = env_str("FASTFLOW_GOOGLE_CLIENT_ID", "")
 FASTFLOW_GOOGLE_CLIENT_SECRET = env_str("FASTFLOW_GOOGLE_CLIENT_SECRET", "")
 FASTFLOW_INITIAL_ADMIN_EMAIL = env_str("FASTFLOW_INITIAL_ADMIN_EMAIL", "").strip()
+# Invitation and login-link endpoints: at most COUNT requests per WINDOW seconds per client IP.
+FASTFLOW_AUTH_RATE_LIMIT_COUNT = env_int("FASTFLOW_AUTH_RATE_LIMIT_COUNT", 20, minimum=1)
+FASTFLOW_AUTH_RATE_LIMIT_WINDOW = env_int("FASTFLOW_AUTH_RATE_LIMIT_WINDOW", 300, minimum=1)
+
+ACCOUNT_ADAPTER = "accounts_app.adapters.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "accounts_app.adapters.SocialAccountAdapter"
+SOCIALACCOUNT_ONLY = True  # no local passwords, signup, password reset or email pages
+ACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # email matching is ours (verified emails only)
+SOCIALACCOUNT_QUERY_EMAIL = True  # GitHub: fetch /user/emails with their verified flags
+SOCIALACCOUNT_LOGIN_ON_GET = False  # keep the POST + CSRF confirmation step
+SOCIALACCOUNT_STORE_TOKENS = False  # we never call the providers after login
+ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_LOGOUT_REDIRECT_URL = LOGIN_URL
 
 SOCIALACCOUNT_PROVIDERS: dict[str, dict[str, Any]] = {}
 if FASTFLOW_GITHUB_CLIENT_ID:

@@ -4,5 +4,6 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("fastflow_site.health_urls")),
     path("", include("accounts_app.urls")),
+    path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -31,6 +31,14 @@ def data_dir(tmp_path: Path, settings) -> Path:
     return data
 
 
+@pytest.fixture(autouse=True)
+def _clear_cache() -> None:
+    """Rate-limit counters (and anything else cached) must not leak between tests."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def pipelines_dir(settings) -> Path:
     return Path(settings.PIPELINES_DIR)
