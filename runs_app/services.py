@@ -1,0 +1,466 @@
+"""The run lifecycle. Every trigger (admin, API, webhook, schedule, retry, downstream) and the
+engine go through these functions; nothing else creates runs or changes their status.
+
+Every status change is a conditional UPDATE on the expected status, so a terminal status is
+never overwritten and two engines never both act on one run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Case, Count, F, Q, Value, When
+from django.utils import timezone
+
+from pipelines_app.models import Pipeline
+from runs_app.engine.base import Outcome
+from runs_app.errors import (
+    InvalidRunRequest,
+    PipelineNotFound,
+    PipelineNotRunnable,
+    RunError,
+    RunStateConflict,
+)
+from runs_app.models import PipelineRun, RunStatus, ScheduledJob
+
+logger = logging.getLogger(__name__)
+
+TRIGGERS = ("manual", "webhook", "scheduler", "downstream", "retry", "daemon_restart")
+PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+KEY_MAX_LENGTH = 255
+
+
+def _serialise(name: str) -> None:
+    """Inside an atomic block: make concurrent check-then-write sections on `name` take turns.
+
+    PostgreSQL: a transaction-level advisory lock (released at commit). SQLite: nothing to do,
+    the settings open every transaction with BEGIN IMMEDIATE, which already takes the single
+    write lock before the first read.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])
+
+
+def _short_key(key: str) -> str:
+    if len(key) <= KEY_MAX_LENGTH:
+        return key
+    return key[:180] + ":" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def validate_parameters(parameters: object) -> dict[str, str]:
+    """Parameters arrive as environment variables, so names and sizes are checked strictly."""
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        message = "parameters must be an object mapping names to string values"
+        raise InvalidRunRequest(message, fields={"parameters": message})
+    limit = settings.FASTFLOW_PARAMETERS_MAX_COUNT
+    if len(parameters) > limit:
+        message = f"too many parameters: {len(parameters)} given, at most {limit} allowed"
+        raise InvalidRunRequest(message, fields={"parameters": message})
+    max_bytes = settings.FASTFLOW_PARAMETER_VALUE_MAX_BYTES
+    errors: dict[str, str] = {}
+    for name, value in parameters.items():
+        field = f"parameters.{name}"
+        if not isinstance(name, str) or not PARAMETER_NAME.match(name):
+            errors[field] = (
+                f"invalid parameter name {name!r}: use letters, digits and underscores, "
+                "not starting with a digit"
+            )
+        elif not isinstance(value, str):
+            errors[field] = (
+                f"parameter {name!r} must be a string, got {type(value).__name__} "
+                "(environment variables are text)"
+            )
+        elif len(value.encode()) > max_bytes:
+            errors[field] = f"parameter {name!r} is longer than {max_bytes} bytes"
+    if errors:
+        raise InvalidRunRequest("invalid parameters: " + "; ".join(errors.values()), errors)
+    return dict(parameters)
+
+
+def _pipeline_for_run(pipeline: Pipeline | str) -> Pipeline:
+    # Re-read even when given an instance: "is it enabled?" must be answered by the DB now.
+    name = pipeline.pipeline_name if isinstance(pipeline, Pipeline) else str(pipeline)
+    found = Pipeline.objects.filter(pipeline_name=name).first()
+    if found is None:
+        raise PipelineNotFound(f"pipeline '{name}' does not exist")
+    if not found.is_runnable:
+        raise PipelineNotRunnable(found.not_runnable_reason)
+    return found
+
+
+def run_enqueue(
+    *,
+    pipeline: Pipeline | str,
+    triggered_by: str,
+    parameters: dict[str, str] | None = None,
+    run_config_id: str | None = None,
+    parent_run: PipelineRun | None = None,
+    scheduled_job: ScheduledJob | None = None,
+    idempotency_key: str = "",
+    not_before: datetime | None = None,
+    chain_depth: int = 0,
+    retry_attempt: int = 0,
+) -> PipelineRun:
+    """Create a PENDING run. With `idempotency_key`, a run of this pipeline created with the
+    same key in the last 24 h is returned instead of a new one."""
+    if triggered_by not in TRIGGERS:
+        message = f"unknown trigger {triggered_by!r} (expected one of {', '.join(TRIGGERS)})"
+        raise InvalidRunRequest(message, fields={"triggered_by": message})
+    target = _pipeline_for_run(pipeline)
+    params = validate_parameters(parameters)
+    config_id = (run_config_id or "").strip()
+    if config_id and target.spec.run_config(config_id) is None:
+        known = ", ".join(rc.id for rc in target.spec.schedules) or "none defined"
+        message = (
+            f"pipeline '{target.pipeline_name}' has no run configuration {config_id!r} "
+            f"(known: {known})"
+        )
+        raise InvalidRunRequest(message, fields={"run_config_id": message})
+    key = _short_key(idempotency_key)
+    with transaction.atomic():
+        if key:
+            _serialise(f"run-idempotency:{target.pipeline_name}:{key}")
+            existing = (
+                PipelineRun.objects.filter(
+                    pipeline=target,
+                    idempotency_key=key,
+                    queued_at__gte=timezone.now() - IDEMPOTENCY_WINDOW,
+                )
+                .order_by("queued_at")
+                .first()
+            )
+            if existing is not None:
+                return existing
+        return PipelineRun.objects.create(
+            pipeline=target,
+            triggered_by=triggered_by,
+            parameters=params,
+            run_config_id=config_id,
+            parent_run=parent_run,
+            scheduled_job=scheduled_job,
+            idempotency_key=key,
+            not_before=not_before,
+            chain_depth=chain_depth,
+            retry_attempt=retry_attempt,
+        )
+
+
+def run_cancel(*, run: PipelineRun) -> PipelineRun:
+    """PENDING → CANCELLED at once; RUNNING → cancel requested (the owning engine stops it)."""
+    now = timezone.now()
+    cancelled = PipelineRun.objects.filter(id=run.id, status=RunStatus.PENDING).update(
+        status=RunStatus.CANCELLED,
+        finished_at=now,
+        cancel_requested_at=now,
+        error_message="cancelled before it started",
+    )
+    if not cancelled:
+        PipelineRun.objects.filter(
+            id=run.id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True
+        ).update(cancel_requested_at=now)
+    run.refresh_from_db()
+    if run.status == RunStatus.RUNNING or (cancelled and run.status == RunStatus.CANCELLED):
+        return run
+    raise RunStateConflict(f"run {run.id} has already finished ({run.status})")
+
+
+def run_retry(*, run: PipelineRun, triggered_by: str = "manual") -> PipelineRun:
+    """A new PENDING run with the same parameters and run configuration."""
+    run.refresh_from_db(fields=["status"])
+    if not run.is_terminal:
+        raise RunStateConflict(
+            f"run {run.id} is {run.status}; only a finished run can be retried (cancel it first)"
+        )
+    return run_enqueue(
+        pipeline=run.pipeline_id,
+        triggered_by=triggered_by,
+        parameters=run.parameters,
+        run_config_id=run.run_config_id or None,
+        parent_run=run,
+        chain_depth=run.chain_depth,
+    )
+
+
+# --- Engine side ---------------------------------------------------------------------------------
+
+
+def _max_instances(pipeline_name: str) -> int | None:
+    pipeline = Pipeline.objects.filter(pipeline_name=pipeline_name).first()
+    return pipeline.spec.max_instances if pipeline else None
+
+
+def run_claim_next(*, engine_id: str) -> PipelineRun | None:
+    """Claim the oldest due PENDING run that fits the concurrency limits, or return None.
+
+    Counting RUNNING runs and claiming happen under one serialised transaction: otherwise two
+    engines could both see 9 of 10 slots taken and both claim.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        _serialise("run-claim")
+        running = PipelineRun.objects.filter(status=RunStatus.RUNNING)
+        if running.count() >= settings.FASTFLOW_MAX_CONCURRENT_RUNS:
+            return None
+        per_pipeline = dict(
+            running.order_by()
+            .values("pipeline")
+            .annotate(n=Count("id"))
+            .values_list("pipeline", "n")
+        )
+        full = []
+        for name, count in per_pipeline.items():
+            limit = _max_instances(name)
+            if limit is not None and count >= limit:
+                full.append(name)
+        due = (
+            PipelineRun.objects.filter(status=RunStatus.PENDING)
+            .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+            .exclude(pipeline_id__in=full)
+            .order_by("queued_at", "id")
+        )
+        for candidate in due[:5]:
+            claimed = PipelineRun.objects.filter(id=candidate.id, status=RunStatus.PENDING).update(
+                status=RunStatus.RUNNING, started_at=now, engine_id=engine_id
+            )
+            if claimed == 1:
+                candidate.refresh_from_db()
+                return candidate
+    return None
+
+
+def run_record_start(
+    *,
+    run: PipelineRun,
+    container_id: str,
+    env_vars: dict[str, str],
+    log_file: Path | str,
+    metrics_file: Path | str,
+) -> bool:
+    """Store what the executor started. False if the run is no longer this engine's to run."""
+    updated = PipelineRun.objects.filter(
+        id=run.id, status=RunStatus.RUNNING, engine_id=run.engine_id
+    ).update(
+        container_id=container_id,
+        env_vars=env_vars,
+        log_file=str(log_file),
+        metrics_file=str(metrics_file),
+    )
+    if updated:
+        run.container_id = container_id
+        run.env_vars = env_vars
+        run.log_file = str(log_file)
+        run.metrics_file = str(metrics_file)
+    return bool(updated)
+
+
+def run_take_over(*, run: PipelineRun, engine_id: str) -> bool:
+    """Move a RUNNING run from a dead engine to `engine_id`; only one engine can win."""
+    taken = PipelineRun.objects.filter(
+        id=run.id, status=RunStatus.RUNNING, engine_id=run.engine_id
+    ).update(engine_id=engine_id)
+    if taken:
+        run.engine_id = engine_id
+    return bool(taken)
+
+
+def _describe_failure(outcome: Outcome) -> str:
+    if outcome.error:
+        return outcome.error
+    if outcome.timed_out:
+        return "timed out"
+    if outcome.oom_killed:
+        return "killed: out of memory"
+    if outcome.cancelled:
+        return "stopped by the engine"
+    if outcome.exit_code is None:
+        return "ended without an exit code"
+    return f"exited with code {outcome.exit_code}"
+
+
+def _cancelled_or(value: str) -> Case:
+    # A requested cancel wins over whatever the execution reported: the user asked to stop it.
+    return Case(
+        When(cancel_requested_at__isnull=False, then=Value(RunStatus.CANCELLED)),
+        default=Value(value),
+    )
+
+
+def _cancel_message_or(message: str) -> Case:
+    return Case(
+        When(cancel_requested_at__isnull=False, then=Value("cancelled by request")),
+        default=Value(message),
+    )
+
+
+def run_finish(*, run: PipelineRun, outcome: Outcome) -> PipelineRun:
+    """RUNNING → SUCCESS / FAILED (or CANCELLED if a cancel was requested), with counters and
+    follow-ups (retry, downstream) in the same transaction."""
+    status = RunStatus.SUCCESS if outcome.succeeded else RunStatus.FAILED
+    message = "" if outcome.succeeded else _describe_failure(outcome)
+    with transaction.atomic():
+        finished = PipelineRun.objects.filter(id=run.id, status=RunStatus.RUNNING).update(
+            status=_cancelled_or(status),
+            error_message=_cancel_message_or(message),
+            finished_at=timezone.now(),
+            exit_code=outcome.exit_code,
+            setup_duration=outcome.setup_duration,
+            uv_version=outcome.uv_version[:64],
+            peak_memory_bytes=outcome.peak_memory_bytes,
+        )
+        run.refresh_from_db()
+        if not finished:
+            return run
+        notes = _after_finish(run)
+    _log_notes(run, notes)
+    return run
+
+
+def run_fail(*, run: PipelineRun, reason: str, log_file: Path | str | None = None) -> PipelineRun:
+    """Fail a PENDING or RUNNING run for a reason outside the pipeline's code (no image, a
+    missing secret, the engine died). The reason is the run's error and goes into its log."""
+    extra = {"log_file": str(log_file)} if log_file else {}
+    with transaction.atomic():
+        failed = PipelineRun.objects.filter(
+            id=run.id, status__in=[RunStatus.PENDING, RunStatus.RUNNING]
+        ).update(
+            status=_cancelled_or(RunStatus.FAILED),
+            error_message=_cancel_message_or(reason),
+            finished_at=timezone.now(),
+            **extra,
+        )
+        run.refresh_from_db()
+        if not failed:
+            return run
+        notes = _after_finish(run)
+    if run.status == RunStatus.FAILED:
+        notes.insert(0, f"run failed: {reason}")
+    _log_notes(run, notes)
+    return run
+
+
+def _after_finish(run: PipelineRun) -> list[str]:
+    """Counters, then retry or downstream runs. Runs inside the finishing transaction, so a
+    crash never leaves a finished run without its follow-ups; idempotency keys make a replay
+    harmless. Returns notes for the run's log."""
+    counters = {"total_runs": F("total_runs") + 1}
+    if run.status == RunStatus.SUCCESS:
+        counters["successful_runs"] = F("successful_runs") + 1
+    elif run.status == RunStatus.FAILED:
+        counters["failed_runs"] = F("failed_runs") + 1
+    if run.triggered_by == "webhook":
+        counters["webhook_runs"] = F("webhook_runs") + 1
+    Pipeline.objects.filter(pipeline_name=run.pipeline_id).update(**counters)
+
+    if run.status == RunStatus.CANCELLED:
+        return []
+    notes: list[str] = []
+    pipeline = Pipeline.objects.get(pipeline_name=run.pipeline_id)
+    if run.status == RunStatus.FAILED and _queue_retry(run, pipeline, notes):
+        return notes  # on_failure triggers wait until the retries are exhausted
+    _queue_downstream(run, pipeline, notes)
+    return notes
+
+
+def _queue_retry(run: PipelineRun, pipeline: Pipeline, notes: list[str]) -> bool:
+    spec = pipeline.spec
+    try:
+        effective = spec.effective(run.run_config_id or None)
+    except KeyError:
+        notes.append(
+            f"run configuration {run.run_config_id!r} no longer exists; "
+            "using the pipeline's retry settings"
+        )
+        effective = spec.effective(None)
+    attempt = run.retry_attempt + 1
+    if effective.retry_attempts <= 0:
+        return False
+    if attempt > effective.retry_attempts:
+        notes.append(f"no retry left ({effective.retry_attempts} of {effective.retry_attempts})")
+        return False
+    delay = max(float(effective.retry_strategy.delay_for(attempt)), 0.0)
+    not_before = timezone.now() + timedelta(seconds=delay)
+    try:
+        with transaction.atomic():
+            retry = run_enqueue(
+                pipeline=pipeline,
+                triggered_by="retry",
+                parameters=run.parameters,
+                run_config_id=run.run_config_id or None,
+                parent_run=run,
+                scheduled_job=run.scheduled_job,
+                idempotency_key=f"retry:{run.id}",
+                not_before=not_before,
+                chain_depth=run.chain_depth,
+                retry_attempt=attempt,
+            )
+    except RunError as exc:
+        notes.append(f"retry {attempt} of {effective.retry_attempts} not queued: {exc}")
+        return False
+    notes.append(
+        f"retry {attempt} of {effective.retry_attempts} queued as run {retry.id}, "
+        f"not before {not_before.isoformat(timespec='seconds')} ({delay:g} s)"
+    )
+    return True
+
+
+def _queue_downstream(run: PipelineRun, pipeline: Pipeline, notes: list[str]) -> None:
+    succeeded = run.status == RunStatus.SUCCESS
+    depth = run.chain_depth + 1
+    for trigger in pipeline.spec.downstream_triggers:
+        if not (trigger.on_success if succeeded else trigger.on_failure):
+            continue
+        target = f"downstream pipeline '{trigger.pipeline}'"
+        if trigger.run_config_id:
+            target += f" (run configuration {trigger.run_config_id!r})"
+        cap = settings.FASTFLOW_DOWNSTREAM_MAX_DEPTH
+        if depth > cap:
+            notes.append(
+                f"{target} not triggered: the chain is already {run.chain_depth} runs deep "
+                f"(FASTFLOW_DOWNSTREAM_MAX_DEPTH={cap}); is there a cycle?"
+            )
+            continue
+        try:
+            with transaction.atomic():
+                child = run_enqueue(
+                    pipeline=trigger.pipeline,
+                    triggered_by="downstream",
+                    run_config_id=trigger.run_config_id,
+                    parent_run=run,
+                    chain_depth=depth,
+                    idempotency_key=(
+                        f"downstream:{run.id}:{trigger.pipeline}:{trigger.run_config_id or ''}"
+                    ),
+                )
+        except RunError as exc:
+            notes.append(f"{target} not triggered: {exc}")
+            continue
+        notes.append(f"triggered {target}: run {child.id}")
+
+
+def _log_notes(run: PipelineRun, notes: list[str]) -> None:
+    for note in notes:
+        logger.info("run %s: %s", run.id, note)
+    if not notes or not run.log_file:
+        return
+    from runs_app.engine.logstream import LogWriter
+
+    try:
+        writer = LogWriter(Path(run.log_file), max_bytes=settings.FASTFLOW_LOG_MAX_BYTES)
+    except OSError as exc:
+        logger.warning("run %s: cannot append to %s: %s", run.id, run.log_file, exc)
+        return
+    try:
+        for note in notes:
+            writer.note(note)
+    finally:
+        writer.close()
