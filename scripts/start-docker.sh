@@ -15,9 +15,12 @@
 #   * networking     : the default *bridge* network works, containers reach
 #                      PyPI over HTTPS through dockerd's NAT when the host CA
 #                      bundle is mounted and SSL_CERT_FILE is set.
-#   * MTU            : the host uplink has MTU 1400 (< docker's default 1500),
-#                      so dockerd is started with `--mtu <uplink MTU>`;
-#                      without it large TLS packets can stall.
+#   * MTU            : the host uplink (eth0) has MTU 1400 (< docker's default
+#                      1500), so dockerd is started with `--mtu <uplink MTU>`
+#                      (defensive: a 1500-MTU test network also worked here,
+#                      but a too-large MTU is a classic cause of stalled TLS).
+#   * DNS            : containers get the host's /etc/resolv.conf (a non-
+#                      loopback resolver here), so name resolution just works.
 #   => FASTFLOW_RUNNER_NETWORK=bridge   (the default; `host` also works)
 #
 # Fallbacks, tried in order only if the previous dockerd dies on start-up
@@ -90,7 +93,9 @@ if command -v update-alternatives >/dev/null 2>&1 && [ -x /usr/sbin/iptables-leg
     if ! iptables -t nat -L -n >/dev/null 2>&1 && iptables-legacy -t nat -L -n >/dev/null 2>&1; then
         say "iptables (nft) unusable, switching to iptables-legacy"
         update-alternatives --set iptables /usr/sbin/iptables-legacy >/dev/null
-        [ -x /usr/sbin/ip6tables-legacy ] && update-alternatives --set ip6tables /usr/sbin/ip6tables-legacy >/dev/null || true
+        if [ -x /usr/sbin/ip6tables-legacy ]; then
+            update-alternatives --set ip6tables /usr/sbin/ip6tables-legacy >/dev/null || true
+        fi
     fi
 fi
 # MTU: match the uplink (default-route) interface so bridged containers don't
