@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+from django.conf import settings
 from django.db import models
+
+from pipelines_app.spec import PipelineSpec
 
 
 class Pipeline(models.Model):
@@ -21,6 +26,7 @@ class Pipeline(models.Model):
     requirements_hash = models.CharField(max_length=64, blank=True, default="")
     cache_warmup_error = models.TextField(blank=True, default="")
     discovered_at = models.DateTimeField(null=True, blank=True)
+    discovery_warnings = models.JSONField(default=list, blank=True)
 
     class Meta:
         db_table = "pipelines"
@@ -28,6 +34,23 @@ class Pipeline(models.Model):
 
     def __str__(self) -> str:
         return self.pipeline_name
+
+    @property
+    def spec(self) -> PipelineSpec:
+        """The parsed metadata, cached until `metadata` is replaced (e.g. refresh_from_db)."""
+        cached = self.__dict__.get("_spec_cache")
+        if cached is None or cached[0] is not self.metadata:
+            cached = (self.metadata, PipelineSpec.from_dict(self.metadata))
+            self.__dict__["_spec_cache"] = cached
+        return cached[1]
+
+    @property
+    def folder(self) -> Path:
+        name = self.pipeline_name
+        # Names come from directory listings, but a row is still never allowed to point outside.
+        if not name or "/" in name or "\\" in name or "\x00" in name or name in {".", ".."}:
+            raise ValueError(f"pipeline name {name!r} cannot name a folder")
+        return Path(settings.PIPELINES_DIR) / name
 
     @property
     def is_runnable(self) -> bool:
