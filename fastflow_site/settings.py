@@ -7,6 +7,7 @@ the variable instead of silently falling back.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import sys
@@ -53,7 +54,14 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
 
 
 def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
-    value = _read(name, env.float, default)
+    # Not env.float: it drops every non-digit, so "2s" or "1.5.2" would pass as 2.0 and 15.2.
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}: expected a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ImproperlyConfigured(f"{name}: expected a finite number, got {raw!r}")
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name}: must be >= {minimum}, got {value}")
     return value
@@ -194,6 +202,21 @@ try:
     }
 except (ValueError, KeyError, ImproperlyConfigured) as _exc:
     raise ImproperlyConfigured(f"DATABASE_URL: invalid value ({_exc})") from _exc
+_SUPPORTED_DATABASES = {
+    "django.db.backends.sqlite3": "sqlite:////absolute/path/fastflow.db",
+    "django.db.backends.postgresql": "postgres://user:password@host:5432/dbname",
+}
+if DATABASES["default"].get("ENGINE") not in _SUPPORTED_DATABASES:
+    raise ImproperlyConfigured(
+        "DATABASE_URL: unsupported or malformed URL; expected "
+        + " or ".join(_SUPPORTED_DATABASES.values())
+    )
+if DATABASES["default"].get("NAME") in {"", ":memory:"}:
+    # An in-memory SQLite database cannot be shared by the web process and the engine.
+    raise ImproperlyConfigured(
+        "DATABASE_URL: the URL names no database, expected "
+        + _SUPPORTED_DATABASES[DATABASES["default"]["ENGINE"]]
+    )
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers and one writer work at once; IMMEDIATE transactions take the write lock
