@@ -1,17 +1,42 @@
 from __future__ import annotations
 
+import re
+
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from secrets_app import crypto
 from secrets_app.models import Secret
+
+# Secrets reach the run as environment variables, so the key must be a valid variable name.
+SECRET_KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SECRET_KEY_MAX_LENGTH = 255
 
 
 class MissingSecretError(Exception):
     """A pipeline asked for a secret that does not exist (or cannot be decrypted)."""
 
 
+def secret_validate(*, key: str, value: str) -> None:
+    """Raise ValidationError (keyed by field) for a key or value a run could not receive."""
+    if len(key) > SECRET_KEY_MAX_LENGTH:
+        raise ValidationError(
+            {"key": f"The key is longer than {SECRET_KEY_MAX_LENGTH} characters."}
+        )
+    if not SECRET_KEY_PATTERN.fullmatch(key):
+        raise ValidationError(
+            {
+                "key": f"{key!r} is not a valid environment variable name: use letters, "
+                "digits and underscores, and do not start with a digit."
+            }
+        )
+    if "\x00" in value:
+        raise ValidationError({"value": "The value must not contain NUL characters."})
+
+
 def secret_set(*, key: str, value: str, is_parameter: bool = False) -> Secret:
     """Create or replace a secret; secrets are encrypted, parameters stored as given."""
+    secret_validate(key=key, value=value)
     stored = value if is_parameter else crypto.encrypt(value)
     secret, _ = Secret.objects.update_or_create(
         key=key, defaults={"value": stored, "is_parameter": is_parameter}
