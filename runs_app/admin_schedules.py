@@ -1,0 +1,153 @@
+"""The schedule admin: admin-created rows are editable, pipeline.json rows are shown read-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from runs_app.forms import ScheduledJobForm
+from runs_app.models import ScheduledJob, ScheduleSource
+from runs_app.schedule_services import (
+    EDITABLE_FIELDS,
+    scheduledjob_create,
+    scheduledjob_delete,
+    scheduledjob_next_fire_times,
+    scheduledjob_update,
+)
+
+NEXT_FIRE_COUNT = 5
+
+
+class ScheduledJobAdmin(admin.ModelAdmin):
+    form = ScheduledJobForm
+    list_display = (
+        "pipeline",
+        "trigger_type",
+        "trigger_value",
+        "enabled",
+        "source",
+        "run_config_id",
+        "next_fire",
+        "created_at",
+    )
+    list_filter = ("enabled", "trigger_type", "source", "pipeline")
+    search_fields = ("pipeline__pipeline_name", "trigger_value", "run_config_id")
+    list_select_related = ("pipeline",)
+    raw_id_fields = ("pipeline",)
+    readonly_fields = ("id", "source_note", "next_fire_times", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("source_note", "pipeline", "run_config_id", "enabled")}),
+        ("Trigger (UTC)", {"fields": ("trigger_type", "trigger_value", "start_date", "end_date")}),
+        ("Upcoming", {"fields": ("next_fire_times",)}),
+        ("Record", {"classes": ("collapse",), "fields": ("id", "created_at", "updated_at")}),
+    )
+
+    # Rows from pipeline.json are rewritten by every discovery sync: edits would not stick.
+    def has_change_permission(self, request: HttpRequest, obj: ScheduledJob | None = None) -> bool:
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or obj.source == ScheduleSource.ADMIN)
+
+    def has_delete_permission(self, request: HttpRequest, obj: ScheduledJob | None = None) -> bool:
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or obj.source == ScheduleSource.ADMIN)
+
+    @admin.display(description="next fire (UTC)")
+    def next_fire(self, obj: ScheduledJob) -> str:
+        if not obj.enabled:
+            return "disabled"
+        upcoming = scheduledjob_next_fire_times(job=obj, count=1)
+        return upcoming[0].strftime("%Y-%m-%d %H:%M:%S") if upcoming else "—"
+
+    @admin.display(description=f"next {NEXT_FIRE_COUNT} fire times (UTC)")
+    def next_fire_times(self, obj: ScheduledJob) -> str:
+        if obj.pk is None:
+            return "Shown after saving."
+        upcoming = scheduledjob_next_fire_times(job=obj, count=NEXT_FIRE_COUNT)
+        if not upcoming:
+            return "None: the schedule's window is over or its trigger is invalid."
+        note = "" if obj.enabled else " (the schedule is disabled: these will not fire)"
+        items = format_html_join(
+            "", "<li>{}</li>", ((t.strftime("%Y-%m-%d %H:%M:%S %Z"),) for t in upcoming)
+        )
+        return format_html('<ul class="ff-fire-times">{}</ul>{}', items, note)
+
+    @admin.display(description="origin")
+    def source_note(self, obj: ScheduledJob) -> str:
+        if obj.source == ScheduleSource.PIPELINE_JSON:
+            return format_html(
+                "Defined in <code>{}/pipeline.json</code>; edit the file to change it "
+                "(the next pipeline sync applies it).",
+                obj.pipeline_id,
+            )
+        return "Created in the admin."
+
+    def save_model(
+        self, request: HttpRequest, obj: ScheduledJob, form: ScheduledJobForm, change: bool
+    ) -> None:
+        fields: dict[str, Any] = {f: form.cleaned_data[f] for f in EDITABLE_FIELDS}
+        if change:
+            scheduledjob_update(job=obj, **fields)
+            return
+        created = scheduledjob_create(**fields)
+        # The admin goes on with `obj` (log entry, redirect): give it the created row.
+        obj.pk = created.pk
+        obj.refresh_from_db()
+
+    def delete_model(self, request: HttpRequest, obj: ScheduledJob) -> None:
+        scheduledjob_delete(job=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        skipped = 0
+        for job in queryset:
+            if job.source != ScheduleSource.ADMIN:
+                skipped += 1
+                continue
+            scheduledjob_delete(job=job)
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} schedule(s) defined in pipeline.json were kept; edit the files.",
+                messages.WARNING,
+            )
+
+
+class EngineInstanceAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "hostname",
+        "pid",
+        "executor",
+        "started_at",
+        "heartbeat_at",
+        "heartbeat_age",
+    )
+    list_filter = ("executor", "hostname")
+    search_fields = ("id", "hostname")
+    readonly_fields = ("id", "hostname", "pid", "executor", "started_at", "heartbeat_at")
+    ordering = ("-heartbeat_at",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.display(description="heartbeat age", ordering="-heartbeat_at")
+    def heartbeat_age(self, obj: Any) -> str:
+        age = (timezone.now() - obj.heartbeat_at).total_seconds()
+        stale = age > settings.FASTFLOW_HEARTBEAT_STALE_SECONDS
+        return format_html(
+            '<span class="{}">{}s{}</span>',
+            "ff-stale" if stale else "ff-alive",
+            int(age),
+            " (stale)" if stale else "",
+        )
