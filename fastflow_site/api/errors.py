@@ -1,0 +1,149 @@
+"""One error body for the whole API: `{"error": code, "detail": text, "fields": {...}}`.
+
+DRF's own exceptions, the run services' errors and Django's validation errors are all turned into
+that shape here, so views never build error responses by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from runs_app import errors as run_errors
+
+logger = logging.getLogger(__name__)
+
+RUN_ERROR_STATUS: dict[type[run_errors.RunError], int] = {
+    run_errors.PipelineNotFound: status.HTTP_404_NOT_FOUND,
+    run_errors.PipelineNotRunnable: status.HTTP_409_CONFLICT,
+    run_errors.InvalidRunRequest: status.HTTP_400_BAD_REQUEST,
+    run_errors.RunStateConflict: status.HTTP_409_CONFLICT,
+}
+
+
+class ApiError(exceptions.APIException):
+    """Raise from a view for an error the generic classes do not name (e.g. 409, 413)."""
+
+    def __init__(
+        self, detail: str, *, code: str, status_code: int, fields: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail=detail, code=code)
+        self.status_code = status_code
+        self.error_code = code
+        self.fields = fields or {}
+
+
+class PayloadTooLarge(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"request body is larger than {limit} bytes",
+            code="payload_too_large",
+            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+
+
+def error_body(code: str, detail: str, fields: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"error": code, "detail": detail, "fields": fields or {}}
+
+
+def error_json(
+    code: str, detail: str, *, status: int, fields: dict[str, str] | None = None
+) -> JsonResponse:
+    """The same body for plain Django views (webhooks, the API's catch-all 404)."""
+    return JsonResponse(error_body(code, detail, fields), status=status)
+
+
+def flatten_errors(detail: Any, prefix: str = "") -> dict[str, str]:
+    """DRF's nested error structure → `{"field.sub": "first message; second"}`."""
+    if isinstance(detail, dict):
+        flat: dict[str, str] = {}
+        for key, value in detail.items():
+            flat.update(flatten_errors(value, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    if isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            return {prefix or "non_field_errors": "; ".join(str(item) for item in detail)}
+        flat = {}
+        for index, item in enumerate(detail):
+            flat.update(flatten_errors(item, f"{prefix}.{index}" if prefix else str(index)))
+        return flat
+    return {prefix or "non_field_errors": str(detail)}
+
+
+def _validation_detail(fields: dict[str, str]) -> str:
+    general = fields.pop("non_field_errors", None)
+    if general and not fields:
+        return general
+    names = ", ".join(sorted(fields))
+    return f"{general}; invalid field(s): {names}" if general else f"invalid field(s): {names}"
+
+
+def _from_api_exception(exc: exceptions.APIException) -> tuple[str, str, dict[str, str]]:
+    if isinstance(exc, ApiError):
+        return exc.error_code, str(exc.detail), exc.fields
+    if isinstance(exc, exceptions.ValidationError):
+        fields = flatten_errors(exc.detail)
+        detail = _validation_detail(dict(fields))
+        fields.pop("non_field_errors", None)
+        return "invalid", detail, fields
+    code = exc.get_codes() if not isinstance(exc.detail, (list, dict)) else exc.default_code
+    detail = exc.detail if not isinstance(exc.detail, (list, dict)) else exc.default_detail
+    return str(code), str(detail), {}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """REST_FRAMEWORK["EXCEPTION_HANDLER"]: every failure leaves in the one error shape."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(*exc.args)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(*exc.args)
+    elif isinstance(exc, RequestDataTooBig):
+        # DRF reads JSON bodies through HttpRequest.body, which enforces this Django limit.
+        exc = PayloadTooLarge(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    elif isinstance(exc, SuspiciousOperation):
+        exc = exceptions.ParseError(str(exc) or "malformed request")
+
+    headers: dict[str, str] = {}
+    if isinstance(exc, exceptions.APIException):
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        code, detail, fields = _from_api_exception(exc)
+        status_code = exc.status_code
+    elif isinstance(exc, run_errors.RunError):
+        status_code = next(
+            (s for cls, s in RUN_ERROR_STATUS.items() if isinstance(exc, cls)),
+            status.HTTP_400_BAD_REQUEST,
+        )
+        code, detail, fields = exc.code, str(exc), dict(getattr(exc, "fields", {}) or {})
+    elif isinstance(exc, DjangoValidationError):
+        if hasattr(exc, "error_dict"):
+            fields = {k: "; ".join(v) for k, v in exc.message_dict.items()}
+        else:
+            fields = {}
+        detail = "; ".join(exc.messages) if not fields else _validation_detail(dict(fields))
+        code, status_code = "invalid", status.HTTP_400_BAD_REQUEST
+    else:
+        # Unexpected: log it with the traceback, answer in the same shape without internals.
+        request = context.get("request")
+        logger.exception("unhandled API error on %s", getattr(request, "path", "?"))
+        code, detail, fields = "server_error", "internal server error", {}
+        status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+
+    set_rollback()
+    return Response(error_body(code, detail, fields), status=status_code, headers=headers)
+
+
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Catch-all for /api/ paths no route matched (Django would answer with an HTML page)."""
+    return error_json("not_found", f"no API endpoint at {request.path}", status=404)
