@@ -328,9 +328,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "fastflow_site.api.schema.FastflowAutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "fastflow_site.api.errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Fast-Flow API",
@@ -367,6 +368,7 @@ FASTFLOW_DOWNSTREAM_MAX_DEPTH = env_int("FASTFLOW_DOWNSTREAM_MAX_DEPTH", 10, min
 
 # --- Interfaces ---------------------------------------------------------------------------------
 FASTFLOW_WEBHOOK_MAX_BYTES = env_int("FASTFLOW_WEBHOOK_MAX_BYTES", 256 * 1024, minimum=1024)
+FASTFLOW_WEBHOOK_RATE_PER_MINUTE = env_int("FASTFLOW_WEBHOOK_RATE_PER_MINUTE", 60, minimum=1)
 FASTFLOW_PARAMETERS_MAX_COUNT = env_int("FASTFLOW_PARAMETERS_MAX_COUNT", 50, minimum=1)
 FASTFLOW_PARAMETER_VALUE_MAX_BYTES = env_int(
     "FASTFLOW_PARAMETER_VALUE_MAX_BYTES", 16 * 1024, minimum=1
