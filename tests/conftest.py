@@ -15,6 +15,19 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 SHARED_UV_CACHE = Path(os.environ.get("FASTFLOW_TEST_UV_CACHE", "/tmp/fastflow-test-uv-cache"))
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """On SQLite the test database is a file, not shared memory: engine subprocesses (the
+    multi-engine and crash tests) must open it too, and in-memory shared-cache locking ignores
+    busy_timeout when engine threads write concurrently. One file per pytest process."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    test = db.setdefault("TEST", {})
+    if db["ENGINE"] == "django.db.backends.sqlite3" and not test.get("NAME"):
+        test["NAME"] = str(Path("/tmp") / f"fastflow-test-{os.getpid()}.sqlite3")
+
+
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path: Path, settings) -> Path:
     """Every test gets its own data dir (logs, metrics) and pipelines dir."""
