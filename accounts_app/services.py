@@ -157,21 +157,36 @@ def invitation_revoke(*, invitation: Invitation) -> None:
 # --- Users: roles and blocking ------------------------------------------------------------------
 
 
-def _lock_admins_and_check(user: User, message: str) -> None:
-    """Refuse if `user` is the only unblocked ADMIN. Call inside a transaction.
+def _is_only_admin(user: User, *, lock: bool = False) -> bool:
+    """Is `user` the only unblocked ADMIN? With lock=True, call inside a transaction.
 
     Locking the ADMIN rows serializes two admins demoting or blocking each other at the same
     time on PostgreSQL; SQLite's IMMEDIATE transactions serialize writers anyway.
     """
     if user.role != Role.ADMIN or user.blocked:
-        return
-    admins = list(
-        User.objects.select_for_update()
-        .filter(role=Role.ADMIN, blocked=False)
-        .values_list("id", flat=True)
-    )
-    if [a for a in admins if a != user.pk] == []:
+        return False
+    admins = User.objects.filter(role=Role.ADMIN, blocked=False)
+    if lock:
+        admins = admins.select_for_update()
+    return not any(pk != user.pk for pk in admins.values_list("id", flat=True))
+
+
+def _lock_admins_and_check(user: User, message: str) -> None:
+    if _is_only_admin(user, lock=True):
         raise LastAdminError(message)
+
+
+def user_update_check(
+    *, user: User, actor: User | None, role: str | None = None, blocked: bool | None = None
+) -> None:
+    """Raise what `user_update` would refuse, without writing (lets forms show the error)."""
+    if role is not None:
+        _check_role(role)
+    if blocked and not user.blocked and actor is not None and actor.pk == user.pk:
+        raise InvalidInput("you cannot block yourself", {"blocked": "You cannot block yourself."})
+    losing_admin = (role is not None and role != Role.ADMIN) or (blocked and not user.blocked)
+    if losing_admin and _is_only_admin(user):
+        raise LastAdminError(f"{user.username} is the last ADMIN; make another user ADMIN first")
 
 
 def user_set_role(*, user: User, role: str) -> User:
