@@ -1,0 +1,269 @@
+"""Pipelines over the API: list, detail, enable/disable, start a run, run discovery."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from django.db.models import OuterRef, QuerySet, Subquery
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts_app.api_permissions import ReadOnlyRole, RoleRequired, WriteRole
+from accounts_app.models import Role
+from fastflow_site.api.errors import ApiError
+from fastflow_site.api.pagination import paginated_response, paginated_schema
+from fastflow_site.api.serializers import StringMapField, error_responses
+from pipelines_app import services as pipeline_services
+from pipelines_app.errors import PipelinesDirError
+from pipelines_app.models import Pipeline
+from runs_app import services as run_services
+from runs_app.api import RunOutputSerializer
+from runs_app.models import PipelineRun
+
+ReadOrWrite = RoleRequired.of(Role.WRITE, safe_minimum_role=Role.READONLY)
+HIDDEN = "***"
+
+
+def pipeline_state(pipeline: Pipeline) -> str:
+    if pipeline.is_missing:
+        return "missing"
+    if pipeline.discovery_error:
+        return "broken"
+    return "ready" if pipeline.enabled else "disabled"
+
+
+def metadata_for(pipeline: Pipeline, *, reveal_keys: bool) -> dict[str, Any]:
+    """The normalised pipeline.json; webhook keys (credentials) only for admins.
+
+    `encrypted_env` values are ciphertext, but they are hidden from non-admins as well: they
+    are of no use to a reader and would be to someone who later obtains the key.
+    """
+    data = copy.deepcopy(pipeline.metadata or {})
+    if reveal_keys:
+        return data
+    for section in [data, *(data.get("schedules") or [])]:
+        if not isinstance(section, dict):
+            continue
+        if section.get("webhook_key"):
+            section["webhook_key"] = HIDDEN
+        if isinstance(section.get("encrypted_env"), dict):
+            section["encrypted_env"] = dict.fromkeys(section["encrypted_env"], HIDDEN)
+    return data
+
+
+def pipelines_with_last_run() -> QuerySet[Pipeline]:
+    last = PipelineRun.objects.filter(pipeline=OuterRef("pk")).order_by("-queued_at")
+    return Pipeline.objects.annotate(
+        last_run_status=Subquery(last.values("status")[:1]),
+        last_run_at=Subquery(last.values("queued_at")[:1]),
+    ).order_by("pipeline_name")
+
+
+def pipeline_get(name: str) -> Pipeline:
+    pipeline = pipelines_with_last_run().filter(pipeline_name=name).first()
+    if pipeline is None:
+        raise NotFound(f"pipeline {name!r} not found")
+    return pipeline
+
+
+class PipelineOutputSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(source="pipeline_name")
+    description = serializers.CharField()
+    tags = serializers.ListField(child=serializers.CharField())
+    state = serializers.SerializerMethodField(help_text="ready, disabled, broken or missing")
+    is_runnable = serializers.BooleanField()
+    not_runnable_reason = serializers.CharField()
+    last_run_status = serializers.CharField(allow_null=True, default=None)
+    last_run_at = serializers.DateTimeField(allow_null=True, default=None)
+
+    class Meta:
+        model = Pipeline
+        fields = [
+            "name",
+            "description",
+            "tags",
+            "state",
+            "enabled",
+            "is_runnable",
+            "not_runnable_reason",
+            "discovery_error",
+            "is_missing",
+            "has_requirements",
+            "total_runs",
+            "successful_runs",
+            "failed_runs",
+            "webhook_runs",
+            "last_run_status",
+            "last_run_at",
+            "last_cache_warmup",
+            "cache_warmup_error",
+            "discovered_at",
+        ]
+        read_only_fields = fields
+
+    def get_state(self, pipeline: Pipeline) -> str:
+        return pipeline_state(pipeline)
+
+
+class PipelineDetailOutputSerializer(PipelineOutputSerializer):
+    metadata = serializers.SerializerMethodField(
+        help_text="normalised pipeline.json; webhook keys shown to admins only"
+    )
+
+    class Meta(PipelineOutputSerializer.Meta):
+        fields = [*PipelineOutputSerializer.Meta.fields, "metadata"]
+        read_only_fields = fields
+
+    def get_metadata(self, pipeline: Pipeline) -> dict[str, Any]:
+        user = self.context["request"].user
+        return metadata_for(pipeline, reveal_keys=getattr(user, "role", None) == Role.ADMIN)
+
+
+class PipelineListApi(APIView):
+    permission_classes = [ReadOnlyRole]
+
+    class FilterSerializer(serializers.Serializer):
+        tag = serializers.CharField(required=False, max_length=255)
+        enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+    @extend_schema(
+        operation_id="pipelines_list",
+        parameters=[FilterSerializer],
+        responses={200: paginated_schema(PipelineOutputSerializer, "PaginatedPipelineList")}
+        | error_responses(400, 401, 403, 404),
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        wanted = filters.validated_data
+        pipelines = pipelines_with_last_run()
+        if wanted.get("enabled") is not None:
+            pipelines = pipelines.filter(enabled=wanted["enabled"])
+        if "tag" in wanted:
+            # Tags live in JSON; containment lookups are not portable to SQLite, and the
+            # pipeline table is small, so match in Python and filter by name.
+            names = [
+                name
+                for name, metadata in pipelines.values_list("pipeline_name", "metadata")
+                if wanted["tag"] in ((metadata or {}).get("tags") or [])
+            ]
+            pipelines = pipelines.filter(pipeline_name__in=names)
+        return paginated_response(
+            request=request,
+            view=self,
+            queryset=pipelines,
+            serializer_class=PipelineOutputSerializer,
+        )
+
+
+class PipelineDetailApi(APIView):
+    permission_classes = [ReadOrWrite]
+
+    class InputSerializer(serializers.Serializer):
+        enabled = serializers.BooleanField()
+
+    @extend_schema(
+        operation_id="pipelines_retrieve",
+        responses={200: PipelineDetailOutputSerializer} | error_responses(401, 403, 404),
+    )
+    def get(self, request: Request, name: str) -> Response:
+        serializer = PipelineDetailOutputSerializer(
+            pipeline_get(name), context={"request": request}
+        )
+        return Response(serializer.data)
+
+    @extend_schema(
+        operation_id="pipelines_partial_update",
+        request=InputSerializer,
+        responses={200: PipelineDetailOutputSerializer} | error_responses(400, 401, 403, 404, 413),
+        description="Enable or disable the pipeline (the pipeline.json `enabled` still applies).",
+    )
+    def patch(self, request: Request, name: str) -> Response:
+        pipeline = pipeline_get(name)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        pipeline_services.pipeline_set_enabled(
+            pipeline=pipeline, enabled=serializer.validated_data["enabled"]
+        )
+        output = PipelineDetailOutputSerializer(pipeline_get(name), context={"request": request})
+        return Response(output.data)
+
+
+class PipelineRunCreateApi(APIView):
+    permission_classes = [WriteRole]
+
+    class InputSerializer(serializers.Serializer):
+        parameters = StringMapField(
+            required=False,
+            default=dict,
+            help_text="environment variables for this run: valid names, string values",
+        )
+        run_config_id = serializers.CharField(
+            required=False, allow_null=True, allow_blank=True, max_length=255, default=None
+        )
+
+    @extend_schema(
+        operation_id="pipelines_runs_create",
+        request=InputSerializer,
+        responses={201: RunOutputSerializer} | error_responses(400, 401, 403, 404, 409, 413),
+    )
+    def post(self, request: Request, name: str) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        run = run_services.run_enqueue(
+            pipeline=name,
+            triggered_by="manual",
+            parameters=serializer.validated_data["parameters"],
+            run_config_id=serializer.validated_data["run_config_id"] or None,
+        )
+        return Response(RunOutputSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class PipelineSyncApi(APIView):
+    permission_classes = [WriteRole]
+
+    class OutputSerializer(serializers.Serializer):
+        summary = serializers.CharField()
+        found = serializers.ListField(child=serializers.CharField())
+        created = serializers.ListField(child=serializers.CharField())
+        updated = serializers.ListField(child=serializers.CharField())
+        missing = serializers.ListField(
+            child=serializers.CharField(), help_text="folders gone since the last sync"
+        )
+        requirements_changed = serializers.ListField(child=serializers.CharField())
+        errors = serializers.DictField(
+            child=serializers.CharField(), help_text="pipeline → configuration error"
+        )
+        warnings = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+        skipped = serializers.DictField(
+            child=serializers.CharField(), help_text="folder → why it is not a pipeline"
+        )
+
+    @extend_schema(
+        operation_id="pipelines_sync",
+        request=None,
+        responses={200: OutputSerializer} | error_responses(401, 403, 503),
+        description="Scan the pipelines directory now (the engine also does so periodically).",
+    )
+    def post(self, request: Request) -> Response:
+        try:
+            report = pipeline_services.pipelines_sync()
+        except PipelinesDirError as exc:
+            raise ApiError(str(exc), code="pipelines_dir_unusable", status_code=503) from None
+        data = {
+            "summary": report.summary(),
+            "found": [found.name for found in report.pipelines],
+            "created": report.created,
+            "updated": report.updated,
+            "missing": report.missing,
+            "requirements_changed": report.requirements_changed,
+            "errors": report.errors,
+            "warnings": report.warnings,
+            "skipped": dict(report.skipped),
+        }
+        return Response(self.OutputSerializer(data).data)

@@ -1,0 +1,244 @@
+"""Runs over the API: list, detail, cancel, retry, log tailing, log streaming, metrics."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts_app.api_permissions import ReadOnlyRole, WriteRole
+from fastflow_site.api.negotiation import FirstRendererNegotiation
+from fastflow_site.api.pagination import paginated_response, paginated_schema
+from fastflow_site.api.serializers import error_responses
+from runs_app import services
+from runs_app.logs import DEFAULT_CHUNK, log_read, metrics_read
+from runs_app.models import PipelineRun, RunStatus
+from runs_app.sse import log_events
+
+MAX_LOG_CHUNK = 4 * 1024 * 1024
+
+
+class RunOutputSerializer(serializers.ModelSerializer):
+    pipeline = serializers.CharField(source="pipeline_id")
+    parent_run = serializers.UUIDField(source="parent_run_id", allow_null=True)
+    scheduled_job = serializers.UUIDField(source="scheduled_job_id", allow_null=True)
+    duration = serializers.FloatField(allow_null=True, help_text="seconds; live while running")
+    env_vars = serializers.DictField(
+        child=serializers.CharField(), help_text="the run's environment; secret values are ***"
+    )
+    parameters = serializers.DictField(child=serializers.CharField())
+
+    class Meta:
+        model = PipelineRun
+        fields = [
+            "id",
+            "pipeline",
+            "status",
+            "triggered_by",
+            "queued_at",
+            "not_before",
+            "started_at",
+            "finished_at",
+            "duration",
+            "exit_code",
+            "error_message",
+            "parameters",
+            "env_vars",
+            "run_config_id",
+            "parent_run",
+            "scheduled_job",
+            "retry_attempt",
+            "chain_depth",
+            "cancel_requested_at",
+            "uv_version",
+            "setup_duration",
+            "peak_memory_bytes",
+            "log_file",
+            "metrics_file",
+            "container_id",
+            "engine_id",
+            "idempotency_key",
+        ]
+        read_only_fields = fields
+
+
+def run_get(run_id: object) -> PipelineRun:
+    run = PipelineRun.objects.filter(id=run_id).first()
+    if run is None:
+        raise NotFound(f"run {run_id} not found")
+    return run
+
+
+class RunListApi(APIView):
+    permission_classes = [ReadOnlyRole]
+
+    class FilterSerializer(serializers.Serializer):
+        pipeline = serializers.CharField(required=False, max_length=255)
+        status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
+        triggered_by = serializers.CharField(required=False, max_length=64)
+        since = serializers.DateTimeField(
+            required=False, help_text="ISO 8601; runs queued at or after this moment"
+        )
+
+    @extend_schema(
+        operation_id="runs_list",
+        parameters=[FilterSerializer],
+        responses={200: paginated_schema(RunOutputSerializer, "PaginatedRunList")}
+        | error_responses(400, 401, 403, 404),
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        wanted = filters.validated_data
+        runs = PipelineRun.objects.order_by("-queued_at", "-id")
+        if "pipeline" in wanted:
+            runs = runs.filter(pipeline_id=wanted["pipeline"])
+        if "status" in wanted:
+            runs = runs.filter(status=wanted["status"])
+        if "triggered_by" in wanted:
+            runs = runs.filter(triggered_by=wanted["triggered_by"])
+        if "since" in wanted:
+            runs = runs.filter(queued_at__gte=wanted["since"])
+        return paginated_response(
+            request=request, view=self, queryset=runs, serializer_class=RunOutputSerializer
+        )
+
+
+class RunDetailApi(APIView):
+    permission_classes = [ReadOnlyRole]
+
+    @extend_schema(
+        operation_id="runs_retrieve",
+        responses={200: RunOutputSerializer} | error_responses(401, 403, 404),
+    )
+    def get(self, request: Request, run_id: str) -> Response:
+        return Response(RunOutputSerializer(run_get(run_id)).data)
+
+
+class RunCancelApi(APIView):
+    permission_classes = [WriteRole]
+
+    @extend_schema(
+        operation_id="runs_cancel",
+        request=None,
+        responses={202: RunOutputSerializer} | error_responses(401, 403, 404, 409),
+        description="PENDING runs are cancelled at once; RUNNING runs are stopped by the engine.",
+    )
+    def post(self, request: Request, run_id: str) -> Response:
+        run = services.run_cancel(run=run_get(run_id))
+        return Response(RunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class RunRetryApi(APIView):
+    permission_classes = [WriteRole]
+
+    @extend_schema(
+        operation_id="runs_retry",
+        request=None,
+        responses={201: RunOutputSerializer} | error_responses(401, 403, 404, 409),
+        description="A new PENDING run with the same parameters; only from a finished run.",
+    )
+    def post(self, request: Request, run_id: str) -> Response:
+        run = services.run_retry(run=run_get(run_id), triggered_by="manual")
+        return Response(RunOutputSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class RunLogsApi(APIView):
+    permission_classes = [ReadOnlyRole]
+    content_negotiation_class = FirstRendererNegotiation
+
+    class FilterSerializer(serializers.Serializer):
+        offset = serializers.IntegerField(required=False, default=0, min_value=0)
+        limit = serializers.IntegerField(
+            required=False, default=DEFAULT_CHUNK, min_value=1, max_value=MAX_LOG_CHUNK
+        )
+
+    @extend_schema(
+        operation_id="runs_logs",
+        parameters=[FilterSerializer],
+        responses={
+            (200, "text/plain"): OpenApiResponse(
+                response=OpenApiTypes.STR,
+                description="Whole log lines from the byte offset. Headers: X-Next-Offset (ask "
+                "for it next) and X-Run-Status (stop tailing once terminal and the body is "
+                "empty).",
+            )
+        }
+        | error_responses(400, 401, 403, 404),
+    )
+    def get(self, request: Request, run_id: str) -> HttpResponse:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        run = run_get(run_id)
+        data, next_offset = log_read(
+            run=run, offset=filters.validated_data["offset"], limit=filters.validated_data["limit"]
+        )
+        response = HttpResponse(data, content_type="text/plain; charset=utf-8")
+        response["X-Next-Offset"] = str(next_offset)
+        response["X-Run-Status"] = run.status
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class RunLogStreamApi(APIView):
+    permission_classes = [ReadOnlyRole]
+    content_negotiation_class = FirstRendererNegotiation
+
+    @extend_schema(
+        operation_id="runs_logs_stream",
+        parameters=[
+            OpenApiParameter("offset", int, description="byte offset to start from"),
+            OpenApiParameter(
+                "Last-Event-ID",
+                int,
+                location=OpenApiParameter.HEADER,
+                description="resume after this event (sent by EventSource on reconnect)",
+            ),
+        ],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                response=OpenApiTypes.STR,
+                description="One event per log line (id = byte offset after it), comments as "
+                "keep-alives, and a final `event: end` with the run's status.",
+            )
+        }
+        | error_responses(400, 401, 403, 404),
+    )
+    def get(self, request: Request, run_id: str) -> StreamingHttpResponse:
+        raw = request.headers.get("Last-Event-ID") or request.query_params.get("offset") or "0"
+        try:
+            offset = int(raw)
+        except ValueError:
+            offset = -1
+        if offset < 0:
+            raise ValidationError({"offset": f"expected a non-negative byte offset, got {raw!r}"})
+        run = run_get(run_id)
+        response = StreamingHttpResponse(
+            log_events(run=run, offset=offset), content_type="text/event-stream"
+        )
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response
+
+
+class RunMetricsApi(APIView):
+    permission_classes = [ReadOnlyRole]
+
+    class OutputSerializer(serializers.Serializer):
+        run_id = serializers.UUIDField()
+        samples = serializers.ListField(
+            child=serializers.DictField(), help_text="metric samples in recording order"
+        )
+
+    @extend_schema(
+        operation_id="runs_metrics",
+        responses={200: OutputSerializer} | error_responses(401, 403, 404),
+    )
+    def get(self, request: Request, run_id: str) -> Response:
+        run = run_get(run_id)
+        return Response({"run_id": str(run.id), "samples": metrics_read(run=run)})

@@ -1,0 +1,127 @@
+"""Secrets over the API (admins only). Secret values are write-only; parameters are readable."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts_app.api_permissions import AdminRole
+from fastflow_site.api.errors import ApiError
+from fastflow_site.api.pagination import paginated_response, paginated_schema
+from fastflow_site.api.serializers import error_responses
+from secrets_app.models import Secret
+from secrets_app.services import secret_delete, secret_set
+
+VALUE_MAX_LENGTH = 64 * 1024
+
+
+class SecretOutputSerializer(serializers.ModelSerializer):
+    value = serializers.SerializerMethodField(
+        help_text="the value of a parameter; always null for a secret (write-only)"
+    )
+
+    class Meta:
+        model = Secret
+        fields = ["key", "is_parameter", "value", "created_at", "updated_at"]
+        read_only_fields = fields
+
+    def get_value(self, secret: Secret) -> str | None:
+        # Parameters are stored in plaintext on purpose; secret ciphertext never leaves.
+        return secret.value if secret.is_parameter else None
+
+
+class SecretValueSerializer(serializers.Serializer):
+    value = serializers.CharField(
+        allow_blank=True, trim_whitespace=False, max_length=VALUE_MAX_LENGTH
+    )
+    is_parameter = serializers.BooleanField(
+        default=False, help_text="true: stored and shown in plaintext; false: encrypted, write-only"
+    )
+
+
+class SecretCreateSerializer(SecretValueSerializer):
+    key = serializers.CharField(max_length=255, help_text="an environment variable name")
+
+
+def secret_get(key: str) -> Secret:
+    secret = Secret.objects.filter(key=key).first()
+    if secret is None:
+        raise NotFound(f"secret {key!r} not found")
+    return secret
+
+
+class SecretListApi(APIView):
+    permission_classes = [AdminRole]
+
+    @extend_schema(
+        operation_id="secrets_list",
+        responses={200: paginated_schema(SecretOutputSerializer, "PaginatedSecretList")}
+        | error_responses(401, 403, 404),
+    )
+    def get(self, request: Request) -> Response:
+        return paginated_response(
+            request=request,
+            view=self,
+            queryset=Secret.objects.order_by("key"),
+            serializer_class=SecretOutputSerializer,
+        )
+
+    @extend_schema(
+        operation_id="secrets_create",
+        request=SecretCreateSerializer,
+        responses={201: SecretOutputSerializer} | error_responses(400, 401, 403, 409, 413),
+    )
+    def post(self, request: Request) -> Response:
+        serializer = SecretCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        key = serializer.validated_data["key"]
+        if Secret.objects.filter(key=key).exists():
+            raise ApiError(
+                f"secret {key!r} already exists; use PUT /api/secrets/{key}/ to replace it",
+                code="already_exists",
+                status_code=status.HTTP_409_CONFLICT,
+            )
+        secret = secret_set(**serializer.validated_data)
+        return Response(SecretOutputSerializer(secret).data, status=status.HTTP_201_CREATED)
+
+
+class SecretDetailApi(APIView):
+    permission_classes = [AdminRole]
+
+    @extend_schema(
+        operation_id="secrets_retrieve",
+        responses={200: SecretOutputSerializer} | error_responses(401, 403, 404),
+    )
+    def get(self, request: Request, key: str) -> Response:
+        return Response(SecretOutputSerializer(secret_get(key)).data)
+
+    @extend_schema(
+        operation_id="secrets_update",
+        request=SecretValueSerializer,
+        responses={200: SecretOutputSerializer, 201: SecretOutputSerializer}
+        | error_responses(400, 401, 403, 413),
+        description="Create or replace the value (201 when created).",
+    )
+    def put(self, request: Request, key: str) -> Response:
+        # The key (from the path) is checked by secret_set, like every other secret write.
+        serializer = SecretValueSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        existed = Secret.objects.filter(key=key).exists()
+        secret = secret_set(key=key, **serializer.validated_data)
+        return Response(
+            SecretOutputSerializer(secret).data,
+            status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(
+        operation_id="secrets_destroy",
+        responses={204: None} | error_responses(401, 403, 404),
+    )
+    def delete(self, request: Request, key: str) -> Response:
+        if not secret_delete(key=key):
+            raise NotFound(f"secret {key!r} not found")
+        return Response(status=status.HTTP_204_NO_CONTENT)
