@@ -1,0 +1,446 @@
+"""Runs a pipeline in a locked-down, throwaway Docker container.
+
+    docker run --user 65534:65534 --read-only --tmpfs /tmp --cap-drop ALL
+      --security-opt no-new-privileges --pids-limit N [--memory M --memory-swap M] [--cpus C]
+      -v <pipeline>:/app:ro -v <uv cache>/docker:/cache/uv
+      [-v <ca bundle>:/etc/ssl/certs/fastflow-ca.pem:ro]
+      --label fastflow.managed=1 --label fastflow.run_id=… --network <net> -w /app <image>
+      uv run --no-project --python X.Y [--with-requirements /app/requirements.txt]
+        python -u -c <wrapper>
+
+The engine's own variables (see `engine_env`) win over the run's environment: a pipeline must
+not be able to point uv at another cache or make it download interpreters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+from django.conf import settings
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
+from docker.models.images import Image
+
+from runs_app.engine import wrapper
+from runs_app.engine.base import Execution, Executor, InfrastructureError, Outcome, RunSpec
+from runs_app.engine.logstream import (
+    LogWriter,
+    noted_setup_duration,
+    parse_timestamp,
+    resume_point,
+)
+from runs_app.engine.metrics import DockerStatsSampler, MetricsRecorder, format_bytes
+from runs_app.engine.outcome import classify_exit
+from runs_app.engine.uvcache import uv_cache_dir
+
+logger = logging.getLogger(__name__)
+
+APP_DIR = "/app"
+CACHE_DIR = "/cache/uv"
+CONTAINER_TMP = "/tmp"  # noqa: S108 - a private tmpfs inside the container
+CA_PATH = "/etc/ssl/certs/fastflow-ca.pem"
+LABEL_MANAGED = "fastflow.managed"
+LABEL_RUN_ID = "fastflow.run_id"
+LABEL_PIPELINE = "fastflow.pipeline"
+LABEL_SCOPE = "fastflow.scope"
+LABEL_MARKER = "fastflow.marker"
+UV_VERSION_LABEL = "org.fastflow.runner.uv-version"
+WAKE_INTERVAL = 0.25  # how often wait() looks at cancel/timeout when nothing else wakes it
+DRAIN_TIMEOUT = 10.0  # how long to wait for the last log lines after the container exited
+
+_uv_versions: dict[str, str] = {}
+_uv_versions_lock = threading.Lock()
+
+
+def image_name(python_version: str) -> str:
+    return settings.FASTFLOW_RUNNER_IMAGE.format(python_version=python_version)
+
+
+def installation_scope() -> str:
+    """Labels containers with the installation they belong to (by its data dir), so that an
+    engine never lists or removes containers of another Fast-Flow sharing the Docker daemon."""
+    return hashlib.sha256(str(Path(settings.DATA_DIR).resolve()).encode()).hexdigest()[:16]
+
+
+def engine_env(*, run_id: str, pipeline_name: str) -> dict[str, str]:
+    env = {
+        "HOME": CONTAINER_TMP,
+        "TMPDIR": CONTAINER_TMP,
+        "PYTHONUNBUFFERED": "1",
+        "UV_CACHE_DIR": CACHE_DIR,
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_NO_PROGRESS": "1",
+        "FASTFLOW_RUN_ID": run_id,
+        "FASTFLOW_PIPELINE": pipeline_name,
+    }
+    if settings.FASTFLOW_RUNNER_CA_BUNDLE:
+        env["SSL_CERT_FILE"] = CA_PATH
+        env["REQUESTS_CA_BUNDLE"] = CA_PATH
+    return env
+
+
+def uv_command(*, python_version: str, requirements: bool, program: list[str]) -> list[str]:
+    command = ["uv", "run", "--no-project", "--python", python_version]
+    if requirements:
+        command += ["--with-requirements", f"{APP_DIR}/requirements.txt"]
+    return [*command, *program]
+
+
+class DockerExecutor(Executor):
+    name = "docker"
+
+    def __init__(self) -> None:
+        self._client: docker.DockerClient | None = None
+        self._client_lock = threading.Lock()
+
+    @property
+    def client(self) -> docker.DockerClient:
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._connect()
+            return self._client
+
+    def _connect(self) -> docker.DockerClient:
+        host = settings.FASTFLOW_DOCKER_HOST
+        # Each running container holds two streaming connections (logs, stats).
+        pool = 2 * settings.FASTFLOW_MAX_CONCURRENT_RUNS + 10
+        try:
+            if host:
+                client = docker.DockerClient(base_url=host, max_pool_size=pool)
+            else:
+                client = docker.from_env(max_pool_size=pool)
+            client.ping()
+        except DockerException as exc:
+            where = host or "the default socket (DOCKER_HOST or /var/run/docker.sock)"
+            raise InfrastructureError(f"Docker engine not reachable at {where}: {exc}") from exc
+        return client
+
+    def check(self) -> None:
+        try:
+            self.client.ping()
+        except DockerException as exc:
+            with self._client_lock:
+                self._client = None  # reconnect next time
+            where = settings.FASTFLOW_DOCKER_HOST or "the default socket"
+            raise InfrastructureError(f"Docker engine not reachable at {where}: {exc}") from exc
+
+    def ensure_image(self, python_version: str) -> Image:
+        name = image_name(python_version)
+        try:
+            return self.client.images.get(name)
+        except ImageNotFound:
+            pass
+        except DockerException as exc:
+            raise InfrastructureError(f"Docker engine error looking up {name}: {exc}") from exc
+        hint = "set FASTFLOW_RUNNER_IMAGE to an image that exists, or build/pull it"
+        if settings.TESTING:
+            # Tests never reach out to a registry behind the developer's back.
+            raise InfrastructureError(f"runner image {name} not found locally ({hint})")
+        logger.info("pulling runner image %s", name)
+        try:
+            return self.client.images.pull(name)
+        except DockerException as exc:
+            raise InfrastructureError(
+                f"runner image {name} not found locally and pulling it failed: {exc} ({hint})"
+            ) from exc
+
+    def container_options(
+        self, spec: RunSpec, *, image: Image, command: list[str], labels: dict[str, str]
+    ) -> dict[str, Any]:
+        """The locked-down `containers.create()` arguments (also used by the cache warm-up)."""
+        volumes = {
+            str(Path(spec.pipeline_dir).resolve()): {"bind": APP_DIR, "mode": "ro"},
+            str(uv_cache_dir(self.name, world_writable=True)): {"bind": CACHE_DIR, "mode": "rw"},
+        }
+        if settings.FASTFLOW_RUNNER_CA_BUNDLE:
+            ca = Path(settings.FASTFLOW_RUNNER_CA_BUNDLE)
+            if not ca.is_file():
+                raise InfrastructureError(f"FASTFLOW_RUNNER_CA_BUNDLE: {ca} is not a file")
+            volumes[str(ca.resolve())] = {"bind": CA_PATH, "mode": "ro"}
+        env = {k: v for k, v in spec.env.items() if k != "PATH"}
+        env.update(engine_env(run_id=spec.run_id, pipeline_name=spec.pipeline_name))
+        options: dict[str, Any] = {
+            "image": image.id,
+            "command": command,
+            "user": settings.FASTFLOW_RUNNER_USER,
+            "read_only": True,
+            "tmpfs": {CONTAINER_TMP: f"size={settings.FASTFLOW_RUNNER_TMPFS_SIZE},mode=1777"},
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "pids_limit": settings.FASTFLOW_RUNNER_PIDS_LIMIT,
+            "working_dir": APP_DIR,
+            "volumes": volumes,
+            "environment": env,
+            "network_mode": settings.FASTFLOW_RUNNER_NETWORK,
+            "labels": {LABEL_MANAGED: "1", LABEL_SCOPE: installation_scope(), **labels},
+            "stdin_open": False,
+            "tty": False,
+        }
+        if spec.mem_hard_limit:
+            options["mem_limit"] = int(spec.mem_hard_limit)
+            options["memswap_limit"] = int(spec.mem_hard_limit)  # no swap: the limit is real
+        if spec.cpu_hard_limit:
+            options["nano_cpus"] = int(spec.cpu_hard_limit * 1e9)
+        return options
+
+    def start(self, spec: RunSpec) -> DockerExecution:
+        image = self.ensure_image(spec.python_version)
+        marker = wrapper.new_marker()
+        command = uv_command(
+            python_version=spec.python_version,
+            requirements=spec.has_requirements,
+            program=["python", "-u", "-c", wrapper.wrapper_code(marker=marker, app_dir=APP_DIR)],
+        )
+        labels = {LABEL_RUN_ID: spec.run_id, LABEL_PIPELINE: spec.pipeline_name}
+        labels[LABEL_MARKER] = marker
+        options = self.container_options(spec, image=image, command=command, labels=labels)
+        container = None
+        try:
+            container = self.client.containers.create(**options)
+            container.start()
+        except DockerException as exc:
+            if container is not None:
+                _remove(container)
+            raise InfrastructureError(f"could not start the run's container: {exc}") from exc
+        return DockerExecution(spec=spec, executor=self, container=container, image=image)
+
+    def reattach(self, spec: RunSpec, handle_id: str) -> DockerExecution | None:
+        try:
+            container = self.client.containers.get(handle_id)
+        except NotFound:
+            return None
+        except DockerException as exc:
+            raise InfrastructureError(f"Docker engine error while re-attaching: {exc}") from exc
+        try:
+            image = self.client.images.get(container.attrs["Image"])
+        except DockerException:
+            image = None
+        return DockerExecution(
+            spec=spec, executor=self, container=container, image=image, resume=True
+        )
+
+    def running_handles(self) -> dict[str, str]:
+        filters = {"label": [f"{LABEL_MANAGED}=1", f"{LABEL_SCOPE}={installation_scope()}"]}
+        try:
+            containers = self.client.containers.list(all=True, filters=filters)
+        except DockerException as exc:
+            raise InfrastructureError(f"Docker engine error while listing runs: {exc}") from exc
+        return {c.labels.get(LABEL_RUN_ID, ""): c.id for c in containers}
+
+    def remove_orphan(self, handle_id: str) -> None:
+        try:
+            self.client.api.remove_container(handle_id, force=True)
+        except NotFound:
+            pass
+        except DockerException as exc:
+            raise InfrastructureError(f"could not remove container {handle_id}: {exc}") from exc
+
+    def uv_version(self, image: Image | None) -> str:
+        """The image's uv version: from its label when it has one, else `uv --version` in a
+        throwaway container, once per image id and engine process."""
+        if image is None:
+            return ""
+        if image.labels.get(UV_VERSION_LABEL):
+            return image.labels[UV_VERSION_LABEL]
+        with _uv_versions_lock:
+            if image.id not in _uv_versions:
+                try:
+                    output = self.client.containers.run(
+                        image.id,
+                        ["uv", "--version"],
+                        remove=True,
+                        network_mode="none",
+                        user=settings.FASTFLOW_RUNNER_USER,
+                        read_only=True,
+                        cap_drop=["ALL"],
+                        labels={LABEL_MANAGED: "0"},
+                    )
+                    # "uv 0.13.9 (abc123 2026-11-01)" → "0.13.9"
+                    _uv_versions[image.id] = output.decode().split()[1]
+                except (DockerException, IndexError) as exc:
+                    logger.warning("could not read uv version of %s: %s", image.id, exc)
+                    return ""
+            return _uv_versions[image.id]
+
+
+class DockerExecution(Execution):
+    def __init__(
+        self,
+        *,
+        spec: RunSpec,
+        executor: DockerExecutor,
+        container: Container,
+        image: Image | None,
+        resume: bool = False,
+    ) -> None:
+        super().__init__(spec=spec, handle_id=container.id)
+        self._executor = executor
+        self._container = container
+        self._image = image
+        self._resume = resume
+        self._marker = container.labels.get(LABEL_MARKER, "")
+        self._wake = threading.Event()
+        self._stop_sampling = threading.Event()
+        self._log_error = ""
+
+    def cancel(self) -> None:
+        super().cancel()
+        self._wake.set()
+
+    def wait(self) -> Outcome:
+        spec = self.spec
+        since, skip = resume_point(spec.log_file) if self._resume else (None, 0)
+        self._container.reload()
+        started_at = parse_timestamp(self._container.attrs["State"]["StartedAt"])
+        log = LogWriter(
+            spec.log_file,
+            mask_values=spec.mask_values,
+            max_bytes=spec.log_max_bytes,
+            marker=self._marker,
+            started_at=started_at,
+        )
+        metrics = MetricsRecorder(
+            spec.metrics_file,
+            log=log,
+            cpu_soft_limit=spec.cpu_soft_limit,
+            mem_soft_limit=spec.mem_soft_limit,
+        )
+        outcome = Outcome(exit_code=None)
+        try:
+            follower = threading.Thread(
+                target=self._follow_logs, args=(log, since, skip), name=f"logs-{spec.run_id}"
+            )
+            follower.start()
+            threading.Thread(
+                target=self._sample, args=(metrics,), name=f"stats-{spec.run_id}", daemon=True
+            ).start()
+            self._supervise(log, outcome, started_at, follower)
+            result = self._container.wait()
+            follower.join(DRAIN_TIMEOUT)
+            self._container.reload()
+            state = self._container.attrs["State"]
+            outcome.exit_code = int(result.get("StatusCode", state.get("ExitCode", -1)))
+            outcome.oom_killed = bool(state.get("OOMKilled")) or (
+                outcome.exit_code == 137
+                and bool(spec.mem_hard_limit)
+                and not (outcome.timed_out or outcome.cancelled)
+            )
+            if log.ready_at is not None:
+                outcome.setup_duration = max((log.ready_at - started_at).total_seconds(), 0.0)
+            elif self._resume:
+                outcome.setup_duration = noted_setup_duration(spec.log_file)
+            if outcome.oom_killed:
+                limit = format_bytes(spec.mem_hard_limit) if spec.mem_hard_limit else "its"
+                log.note(f"out of memory: the container was killed at its {limit} memory limit")
+            if self._log_error:
+                log.note(f"log stream from Docker interrupted: {self._log_error}")
+            outcome.error = classify_exit(outcome, spec)
+        except DockerException as exc:
+            outcome.error = f"Docker engine error: {exc}"
+            log.note(outcome.error)
+        finally:
+            self._stop_sampling.set()
+            _remove(self._container)
+            log.close()
+            metrics.close()
+        outcome.peak_memory_bytes = metrics.peak_memory_bytes
+        outcome.uv_version = self._executor.uv_version(self._image)
+        return outcome
+
+    def _supervise(
+        self, log: LogWriter, outcome: Outcome, started_at: datetime, follower: threading.Thread
+    ) -> None:
+        """Wait until the container exits, stopping it on cancel or timeout."""
+        deadline = None
+        if self.spec.timeout:
+            deadline = started_at.timestamp() + self.spec.timeout
+        while follower.is_alive():
+            if self.cancel_event.is_set():
+                grace = settings.FASTFLOW_CANCEL_GRACE_SECONDS
+                log.note(f"cancelled: stopping the container (SIGTERM, SIGKILL after {grace:g} s)")
+                outcome.cancelled = True
+                self._container.stop(timeout=math.ceil(grace))
+                return
+            remaining = deadline - time.time() if deadline else WAKE_INTERVAL
+            if remaining <= 0:
+                log.note(f"timeout after {self.spec.timeout:g} s: container killed")
+                outcome.timed_out = True
+                self._container.kill()
+                return
+            self._wake.wait(min(remaining, WAKE_INTERVAL))
+
+    def _follow_logs(self, log: LogWriter, since: datetime | None, skip: int) -> None:
+        """Copy the container's output to the log until it exits.
+
+        Docker timestamps every line, and `since` + `skip` resume exactly after the last line
+        already in the file: a re-attach asks for lines from that line's millisecond and drops
+        the `skip` lines of that millisecond that were written before.
+        """
+        try:
+            while True:
+                last, count = self._copy_stream(log, since, skip)
+                self._container.reload()
+                if self._container.status not in {"running", "paused", "restarting"}:
+                    return
+                # The stream broke while the container still runs (daemon hiccup): resume.
+                since, skip = last or since, count if last else skip
+        except DockerException as exc:
+            self._log_error = str(exc)
+        finally:
+            self._wake.set()
+
+    def _copy_stream(
+        self, log: LogWriter, since: datetime | None, skip: int
+    ) -> tuple[datetime | None, int]:
+        kwargs: dict[str, Any] = {"stream": True, "follow": True, "timestamps": True}
+        if since is not None:
+            # A millisecond early, so float rounding never loses a line; older ones are dropped.
+            kwargs["since"] = since.timestamp() - 0.001
+        last: datetime | None = None
+        count = 0
+        for frame in self._container.logs(**kwargs):
+            stamp, _, data = frame.partition(b" ")
+            try:
+                at = parse_timestamp(stamp.decode())
+            except ValueError:
+                at, data = datetime.now(UTC), frame
+            at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+            count = count + 1 if at == last else 1
+            last = at
+            if since is not None and at < since:
+                continue
+            is_marker = bool(self._marker) and data.startswith(self._marker.encode())
+            if skip and since is not None and at == since and not is_marker:
+                skip -= 1
+                continue
+            log.feed(data, at)
+        return last, count
+
+    def _sample(self, metrics: MetricsRecorder) -> None:
+        sampler = DockerStatsSampler(metrics, interval=settings.FASTFLOW_METRICS_INTERVAL_SECONDS)
+        try:
+            readings = self._executor.client.api.stats(self._container.id, stream=True, decode=True)
+            sampler.consume(readings, self._stop_sampling)
+        except DockerException as exc:
+            # The stream ends with an error when the container is removed; that is normal.
+            logger.debug("stats stream of %s ended: %s", self._container.id, exc)
+        except Exception:
+            logger.exception("metrics sampling of %s failed", self._container.id)
+
+
+def _remove(container: Container) -> None:
+    try:
+        container.remove(force=True)
+    except NotFound:
+        pass
+    except APIError as exc:
+        if exc.status_code != 409:  # 409: removal already in progress
+            logger.warning("could not remove container %s: %s", container.id, exc)

@@ -1,0 +1,324 @@
+"""Runs a pipeline as a local subprocess (development, machines without Docker).
+
+Same contract as the Docker executor, with weaker isolation: the pipeline runs as the engine's
+user, in its own session/process group (so cancel and timeout kill every process it started),
+with the pipeline folder as working directory and a clean environment.
+
+Memory: `mem_hard_limit` becomes RLIMIT_AS (virtual address space) set by the wrapper right
+before `main.py` runs, for user code only: uv (a multi-threaded Rust program that reserves a lot
+of virtual memory) and interpreter start-up are not counted. Allocating beyond it raises
+`MemoryError`, reported as an OOM (`Outcome.oom_killed`, exit code 137). Virtual memory is larger
+than resident memory, so libraries that reserve big arenas (numpy/BLAS threads) need a limit
+with headroom. `cpu_hard_limit` is not enforced locally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+import uv
+from django.conf import settings
+
+from runs_app.engine import wrapper
+from runs_app.engine.base import Execution, Executor, InfrastructureError, Outcome, RunSpec
+from runs_app.engine.logstream import LogWriter
+from runs_app.engine.metrics import MetricsRecorder, ProcessTreeSampler, format_bytes, run_in_thread
+from runs_app.engine.outcome import classify_exit
+from runs_app.engine.uvcache import uv_cache_dir
+
+WAKE_INTERVAL = 0.25
+DRAIN_TIMEOUT = 10.0
+READ_SIZE = 64 * 1024
+# Passed through from the engine's environment so uv (and the pipeline) can reach the package
+# index the way the engine's host does; the run's own env overrides them.
+PASSTHROUGH_ENV = (
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "UV_INDEX_URL",
+    "UV_EXTRA_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_INDEX",
+    "UV_NATIVE_TLS",
+    "UV_OFFLINE",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+)
+
+
+def uv_binary() -> str:
+    try:
+        return uv.find_uv_bin()
+    except FileNotFoundError as exc:
+        raise InfrastructureError(
+            f"the uv binary of the engine's environment is missing: {exc}"
+        ) from exc
+
+
+def local_python(python_version: str) -> str:
+    """The interpreter for `--python`: the engine's own base interpreter (never its virtualenv,
+    whose packages must not leak into pipelines) when the versions match, else the version for
+    uv to find on PATH."""
+    if python_version == f"{sys.version_info.major}.{sys.version_info.minor}":
+        base = getattr(sys, "_base_executable", "") or sys.executable
+        if Path(base).is_file():
+            return base
+    return python_version
+
+
+def clean_path() -> str:
+    venv_bin = str(Path(sys.prefix) / "bin") if sys.prefix != sys.base_prefix else None
+    parts = [p for p in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) if p]
+    return os.pathsep.join(p for p in parts if p != venv_bin)
+
+
+def local_env(*, run_id: str, pipeline_name: str, user_env: dict[str, str], home: Path) -> dict:
+    """Engine variables win over the run's environment, which wins over the pass-through."""
+    env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
+    env.setdefault("LANG", "C.UTF-8")
+    env.update(user_env)
+    env.update(
+        {
+            "PATH": clean_path(),
+            "HOME": str(home),
+            "TMPDIR": str(home),
+            "PYTHONUNBUFFERED": "1",
+            "UV_CACHE_DIR": str(uv_cache_dir("local")),
+            "UV_PYTHON_DOWNLOADS": "never",
+            "UV_NO_PROGRESS": "1",
+            "FASTFLOW_RUN_ID": run_id,
+            "FASTFLOW_PIPELINE": pipeline_name,
+        }
+    )
+    if settings.FASTFLOW_RUNNER_CA_BUNDLE:
+        env["SSL_CERT_FILE"] = env["REQUESTS_CA_BUNDLE"] = settings.FASTFLOW_RUNNER_CA_BUNDLE
+    return env
+
+
+def local_uv_command(*, pipeline_dir: Path, python_version: str, requirements: bool) -> list[str]:
+    command = [uv_binary(), "run", "--no-project", "--python", local_python(python_version)]
+    if requirements:
+        command += ["--with-requirements", str(pipeline_dir / "requirements.txt")]
+    return command
+
+
+def _owned_by_fastflow(pid: int, run_id: str | None = None) -> bool:
+    """Whether `pid` is still a process we started (pids get reused after a restart)."""
+    try:
+        environ = psutil.Process(pid).environ()
+    except psutil.Error:
+        return False
+    if run_id is None:
+        return "FASTFLOW_RUN_ID" in environ
+    return environ.get("FASTFLOW_RUN_ID") == run_id
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class LocalExecutor(Executor):
+    name = "local"
+
+    def check(self) -> None:
+        uv_binary()
+
+    def start(self, spec: RunSpec) -> LocalExecution:
+        app_dir = Path(spec.pipeline_dir).resolve()
+        if not (app_dir / "main.py").is_file():
+            raise InfrastructureError(f"{app_dir / 'main.py'} does not exist")
+        marker = wrapper.new_marker()
+        program = wrapper.wrapper_code(
+            marker=marker, app_dir=str(app_dir), memory_limit=spec.mem_hard_limit
+        )
+        command = local_uv_command(
+            pipeline_dir=app_dir,
+            python_version=spec.python_version,
+            requirements=spec.has_requirements,
+        )
+        home = Path(tempfile.mkdtemp(prefix=f"fastflow-{spec.run_id}-"))
+        env = local_env(
+            run_id=spec.run_id, pipeline_name=spec.pipeline_name, user_env=spec.env, home=home
+        )
+        started_at = datetime.now(UTC)
+        try:
+            process = subprocess.Popen(
+                [*command, "python", "-u", "-c", program],
+                cwd=app_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: cancel kills the whole tree
+                bufsize=0,
+            )
+        except OSError as exc:
+            shutil.rmtree(home, ignore_errors=True)
+            raise InfrastructureError(f"could not start the local process: {exc}") from exc
+        return LocalExecution(
+            spec=spec, process=process, marker=marker, started_at=started_at, home=home
+        )
+
+    def reattach(self, spec: RunSpec, handle_id: str) -> None:
+        """A subprocess's pipes die with the engine that started it, so it cannot be adopted.
+        If it still runs, it is killed (whole process group) so the run can be failed cleanly."""
+        try:
+            pid = int(handle_id)
+        except ValueError:
+            return None
+        if _owned_by_fastflow(pid, spec.run_id):
+            _kill_group(pid, signal.SIGKILL)
+            log = LogWriter(Path(spec.log_file), max_bytes=spec.log_max_bytes)
+            log.note("the engine restarted: a local run cannot be re-attached; it was killed")
+            log.close()
+        return None
+
+    def running_handles(self) -> dict[str, str]:
+        # Local runs are not discoverable without scanning every process's environment, and
+        # they cannot be re-attached anyway: recovery goes through reattach() with the pid
+        # stored on the run, which kills a survivor.
+        return {}
+
+    def remove_orphan(self, handle_id: str) -> None:
+        with contextlib.suppress(ValueError):
+            pid = int(handle_id)
+            if _owned_by_fastflow(pid):
+                _kill_group(pid, signal.SIGKILL)
+
+
+class LocalExecution(Execution):
+    def __init__(
+        self,
+        *,
+        spec: RunSpec,
+        process: subprocess.Popen,
+        marker: str,
+        started_at: datetime,
+        home: Path,
+    ) -> None:
+        super().__init__(spec=spec, handle_id=str(process.pid))
+        self._process = process
+        self._marker = marker
+        self._started_at = started_at
+        self._home = home
+        self._wake = threading.Event()
+
+    def cancel(self) -> None:
+        super().cancel()
+        self._wake.set()
+
+    def wait(self) -> Outcome:
+        spec = self.spec
+        log = LogWriter(
+            spec.log_file,
+            mask_values=spec.mask_values,
+            max_bytes=spec.log_max_bytes,
+            marker=self._marker,
+            started_at=self._started_at,
+        )
+        metrics = MetricsRecorder(
+            spec.metrics_file,
+            log=log,
+            cpu_soft_limit=spec.cpu_soft_limit,
+            mem_soft_limit=spec.mem_soft_limit,
+        )
+        stop_sampling = threading.Event()
+        outcome = Outcome(exit_code=None, uv_version=_uv_version())
+        try:
+            reader = threading.Thread(target=self._read, args=(log,), name=f"logs-{spec.run_id}")
+            reader.start()
+            sampler = ProcessTreeSampler(
+                metrics, self._process.pid, interval=settings.FASTFLOW_METRICS_INTERVAL_SECONDS
+            )
+            run_in_thread(lambda: sampler.run(stop_sampling), f"stats-{spec.run_id}")
+            run_in_thread(self._reap, f"reap-{spec.run_id}")
+            self._supervise(log, outcome)
+            outcome.exit_code = self._process.wait()
+            # Background processes the pipeline left behind would keep the pipe open.
+            _kill_group(self._process.pid, signal.SIGKILL)
+            reader.join(DRAIN_TIMEOUT)
+            outcome.oom_killed = wrapper.OOM_EVENT in log.events
+            if log.ready_at is not None:
+                outcome.setup_duration = max((log.ready_at - self._started_at).total_seconds(), 0)
+            if outcome.oom_killed:
+                limit = format_bytes(spec.mem_hard_limit or 0)
+                log.note(f"out of memory: the pipeline exceeded its {limit} limit (RLIMIT_AS)")
+            outcome.error = classify_exit(outcome, spec)
+        finally:
+            stop_sampling.set()
+            _kill_group(self._process.pid, signal.SIGKILL)
+            log.close()
+            metrics.close()
+            shutil.rmtree(self._home, ignore_errors=True)
+        outcome.peak_memory_bytes = metrics.peak_memory_bytes
+        return outcome
+
+    def _reap(self) -> None:
+        self._process.wait()
+        self._wake.set()
+
+    def _read(self, log: LogWriter) -> None:
+        fd = self._process.stdout.fileno()
+        try:
+            while chunk := os.read(fd, READ_SIZE):
+                log.feed(chunk)
+        finally:
+            self._process.stdout.close()
+
+    def _supervise(self, log: LogWriter, outcome: Outcome) -> None:
+        deadline = time.monotonic() + self.spec.timeout if self.spec.timeout else None
+        while self._process.poll() is None:
+            if self.cancel_event.is_set():
+                grace = settings.FASTFLOW_CANCEL_GRACE_SECONDS
+                log.note(
+                    f"cancelled: stopping the process group (SIGTERM, SIGKILL after {grace:g} s)"
+                )
+                outcome.cancelled = True
+                _kill_group(self._process.pid, signal.SIGTERM)
+                try:
+                    self._process.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    _kill_group(self._process.pid, signal.SIGKILL)
+                return
+            remaining = deadline - time.monotonic() if deadline else WAKE_INTERVAL
+            if remaining <= 0:
+                log.note(f"timeout after {self.spec.timeout:g} s: process group killed")
+                outcome.timed_out = True
+                _kill_group(self._process.pid, signal.SIGKILL)
+                return
+            self._wake.wait(min(remaining, WAKE_INTERVAL))
+            self._wake.clear()
+
+
+_uv_version_cache: list[str] = []
+
+
+def _uv_version() -> str:
+    if not _uv_version_cache:
+        try:
+            output = subprocess.run(
+                [uv_binary(), "--version"], capture_output=True, text=True, timeout=30
+            ).stdout
+            _uv_version_cache.append(output.split()[1])
+        except (OSError, IndexError, subprocess.SubprocessError, InfrastructureError):
+            return ""
+    return _uv_version_cache[0]

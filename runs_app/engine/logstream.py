@@ -1,0 +1,249 @@
+"""Writing a run's output to its log file as it arrives: timestamped, masked, capped.
+
+Format: every line is `<UTC time> <text>\\n`, the time as `2026-11-27T22:45:01.123Z` (ISO 8601,
+milliseconds, `Z`). It is when the line reached the engine (local executor) or the Docker daemon
+(docker executor). Engine notes are ordinary lines whose text starts with `[fastflow] `.
+
+Both executors feed raw bytes in whatever chunks the pipe or the Docker API delivers; this
+module joins them into lines, so a secret split across two reads is still masked. The setup
+marker line printed by the wrapper (see `wrapper.py`) is swallowed and its arrival time kept.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+NOTE_PREFIX = "[fastflow] "
+MASK = b"***"
+MIN_SECRET_LENGTH = 4
+READY_NOTE = "environment ready in "
+# A line longer than this without a newline is written in pieces (each its own log line), so a
+# program printing megabytes with no newline neither grows memory nor stalls the live view.
+MAX_LINE_BYTES = 64 * 1024
+
+
+def format_timestamp(moment: datetime) -> str:
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse our line prefix or Docker's RFC 3339 nano timestamps (more than 6 digits)."""
+    text = text.strip().removesuffix("Z")
+    whole, _, fraction = text.partition(".")
+    moment = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    if fraction:
+        fraction = fraction.split("+")[0][:6].ljust(6, "0")
+        moment = moment.replace(microsecond=int(fraction))
+    return moment
+
+
+class Masker:
+    """Replaces secret values with `***`; values shorter than 4 characters are left alone."""
+
+    def __init__(self, values: tuple[str, ...] | list[str]) -> None:
+        parts: set[bytes] = set()
+        for value in values:
+            # A multi-line secret never arrives whole in one line, so its lines are masked too.
+            for piece in [value, *value.splitlines()]:
+                if len(piece) >= MIN_SECRET_LENGTH:
+                    parts.add(piece.encode())
+        ordered = sorted(parts, key=len, reverse=True)  # longest first: no partial leftovers
+        self.max_length = len(ordered[0]) if ordered else 0
+        self._pattern = re.compile(b"|".join(re.escape(p) for p in ordered)) if ordered else None
+
+    def mask(self, data: bytes) -> bytes:
+        return self._pattern.sub(MASK, data) if self._pattern else data
+
+    def safe_cut(self, data: bytes) -> int:
+        """Where `data` may be cut so that no secret straddles the cut and none can start
+        before it and finish in data still to come."""
+        if not self._pattern:
+            return len(data)
+        cut = len(data) - (self.max_length - 1)
+        for match in self._pattern.finditer(data):
+            if match.start() < cut < match.end():
+                cut = match.end()
+        return max(cut, 0)
+
+
+class LogWriter:
+    """Appends a run's output to its log file. Thread-safe: notes may come from any thread."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        mask_values: tuple[str, ...] | list[str] = (),
+        max_bytes: int,
+        marker: str = "",
+        started_at: datetime | None = None,
+        max_line_bytes: int = MAX_LINE_BYTES,
+    ) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.max_bytes = max_bytes
+        self.truncated = _already_truncated(path)
+        self.ready_at: datetime | None = None  # when the setup marker arrived
+        self.started_at = started_at  # with it, the marker becomes an "environment ready" note
+        self.events: set[str] = set()  # words after the marker, e.g. "oom"
+        self._masker = Masker(mask_values)
+        self._marker = marker.encode()
+        self._max_line = max(max_line_bytes, self._masker.max_length + 1)
+        self._buffer = bytearray()
+        self._buffer_at: datetime | None = None
+        self._lock = threading.Lock()
+        self._file = path.open("ab")
+        self._written = self._file.tell()
+        self._noted: set[str] = set()
+
+    @property
+    def bytes_written(self) -> int:
+        return self._written
+
+    def feed(self, data: bytes, at: datetime | None = None) -> None:
+        """Take a chunk of output; complete lines are written (and flushed) at once."""
+        if not data:
+            return
+        at = at or datetime.now(UTC)
+        with self._lock:
+            if not self._buffer:
+                self._buffer_at = at
+            self._buffer += data
+            lines: list[bytes] = []
+            start = 0
+            while (end := self._buffer.find(b"\n", start)) >= 0:
+                self._take_line(bytes(self._buffer[start : end + 1]), lines)
+                start = end + 1
+                self._buffer_at = at  # the next line began in this chunk
+            del self._buffer[:start]
+            if len(self._buffer) >= self._max_line:
+                cut = self._masker.safe_cut(bytes(self._buffer))
+                self._take_line(bytes(self._buffer[:cut]) + b"\n", lines)
+                del self._buffer[:cut]
+            self._write(lines)
+
+    def note(self, message: str, *, once: str = "") -> None:
+        """Write an engine note. Notes bypass the size cap: they are few and explain the end
+        of a run (timeout, OOM, cancel). With `once`, only the first note of that kind counts."""
+        with self._lock:
+            if once:
+                if once in self._noted:
+                    return
+                self._noted.add(once)
+            entry = self._entry(datetime.now(UTC), (NOTE_PREFIX + message).encode() + b"\n")
+            self._file.write(entry)
+            self._file.flush()
+            self._written += len(entry)
+
+    def close(self) -> None:
+        """Write what is left of an unterminated last line and close the file."""
+        with self._lock:
+            if self._file.closed:
+                return
+            if self._buffer:
+                lines: list[bytes] = []
+                self._take_line(bytes(self._buffer) + b"\n", lines)
+                self._buffer.clear()
+                self._write(lines)
+            self._file.close()
+
+    def _take_line(self, raw: bytes, lines: list[bytes]) -> None:
+        at = self._buffer_at or datetime.now(UTC)
+        if self._marker and raw.startswith(self._marker):
+            rest = raw[len(self._marker) :].strip()
+            if not rest and self.ready_at is None:
+                self.ready_at = at
+                if self.started_at is not None:
+                    setup = max((at - self.started_at).total_seconds(), 0.0)
+                    note = f"{NOTE_PREFIX}{READY_NOTE}{setup:.3f} s\n"
+                    lines.append(self._entry(at, note.encode()))
+                return
+            if rest and rest.isalpha():
+                self.events.add(rest.decode())
+                return
+        if self.truncated:
+            return  # keep draining the stream, write nothing
+        entry = self._entry(at, self._masker.mask(raw))
+        if self._written + sum(map(len, lines)) + len(entry) > self.max_bytes:
+            notice = f"log truncated at {self.max_bytes} bytes; further output discarded"
+            lines.append(self._entry(at, (NOTE_PREFIX + notice).encode() + b"\n"))
+            self.truncated = True
+            return
+        lines.append(entry)
+
+    @staticmethod
+    def _entry(at: datetime, text: bytes) -> bytes:
+        # Decoding with "replace" keeps the file valid UTF-8 whatever the pipeline prints.
+        return format_timestamp(at).encode() + b" " + text.decode("utf-8", "replace").encode()
+
+    def _write(self, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        data = b"".join(lines)
+        self._file.write(data)
+        self._file.flush()
+        self._written += len(data)
+
+
+def _already_truncated(path: Path) -> bool:
+    """True when an earlier writer (before an engine restart) already hit the cap."""
+    if not path.is_file():
+        return False
+    with path.open("rb") as fh:
+        fh.seek(max(path.stat().st_size - 64 * 1024, 0))
+        return b"] log truncated at " in fh.read()
+
+
+def resume_point(path: Path) -> tuple[datetime | None, int]:
+    """Where to resume writing a log after an engine restart.
+
+    Returns the timestamp of the last pipeline line (engine notes do not count) and how many
+    pipeline lines carry that same millisecond. A half-written last line is cut off first, so
+    it is written again whole.
+    """
+    if not path.is_file():
+        return None, 0
+    with path.open("r+b") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(max(size - 256 * 1024, 0))
+        tail = fh.read()
+        if tail and not tail.endswith(b"\n"):
+            keep = tail.rfind(b"\n") + 1
+            fh.truncate(size - len(tail) + keep)
+            tail = tail[:keep]
+    last: datetime | None = None
+    count = 0
+    for raw in reversed(tail.splitlines()):
+        stamp, _, text = raw.partition(b" ")
+        if text.startswith(NOTE_PREFIX.encode()):
+            continue
+        try:
+            at = parse_timestamp(stamp.decode())
+        except (UnicodeDecodeError, ValueError):
+            break  # the first line of the tail may be cut in the middle
+        if last is None:
+            last = at
+        if at != last:
+            break
+        count += 1
+    return last, count
+
+
+def noted_setup_duration(path: Path) -> float | None:
+    """The setup duration an earlier engine process noted in the log, if any."""
+    if not path.is_file():
+        return None
+    with path.open("rb") as fh:
+        head = fh.read(1024 * 1024).decode("utf-8", "replace")
+    for line in head.splitlines():
+        _, _, text = line.partition(" ")
+        if text.startswith(NOTE_PREFIX + READY_NOTE):
+            try:
+                return float(text.removeprefix(NOTE_PREFIX + READY_NOTE).split()[0])
+            except (IndexError, ValueError):
+                return None
+    return None

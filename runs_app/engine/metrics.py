@@ -1,0 +1,173 @@
+"""A run's resource samples: one JSON object per line in its metrics file.
+
+Line format: `{"ts": "2026-11-27T22:45:01.123Z", "cpu_percent": 37.5, "memory_bytes": 52428800}`.
+`cpu_percent` is relative to one core (200 = two cores busy), like `docker stats`; memory is the
+resident set without page cache. Soft-limit breaches are noted once per kind in the run's log.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from runs_app.engine.logstream import LogWriter, format_timestamp
+
+MIB = 1024 * 1024
+
+
+def format_bytes(value: float) -> str:
+    return f"{value / MIB:.1f} MiB"
+
+
+class MetricsRecorder:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        log: LogWriter,
+        cpu_soft_limit: float | None = None,
+        mem_soft_limit: int | None = None,
+    ) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.peak_memory_bytes: int | None = None
+        self.samples = 0
+        self._log = log
+        self._cpu_soft_limit = cpu_soft_limit
+        self._mem_soft_limit = mem_soft_limit
+        self._lock = threading.Lock()
+        self._file = path.open("a")
+
+    def observe_memory(self, memory_bytes: int) -> None:
+        """Keep the peak from readings that are not written as samples."""
+        with self._lock:
+            if self.peak_memory_bytes is None or memory_bytes > self.peak_memory_bytes:
+                self.peak_memory_bytes = memory_bytes
+
+    def record(self, *, cpu_percent: float, memory_bytes: int) -> None:
+        self.observe_memory(memory_bytes)
+        sample = {
+            "ts": format_timestamp(datetime.now(UTC)),
+            "cpu_percent": round(cpu_percent, 2),
+            "memory_bytes": int(memory_bytes),
+        }
+        with self._lock:
+            if self._file.closed:
+                return
+            self._file.write(json.dumps(sample) + "\n")
+            self._file.flush()
+            self.samples += 1
+        self._check_soft_limits(cpu_percent, memory_bytes)
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+    def _check_soft_limits(self, cpu_percent: float, memory_bytes: int) -> None:
+        if self._mem_soft_limit and memory_bytes > self._mem_soft_limit:
+            self._log.note(
+                f"memory soft limit exceeded: {format_bytes(memory_bytes)} used, "
+                f"limit {format_bytes(self._mem_soft_limit)}",
+                once="mem_soft_limit",
+            )
+        if self._cpu_soft_limit and cpu_percent > self._cpu_soft_limit * 100:
+            self._log.note(
+                f"CPU soft limit exceeded: {cpu_percent / 100:.2f} cores used, "
+                f"limit {self._cpu_soft_limit:g} cores",
+                once="cpu_soft_limit",
+            )
+
+
+class DockerStatsSampler:
+    """Turns a Docker stats stream (about one reading a second) into samples every `interval`."""
+
+    def __init__(self, recorder: MetricsRecorder, *, interval: float) -> None:
+        self._recorder = recorder
+        self._interval = interval
+        self._last_record = 0.0
+
+    def consume(self, readings: Iterable[dict], stop: threading.Event) -> None:
+        for reading in readings:
+            if stop.is_set():
+                return
+            memory = docker_memory_bytes(reading)
+            if memory is None:
+                continue  # the container is not running (yet / any more)
+            self._recorder.observe_memory(memory)
+            now = time.monotonic()
+            if now - self._last_record >= self._interval:
+                self._last_record = now
+                self._recorder.record(cpu_percent=docker_cpu_percent(reading), memory_bytes=memory)
+
+
+def docker_cpu_percent(reading: dict) -> float:
+    cpu = reading.get("cpu_stats") or {}
+    previous = reading.get("precpu_stats") or {}
+    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (
+        previous.get("cpu_usage") or {}
+    ).get("total_usage", 0)
+    system_delta = cpu.get("system_cpu_usage", 0) - previous.get("system_cpu_usage", 0)
+    if cpu_delta <= 0 or system_delta <= 0:
+        return 0.0
+    cores = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or [1])
+    return cpu_delta / system_delta * cores * 100
+
+
+def docker_memory_bytes(reading: dict) -> int | None:
+    memory = reading.get("memory_stats") or {}
+    usage = memory.get("usage")
+    if usage is None:
+        return None
+    stats = memory.get("stats") or {}
+    # What `docker stats` shows: usage minus inactive page cache (cgroup v1 and v2 names).
+    cache = stats.get("total_inactive_file", stats.get("inactive_file", 0))
+    return max(int(usage) - int(cache), 0)
+
+
+class ProcessTreeSampler:
+    """Samples CPU and RSS over a process and all its descendants (local executor)."""
+
+    def __init__(self, recorder: MetricsRecorder, root_pid: int, *, interval: float) -> None:
+        self._recorder = recorder
+        self._root_pid = root_pid
+        self._interval = interval
+        self._known: dict[int, psutil.Process] = {}
+
+    def run(self, stop: threading.Event) -> None:
+        self._sample(record=False)  # prime cpu_percent(), whose first call always says 0
+        while not stop.wait(self._interval):
+            self._sample(record=True)
+
+    def _sample(self, *, record: bool) -> None:
+        try:
+            root = psutil.Process(self._root_pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return
+        cpu = 0.0
+        memory = 0
+        alive: dict[int, psutil.Process] = {}
+        for proc in tree:
+            # Reuse the Process objects: cpu_percent() measures since the previous call on it.
+            proc = self._known.get(proc.pid, proc)
+            try:
+                cpu += proc.cpu_percent(None)
+                memory += proc.memory_info().rss
+            except psutil.Error:
+                continue
+            alive[proc.pid] = proc
+        self._known = alive
+        if record:
+            self._recorder.record(cpu_percent=cpu, memory_bytes=memory)
+
+
+def run_in_thread(target: Callable[[], None], name: str) -> threading.Thread:
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread

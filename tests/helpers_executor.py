@@ -1,0 +1,77 @@
+"""Helpers for the executor tests: building a RunSpec and reading what a run wrote."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+
+from runs_app.engine.base import Execution, Executor, Outcome, RunSpec
+
+TEST_IMAGE = "fastflow-runner:python{python_version}"
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+TIMESTAMP_LENGTH = len("2026-11-27T22:45:01.123Z ")
+
+
+def make_spec(pipeline_dir: Path, **overrides) -> RunSpec:
+    run_id = overrides.pop("run_id", None) or str(uuid.uuid4())
+    data = Path(settings.DATA_DIR)
+    values = {
+        "run_id": run_id,
+        "pipeline_name": pipeline_dir.name,
+        "pipeline_dir": pipeline_dir,
+        "has_requirements": (pipeline_dir / "requirements.txt").is_file(),
+        "python_version": settings.FASTFLOW_DEFAULT_PYTHON_VERSION,
+        "env": {},
+        "mask_values": (),
+        "log_file": data / "logs" / pipeline_dir.name / f"{run_id}.log",
+        "metrics_file": data / "metrics" / f"{run_id}.jsonl",
+        "timeout": 60,
+    }
+    values.update(overrides)
+    return RunSpec(**values)
+
+
+def run_to_end(executor: Executor, spec: RunSpec) -> Outcome:
+    return executor.start(spec).wait()
+
+
+def log_lines(spec: RunSpec) -> list[str]:
+    """The log's lines without their timestamp prefix."""
+    if not spec.log_file.exists():
+        return []
+    return [line[TIMESTAMP_LENGTH:] for line in spec.log_file.read_text().splitlines()]
+
+
+def user_lines(spec: RunSpec) -> list[str]:
+    """Only what the pipeline printed (no engine notes)."""
+    return [line for line in log_lines(spec) if not line.startswith("[fastflow] ")]
+
+
+def metric_samples(spec: RunSpec) -> list[dict]:
+    if not spec.metrics_file.exists():
+        return []
+    return [json.loads(line) for line in spec.metrics_file.read_text().splitlines()]
+
+
+def wait_for_line(spec: RunSpec, text: str, timeout: float = 60) -> None:
+    """Block until the pipeline has printed `text` (for tests acting on a live run)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(text in line for line in log_lines(spec)):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} never appeared in the log: {log_lines(spec)}")
+
+
+def wait_in_thread(execution: Execution) -> tuple[list[Outcome], object]:
+    """Run execution.wait() in a thread, as the engine does; returns (result holder, thread)."""
+    import threading
+
+    result: list[Outcome] = []
+    thread = threading.Thread(target=lambda: result.append(execution.wait()), daemon=True)
+    thread.start()
+    return result, thread
