@@ -1,0 +1,257 @@
+"""Users, invitations and API tokens over the API. Views parse, check the role, call a service."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts_app.api_permissions import AdminRole, AnyRole
+from accounts_app.errors import AccountError, InvalidInput, LastAdminError
+from accounts_app.models import Invitation, Role, Session, User
+from accounts_app.services import (
+    INVITATION_DEFAULT_DAYS,
+    INVITATION_MAX_DAYS,
+    TOKEN_MAX_DAYS,
+    invitation_create,
+    invitation_revoke,
+    token_issue,
+    token_revoke,
+    tokens_visible_to,
+    user_update,
+)
+from fastflow_site.api.errors import ApiError
+from fastflow_site.api.pagination import paginated_response, paginated_schema
+from fastflow_site.api.serializers import error_responses
+
+
+def api_error(exc: AccountError) -> ApiError:
+    if isinstance(exc, LastAdminError):
+        return ApiError(str(exc), code=exc.code, status_code=status.HTTP_409_CONFLICT)
+    fields = exc.fields if isinstance(exc, InvalidInput) else {}
+    return ApiError(str(exc), code=exc.code, status_code=status.HTTP_400_BAD_REQUEST, fields=fields)
+
+
+class UserOutputSerializer(serializers.ModelSerializer):
+    github_linked = serializers.SerializerMethodField()
+    google_linked = serializers.SerializerMethodField()
+
+    class Meta:
+        model = User
+        fields = [
+            "id",
+            "username",
+            "email",
+            "role",
+            "blocked",
+            "github_linked",
+            "google_linked",
+            "avatar_url",
+            "last_login",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_github_linked(self, user: User) -> bool:
+        return bool(user.github_id)
+
+    def get_google_linked(self, user: User) -> bool:
+        return bool(user.google_id)
+
+
+class UserListApi(APIView):
+    permission_classes = [AdminRole]
+
+    @extend_schema(
+        operation_id="users_list",
+        responses={200: paginated_schema(UserOutputSerializer, "PaginatedUserList")}
+        | error_responses(401, 403),
+    )
+    def get(self, request: Request) -> Response:
+        return paginated_response(
+            request=request,
+            view=self,
+            queryset=User.objects.order_by("username"),
+            serializer_class=UserOutputSerializer,
+        )
+
+
+class UserDetailApi(APIView):
+    permission_classes = [AdminRole]
+
+    class InputSerializer(serializers.Serializer):
+        role = serializers.ChoiceField(choices=Role.choices, required=False)
+        blocked = serializers.BooleanField(required=False)
+
+    @extend_schema(
+        operation_id="users_partial_update",
+        request=InputSerializer,
+        responses={200: UserOutputSerializer} | error_responses(400, 401, 403, 404, 409),
+        description="Change a user's role and/or block them (blocking revokes their API tokens). "
+        "409 when it would leave no unblocked ADMIN.",
+    )
+    def patch(self, request: Request, user_id: str) -> Response:
+        user = User.objects.filter(id=user_id).first()
+        if user is None:
+            raise NotFound("user not found")
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            user_update(user=user, actor=request.user, **serializer.validated_data)
+        except AccountError as exc:
+            raise api_error(exc) from exc
+        user.refresh_from_db()
+        return Response(UserOutputSerializer(user).data)
+
+
+class InvitationOutputSerializer(serializers.ModelSerializer):
+    status = serializers.CharField(help_text="valid | used | expired")
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Invitation
+        fields = [
+            "id",
+            "recipient_email",
+            "role",
+            "status",
+            "expires_at",
+            "created_at",
+            "created_by",
+        ]
+        read_only_fields = fields
+
+
+class InvitationListApi(APIView):
+    permission_classes = [AdminRole]
+
+    class InputSerializer(serializers.Serializer):
+        email = serializers.EmailField()
+        role = serializers.ChoiceField(choices=Role.choices, default=Role.READONLY)
+        days = serializers.IntegerField(
+            min_value=1, max_value=INVITATION_MAX_DAYS, default=INVITATION_DEFAULT_DAYS
+        )
+
+    class CreatedSerializer(InvitationOutputSerializer):
+        link = serializers.CharField(
+            help_text="the invitation link; returned only in this response"
+        )
+
+        class Meta(InvitationOutputSerializer.Meta):
+            fields = [*InvitationOutputSerializer.Meta.fields, "link"]
+            read_only_fields = fields
+
+    @extend_schema(
+        operation_id="invitations_list",
+        responses={200: paginated_schema(InvitationOutputSerializer, "PaginatedInvitationList")}
+        | error_responses(401, 403),
+    )
+    def get(self, request: Request) -> Response:
+        return paginated_response(
+            request=request,
+            view=self,
+            queryset=Invitation.objects.select_related("created_by").order_by("-created_at"),
+            serializer_class=InvitationOutputSerializer,
+        )
+
+    @extend_schema(
+        operation_id="invitations_create",
+        request=InputSerializer,
+        responses={201: CreatedSerializer} | error_responses(400, 401, 403),
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            invitation, link = invitation_create(
+                created_by=request.user, **serializer.validated_data
+            )
+        except AccountError as exc:
+            raise api_error(exc) from exc
+        invitation.link = link
+        return Response(self.CreatedSerializer(invitation).data, status=status.HTTP_201_CREATED)
+
+
+class InvitationDetailApi(APIView):
+    permission_classes = [AdminRole]
+
+    @extend_schema(
+        operation_id="invitations_destroy", responses={204: None} | error_responses(401, 403, 404)
+    )
+    def delete(self, request: Request, invitation_id: str) -> Response:
+        invitation = Invitation.objects.filter(id=invitation_id).first()
+        if invitation is None:
+            raise NotFound("invitation not found")
+        invitation_revoke(invitation=invitation)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenOutputSerializer(serializers.ModelSerializer):
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    expired = serializers.BooleanField(source="is_expired")
+
+    class Meta:
+        model = Session
+        fields = ["id", "name", "user", "created_at", "expires_at", "expired"]
+        read_only_fields = fields
+
+
+class TokenListApi(APIView):
+    """Own tokens for everyone; ADMIN sees everybody's."""
+
+    permission_classes = [AnyRole]
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+        days = serializers.IntegerField(min_value=1, max_value=TOKEN_MAX_DAYS, required=False)
+
+    class CreatedSerializer(TokenOutputSerializer):
+        token = serializers.CharField(help_text="the bearer token; returned only in this response")
+
+        class Meta(TokenOutputSerializer.Meta):
+            fields = [*TokenOutputSerializer.Meta.fields, "token"]
+            read_only_fields = fields
+
+    @extend_schema(
+        operation_id="tokens_list",
+        responses={200: paginated_schema(TokenOutputSerializer, "PaginatedTokenList")}
+        | error_responses(401, 403),
+    )
+    def get(self, request: Request) -> Response:
+        return paginated_response(
+            request=request,
+            view=self,
+            queryset=tokens_visible_to(user=request.user).order_by("-created_at"),
+            serializer_class=TokenOutputSerializer,
+        )
+
+    @extend_schema(
+        operation_id="tokens_create",
+        request=InputSerializer,
+        responses={201: CreatedSerializer} | error_responses(400, 401, 403),
+        description="Issue a token for yourself. The token value is in this response only.",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            session, jwt = token_issue(user=request.user, **serializer.validated_data)
+        except AccountError as exc:
+            raise api_error(exc) from exc
+        session.token = jwt  # the row keeps only the hash; this instance is not saved again
+        return Response(self.CreatedSerializer(session).data, status=status.HTTP_201_CREATED)
+
+
+class TokenDetailApi(APIView):
+    permission_classes = [AnyRole]
+
+    @extend_schema(
+        operation_id="tokens_destroy", responses={204: None} | error_responses(401, 403, 404)
+    )
+    def delete(self, request: Request, token_id: str) -> Response:
+        if not token_revoke(session_id=token_id, actor=request.user):
+            raise NotFound("token not found")
+        return Response(status=status.HTTP_204_NO_CONTENT)
