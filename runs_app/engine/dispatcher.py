@@ -1,0 +1,236 @@
+"""Claims PENDING runs and drives each one in a worker thread: spec → start → wait → finish.
+
+No DB transaction is ever open while a worker talks to the executor: the claim, the start
+record and the finish are separate short transactions around the container/process I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+from pipelines_app.models import Pipeline
+from runs_app.engine.base import Execution, Executor, InfrastructureError, Outcome, RunSpec
+from runs_app.environment import RunEnvironment, RunEnvironmentError, run_environment
+from runs_app.models import PipelineRun
+from runs_app.services import run_claim_next, run_fail, run_finish, run_record_start
+
+logger = logging.getLogger(__name__)
+
+
+class RunSpecError(Exception):
+    """The run cannot be prepared (pipeline folder gone, configuration vanished)."""
+
+
+def pipeline_dir(name: str) -> Path:
+    return Pipeline(pipeline_name=name).folder
+
+
+def run_log_file(run: PipelineRun) -> Path:
+    return Path(settings.LOGS_DIR) / run.pipeline_id / f"{run.id}.log"
+
+
+def run_metrics_file(run: PipelineRun) -> Path:
+    return Path(settings.METRICS_DIR) / f"{run.id}.jsonl"
+
+
+def run_spec_build(*, run: PipelineRun) -> tuple[RunSpec, RunEnvironment]:
+    """Everything the executor needs, from the pipeline's spec and the run's row."""
+    pipeline = run.pipeline
+    try:
+        folder = pipeline.folder
+    except ValueError as exc:
+        raise RunSpecError(str(exc)) from None
+    if not (folder / "main.py").is_file():
+        raise RunSpecError(f"pipeline folder {folder} has no main.py (was it removed?)")
+    spec = pipeline.spec
+    try:
+        effective = spec.effective(run.run_config_id or None)
+    except KeyError:
+        raise RunSpecError(
+            f"pipeline '{pipeline.pipeline_name}' has no run configuration "
+            f"{run.run_config_id!r} any more"
+        ) from None
+    environment = run_environment(run=run)
+    run_spec = RunSpec(
+        run_id=str(run.id),
+        pipeline_name=pipeline.pipeline_name,
+        pipeline_dir=folder,
+        has_requirements=(folder / "requirements.txt").is_file(),
+        python_version=spec.python_version or settings.FASTFLOW_DEFAULT_PYTHON_VERSION,
+        env=environment.env,
+        mask_values=environment.mask_values,
+        log_file=Path(run.log_file) if run.log_file else run_log_file(run),
+        metrics_file=Path(run.metrics_file) if run.metrics_file else run_metrics_file(run),
+        cpu_hard_limit=effective.cpu_hard_limit,
+        mem_hard_limit=effective.mem_hard_limit,
+        cpu_soft_limit=effective.cpu_soft_limit,
+        mem_soft_limit=effective.mem_soft_limit,
+        timeout=float(effective.timeout) if effective.timeout else None,
+        log_max_bytes=settings.FASTFLOW_LOG_MAX_BYTES,
+    )
+    return run_spec, environment
+
+
+@dataclass
+class _Active:
+    run: PipelineRun
+    thread: threading.Thread | None = None
+    execution: Execution | None = None
+    cancel_sent: bool = False
+
+
+class Dispatcher:
+    """Runs up to `slots` executions at once, each in its own worker thread.
+
+    Workers are daemon threads rather than a ThreadPoolExecutor's: on a graceful shutdown
+    with the docker executor the engine must exit while containers keep running (the next
+    engine re-attaches), and a pool's threads would keep the process alive until they end.
+    """
+
+    def __init__(self, *, engine_id: str, executor: Executor, slots: int) -> None:
+        self.engine_id = engine_id
+        self.executor = executor
+        self.slots = slots
+        self.stopping = False
+        self.wakeup = threading.Event()  # set whenever a worker ends: a slot is free
+        self._lock = threading.Lock()
+        self._active: dict[str, _Active] = {}
+
+    @property
+    def survives_restart(self) -> bool:
+        """Whether executions outlive the engine process (docker containers do)."""
+        return getattr(self.executor, "survives_engine_restart", self.executor.name != "local")
+
+    @property
+    def free_slots(self) -> int:
+        with self._lock:
+            return self.slots - len(self._active)
+
+    def active_run_ids(self) -> set[str]:
+        with self._lock:
+            return set(self._active)
+
+    def dispatch(self) -> int:
+        """Claim and start runs while slots are free; returns how many were started."""
+        started = 0
+        while not self.stopping and self.free_slots > 0:
+            run = run_claim_next(engine_id=self.engine_id)
+            if run is None:
+                break
+            self._launch(run, None)
+            started += 1
+        return started
+
+    def adopt(self, run: PipelineRun, execution: Execution) -> None:
+        """Drive an execution re-attached after an engine restart, like one we started."""
+        self._launch(run, execution)
+
+    def _launch(self, run: PipelineRun, execution: Execution | None) -> None:
+        active = _Active(run=run, execution=execution)
+        thread = threading.Thread(
+            target=self._work, args=(active,), name=f"run-{run.id}", daemon=True
+        )
+        active.thread = thread
+        with self._lock:
+            self._active[str(run.id)] = active
+        thread.start()
+
+    def check_cancellations(self) -> int:
+        """Stop executions whose run got a cancel request; returns how many were signalled."""
+        with self._lock:
+            candidates = {
+                rid: a for rid, a in self._active.items() if a.execution and not a.cancel_sent
+            }
+        if not candidates:
+            return 0
+        requested = PipelineRun.objects.filter(
+            id__in=list(candidates), cancel_requested_at__isnull=False
+        ).values_list("id", flat=True)
+        for run_id in requested:
+            active = candidates[str(run_id)]
+            active.cancel_sent = True
+            logger.info("run %s: cancel requested, stopping it", run_id)
+            active.execution.cancel()
+        return len(requested)
+
+    def stop(self, *, timeout: float) -> None:
+        """Graceful shutdown. Executions that survive an engine restart are left running;
+        the others are stopped and their runs failed with the reason."""
+        self.stopping = True
+        if self.survives_restart:
+            return
+        with self._lock:
+            actives = list(self._active.values())
+        for active in actives:
+            if active.execution is not None:
+                active.execution.cancel()
+        for active in actives:
+            if active.thread is not None:
+                active.thread.join(timeout)
+
+    # --- one run, in its worker thread -----------------------------------------------------------
+
+    def _work(self, active: _Active) -> None:
+        run = active.run
+        try:
+            if active.execution is None:
+                active.execution = self._start(run)
+                if active.execution is None:
+                    return
+                if self.stopping and self.survives_restart:
+                    return
+            outcome = active.execution.wait()
+            self._finish(run, outcome)
+        except Exception as exc:  # noqa: BLE001 - poison-pill guard: fail the run, keep the engine
+            logger.exception("run %s: the engine failed while driving it", run.id)
+            try:
+                run_fail(run=run, reason=f"engine error: {exc.__class__.__name__}: {exc}")
+            except Exception:  # noqa: BLE001
+                logger.exception("run %s: could not even mark it failed", run.id)
+        finally:
+            with self._lock:
+                self._active.pop(str(run.id), None)
+            self.wakeup.set()
+            connection.close()
+
+    def _start(self, run: PipelineRun) -> Execution | None:
+        log_file = run_log_file(run)
+        try:
+            spec, environment = run_spec_build(run=run)
+            execution = self.executor.start(spec)
+        except (RunSpecError, RunEnvironmentError, InfrastructureError) as exc:
+            logger.warning("run %s could not start: %s", run.id, exc)
+            run_fail(run=run, reason=str(exc), log_file=log_file)
+            return None
+        recorded = run_record_start(
+            run=run,
+            container_id=execution.handle_id,
+            env_vars=environment.masked,
+            log_file=spec.log_file,
+            metrics_file=spec.metrics_file,
+        )
+        if not recorded:
+            # Finished elsewhere meanwhile (e.g. cancelled and reconciled): do not run it.
+            logger.warning("run %s is no longer ours; stopping its execution", run.id)
+            execution.cancel()
+            execution.wait()
+            return None
+        return execution
+
+    def _finish(self, run: PipelineRun, outcome: Outcome) -> None:
+        if self.stopping and not self.survives_restart and outcome.cancelled:
+            run_fail(
+                run=run,
+                reason=(
+                    f"runscheduler {self.engine_id} stopped while the run was in progress "
+                    f"({self.executor.name} runs cannot outlive the engine)"
+                ),
+            )
+            return
+        run_finish(run=run, outcome=outcome)

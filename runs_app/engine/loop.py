@@ -1,0 +1,200 @@
+"""The engine process (`manage.py runscheduler`): one `Engine`, stepped by the command's loop.
+
+Threads: the main loop (claim + dispatch, cancellations, leader lease, schedule mirror), one
+worker per running run, a heartbeat, a periodic reconcile + executor health check, and while
+this engine leads: APScheduler, the pipelines/schedules re-sync and the cache warmer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection
+from django.db.models import Q
+from django.utils import timezone
+
+from runs_app.engine.base import Executor, InfrastructureError
+from runs_app.engine.dispatcher import Dispatcher
+from runs_app.engine.housekeeping import (
+    CacheWarmer,
+    LeaderChores,
+    Periodic,
+    engine_heartbeat,
+    engine_identity,
+    engine_register,
+    engine_unregister,
+    heartbeat_interval,
+)
+from runs_app.engine.lease import RENEW_SECONDS, SCHEDULER_LEASE, lease_acquire, lease_release
+from runs_app.engine.reconcile import reconcile
+from runs_app.engine.scheduler import ScheduleMirror
+from runs_app.models import PipelineRun, RunStatus
+
+logger = logging.getLogger(__name__)
+
+# A due run is noticed within one poll; `exists()` on the (status, queued_at) index is cheap.
+POLL_SECONDS = 0.05
+# When runs are due but the limits hold them back, claiming (a write transaction) is retried
+# at this pace, or at once when one of our own runs ends.
+BLOCKED_RETRY_SECONDS = 0.5
+CANCEL_CHECK_SECONDS = 0.25
+MIRROR_SYNC_SECONDS = 2.0
+RECONCILE_SECONDS = 10.0
+CONNECTION_RECYCLE_SECONDS = 1.0
+
+
+class Engine:
+    def __init__(self, *, executor: Executor, schedules: bool = True) -> None:
+        self.engine_id = engine_identity()
+        self.executor = executor
+        self.schedules = schedules
+        self.dispatcher = Dispatcher(
+            engine_id=self.engine_id, executor=executor, slots=settings.FASTFLOW_MAX_CONCURRENT_RUNS
+        )
+        self.mirror = ScheduleMirror()
+        self.warmer = CacheWarmer(executor)
+        self.leader = False
+        self.healthy = True
+        self._leader_chores: Periodic | None = None
+        self._threads: list[Periodic] = []
+        self._mirror_due = 0.0
+        self._lease_due = 0.0
+        self._cancel_due = 0.0
+        self._claim_due = 0.0
+        self._recycle_due = 0.0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        engine_register(engine_id=self.engine_id, executor=self.executor.name)
+        self.check_executor()
+        if self.healthy:
+            reconcile(engine_id=self.engine_id, executor=self.executor, dispatcher=self.dispatcher)
+        self.warmer.start()
+        self._threads = [
+            Periodic("heartbeat", heartbeat_interval(), self._heartbeat),
+            Periodic("reconcile", RECONCILE_SECONDS, self._reconcile),
+        ]
+        for thread in self._threads:
+            thread.start()
+        logger.info(
+            "engine %s started (executor %s, %d slots)",
+            self.engine_id,
+            self.executor.name,
+            self.dispatcher.slots,
+        )
+
+    def stop(self) -> None:
+        logger.info("engine %s stopping", self.engine_id)
+        self.dispatcher.stop(timeout=settings.FASTFLOW_CANCEL_GRACE_SECONDS + 15)
+        self._resign()
+        for thread in self._threads:
+            thread.stop()
+        self.warmer.stop()
+        try:
+            engine_unregister(engine_id=self.engine_id)
+        except DatabaseError:
+            logger.exception("could not remove the engine row (it will go stale)")
+        left = self.dispatcher.active_run_ids()
+        if left:
+            logger.info("left %d run(s) running for the next engine to re-attach", len(left))
+
+    # --- one loop iteration ------------------------------------------------------------------
+
+    def step(self) -> None:
+        now = time.monotonic()
+        if now >= self._recycle_due and not connection.in_atomic_block:
+            close_old_connections()
+            self._recycle_due = now + CONNECTION_RECYCLE_SECONDS
+        if self.schedules and now >= self._lease_due:
+            self._lead()
+            self._lease_due = now + RENEW_SECONDS
+        if self.leader and now >= self._mirror_due:
+            self.mirror.sync()
+            self._mirror_due = now + MIRROR_SYNC_SECONDS
+        if now >= self._cancel_due:
+            self.dispatcher.check_cancellations()
+            self._cancel_due = now + CANCEL_CHECK_SECONDS
+        ready = self.healthy and now >= self._claim_due and self.dispatcher.free_slots > 0
+        if ready and self._runs_due() and not self.dispatcher.dispatch():
+            self._claim_due = now + BLOCKED_RETRY_SECONDS
+
+    def wait(self, seconds: float = POLL_SECONDS) -> None:
+        """Sleep until the next poll, or until one of our runs ends (a slot is free)."""
+        if self.dispatcher.wakeup.wait(seconds):
+            self.dispatcher.wakeup.clear()
+            self._claim_due = 0.0
+
+    def wake(self) -> None:
+        self.dispatcher.wakeup.set()
+
+    def schedules_changed(self) -> None:
+        self._mirror_due = 0.0
+
+    # --- pieces ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _runs_due() -> bool:
+        return (
+            PipelineRun.objects.filter(status=RunStatus.PENDING)
+            .filter(Q(not_before__isnull=True) | Q(not_before__lte=timezone.now()))
+            .exists()
+        )
+
+    def check_executor(self) -> None:
+        try:
+            self.executor.check()
+        except InfrastructureError as exc:
+            if self.healthy:
+                logger.error("executor %s unusable, runs wait: %s", self.executor.name, exc)
+            self.healthy = False
+            return
+        if not self.healthy:
+            logger.info("executor %s is back", self.executor.name)
+        self.healthy = True
+
+    def _heartbeat(self) -> None:
+        engine_heartbeat(engine_id=self.engine_id, executor=self.executor.name)
+
+    def _reconcile(self) -> None:
+        self.check_executor()
+        if self.healthy:
+            reconcile(engine_id=self.engine_id, executor=self.executor, dispatcher=self.dispatcher)
+
+    def _lead(self) -> None:
+        try:
+            holds = lease_acquire(name=SCHEDULER_LEASE, holder=self.engine_id)
+        except DatabaseError:
+            logger.exception("scheduler lease renewal failed; stepping down")
+            holds = False
+        if holds and not self.leader:
+            self.leader = True
+            logger.info("engine %s is the scheduler leader", self.engine_id)
+            self.mirror.start()
+            self._mirror_due = 0.0
+            chores = LeaderChores(warmer=self.warmer, on_schedules_changed=self.schedules_changed)
+            self._leader_chores = Periodic(
+                "leader-chores", settings.FASTFLOW_SYNC_INTERVAL_SECONDS, chores
+            )
+            self._leader_chores.start()
+        elif not holds and self.leader:
+            logger.warning("engine %s lost the scheduler lease", self.engine_id)
+            self._step_down()
+
+    def _step_down(self) -> None:
+        self.leader = False
+        self.mirror.stop()
+        if self._leader_chores is not None:
+            self._leader_chores.stop()
+            self._leader_chores = None
+
+    def _resign(self) -> None:
+        if not self.leader:
+            return
+        self._step_down()
+        try:
+            lease_release(name=SCHEDULER_LEASE, holder=self.engine_id)
+        except DatabaseError:
+            logger.exception("could not release the scheduler lease (it will expire)")

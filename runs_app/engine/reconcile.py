@@ -1,0 +1,122 @@
+"""Recovery after an engine crash, on start and periodically. No run stays RUNNING forever.
+
+1. A RUNNING run whose engine is gone (no fresh heartbeat, or its process on this host is
+   dead) is taken over by a conditional UPDATE, so exactly one engine handles it. Then:
+   its container still runs → re-attached (log and metrics continue, it finishes normally);
+   it exited → finished from its exit code (the executor's re-attached execution returns at
+   once); nothing to re-attach → failed with the reason.
+2. An execution of ours (a labelled container) with no run, or a finished one, is removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from runs_app.engine.base import Executor, InfrastructureError
+from runs_app.engine.dispatcher import (
+    Dispatcher,
+    RunSpecError,
+    run_log_file,
+    run_spec_build,
+)
+from runs_app.engine.housekeeping import engines_sweep, live_engine_ids
+from runs_app.environment import RunEnvironmentError
+from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus
+from runs_app.services import run_fail, run_take_over
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ReconcileReport:
+    reattached: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+def reconcile(*, engine_id: str, executor: Executor, dispatcher: Dispatcher) -> ReconcileReport:
+    report = ReconcileReport()
+    try:
+        handles = executor.running_handles()
+    except InfrastructureError as exc:
+        # Without the executor we cannot tell a live container from a dead one: touch nothing.
+        logger.warning("reconcile skipped: %s", exc)
+        return report
+
+    live = live_engine_ids(me=engine_id)
+    orphaned = PipelineRun.objects.filter(status=RunStatus.RUNNING).exclude(engine_id__in=live)
+    for run in orphaned.select_related("pipeline"):
+        previous = run.engine_id or "an unknown engine"
+        if not run_take_over(run=run, engine_id=engine_id):
+            continue
+        _recover(run, previous, handles.get(str(run.id)), executor, dispatcher, report)
+    engines_sweep(live=live)
+
+    active = dispatcher.active_run_ids()
+    for run_id, handle in handles.items():
+        if run_id in active or not _is_uuid(run_id):
+            continue
+        status = PipelineRun.objects.filter(id=run_id).values_list("status", flat=True).first()
+        if status is None or status in TERMINAL_STATUSES:
+            try:
+                executor.remove_orphan(handle)
+            except InfrastructureError as exc:
+                logger.warning("could not remove orphan %s of run %s: %s", handle, run_id, exc)
+                continue
+            report.removed.append(handle)
+            logger.info("removed orphan execution %s (run %s: %s)", handle, run_id, status)
+    return report
+
+
+def _recover(
+    run: PipelineRun,
+    previous: str,
+    handle: str | None,
+    executor: Executor,
+    dispatcher: Dispatcher,
+    report: ReconcileReport,
+) -> None:
+    handle = handle or run.container_id
+    reason = ""
+    if not handle:
+        reason = f"the engine running it ({previous}) stopped before its execution was started"
+    else:
+        try:
+            spec, _ = run_spec_build(run=run)
+        except (RunSpecError, RunEnvironmentError) as exc:
+            spec = None
+            reason = f"the engine running it ({previous}) stopped, and re-attaching failed: {exc}"
+        execution = None
+        if spec is not None:
+            try:
+                execution = executor.reattach(spec, handle)
+            except InfrastructureError as exc:
+                reason = f"the engine running it ({previous}) stopped; re-attaching failed: {exc}"
+        if execution is not None:
+            logger.info("run %s: re-attached to %s (was %s)", run.id, handle, previous)
+            report.reattached.append(str(run.id))
+            dispatcher.adopt(run, execution)
+            return
+        if not reason:
+            reason = (
+                f"the engine running it ({previous}) stopped and its {executor.name} execution "
+                f"{handle} cannot be re-attached"
+            )
+        try:
+            executor.remove_orphan(handle)  # e.g. kill a local run's process group
+        except InfrastructureError as exc:
+            logger.warning("run %s: could not remove %s: %s", run.id, handle, exc)
+    logger.warning("run %s: %s", run.id, reason)
+    report.failed.append(str(run.id))
+    log_file = run.log_file or run_log_file(run)
+    run_fail(run=run, reason=reason, log_file=log_file)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,75 @@
+"""`manage.py runscheduler`: the engine. Run one or more (any host sharing the database).
+
+SIGTERM / SIGINT finish the loop gracefully: docker runs keep running and the next engine
+re-attaches them; local runs are stopped and failed with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from types import FrameType
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import connection
+
+from runs_app.engine.loop import Engine
+
+logger = logging.getLogger("runs_app.engine")
+
+ERROR_PAUSE_SECONDS = 1.0
+
+
+class Command(BaseCommand):
+    help = "Run the Fast-Flow engine: dispatch runs, fire schedules, reconcile, heartbeat."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--executor",
+            choices=("docker", "local"),
+            default=None,
+            help="Override FASTFLOW_EXECUTOR for this engine.",
+        )
+        parser.add_argument(
+            "--no-schedules",
+            action="store_true",
+            help="Never become the scheduler leader (dispatch only).",
+        )
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        desc = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminate"}.get(signum, signum)
+        self.stdout.write(f"{desc}, finishing...")
+        self.shutdown = True
+        if self.engine is not None:
+            self.engine.wake()
+
+    def handle(self, *args: object, **options: object) -> str:
+        from runs_app.engine.executors import get_executor
+
+        self.shutdown = False
+        self.engine: Engine | None = None
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGINT, self.on_signal)
+        if connection.vendor == "postgresql":
+            settings.DATABASES["default"].setdefault("OPTIONS", {})
+            settings.DATABASES["default"]["OPTIONS"]["application_name"] = "runscheduler"
+
+        executor = get_executor(options["executor"])
+        self.engine = Engine(executor=executor, schedules=not options["no_schedules"])
+        self.engine.start()
+        self.stdout.write(f"runscheduler {self.engine.engine_id} ({executor.name}) started")
+        try:
+            while not self.shutdown:
+                try:
+                    self.engine.step()
+                except Exception:  # noqa: BLE001 - the loop must survive anything one step does
+                    logger.exception("engine step failed; continuing")
+                    connection.close()
+                    time.sleep(ERROR_PAUSE_SECONDS)
+                    continue
+                self.engine.wait()
+        finally:
+            self.engine.stop()
+        return "Done."

@@ -1,0 +1,165 @@
+"""The engine drives runs end to end: claim → real executor → finish (local executor, and the
+docker executor where the behaviour is docker's own)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from runs_app.models import PipelineRun, RunStatus
+from runs_app.services import run_cancel, run_enqueue
+from secrets_app.services import secret_set
+from tests.helpers_engine import (
+    ThreadEngine,
+    log_text,
+    make_pipeline,
+    run_refreshed,
+    wait_for,
+    wait_until_finished,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_it_runs_a_pipeline_to_success():
+    pipeline = make_pipeline("hello", "print('hello from the pipeline')\n")
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+
+    with ThreadEngine() as engine:
+        wait_until_finished(run)
+
+    assert run.status == RunStatus.SUCCESS, run.error_message
+    assert run.exit_code == 0
+    assert run.engine_id == engine.engine_id
+    assert run.container_id  # the local executor's pid
+    assert run.started_at <= run.finished_at
+    assert run.setup_duration is not None
+    assert run.log_file.endswith(f"logs/hello/{run.id}.log")
+    assert "hello from the pipeline" in log_text(run)
+    pipeline.refresh_from_db()
+    assert (pipeline.total_runs, pipeline.successful_runs) == (1, 1)
+
+
+def test_a_failing_pipeline_fails_with_its_exit_code():
+    pipeline = make_pipeline("broken", "import sys\nprint('oops')\nsys.exit(3)\n")
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+
+    with ThreadEngine():
+        wait_until_finished(run)
+
+    assert run.status == RunStatus.FAILED
+    assert run.exit_code == 3
+    assert "3" in run.error_message
+    assert "oops" in log_text(run)
+
+
+def test_a_timeout_kills_the_run_and_says_so():
+    pipeline = make_pipeline(
+        "slow", "import time\nprint('start')\ntime.sleep(60)\n", pipeline_json={"timeout": 1}
+    )
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+
+    with ThreadEngine():
+        wait_until_finished(run, timeout=30)
+
+    assert run.status == RunStatus.FAILED
+    assert "timeout" in run.error_message.lower() or "timed out" in run.error_message.lower()
+    assert "start" in log_text(run)
+
+
+def test_cancelling_a_running_run_stops_it():
+    pipeline = make_pipeline(
+        "sleeper", "import time\nprint('working', flush=True)\ntime.sleep(60)\n"
+    )
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+
+    with ThreadEngine():
+        wait_for(lambda: "working" in log_text(run), what="the run to print")
+        run_cancel(run=run)
+        wait_until_finished(run, timeout=30)
+
+    assert run.status == RunStatus.CANCELLED
+    assert run.cancel_requested_at is not None
+    assert "cancelled" in log_text(run)
+
+
+def test_a_cancelled_pending_run_never_starts():
+    pipeline = make_pipeline("hello")
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    run_cancel(run=run)
+    other = run_enqueue(pipeline=pipeline, triggered_by="manual")
+
+    with ThreadEngine():
+        wait_until_finished(other)
+
+    assert run_refreshed(run).status == RunStatus.CANCELLED
+    assert run.started_at is None and run.log_file == ""
+
+
+def test_parameters_arrive_as_environment_variables():
+    pipeline = make_pipeline(
+        "greet",
+        "import os\nprint('greeting=' + os.environ['GREETING'])\n",
+        pipeline_json={"default_env": {"GREETING": "from defaults"}},
+    )
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual", parameters={"GREETING": "hi"})
+
+    with ThreadEngine():
+        wait_until_finished(run)
+
+    assert run.status == RunStatus.SUCCESS, run.error_message
+    assert "greeting=hi" in log_text(run)
+    assert run.env_vars["GREETING"] == "hi"
+
+
+def test_secrets_reach_the_run_but_are_masked_in_env_vars_and_log():
+    secret_set(key="API_TOKEN", value="s3cr3t-value-42")
+    pipeline = make_pipeline(
+        "uses_secret",
+        "import os\nprint('token is', os.environ['API_TOKEN'])\n"
+        "print('length', len(os.environ['API_TOKEN']))\n",
+        pipeline_json={"secrets": ["API_TOKEN"]},
+    )
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+
+    with ThreadEngine():
+        wait_until_finished(run)
+
+    text = log_text(run)
+    assert run.status == RunStatus.SUCCESS, run.error_message
+    assert run.env_vars["API_TOKEN"] == "***"
+    assert "s3cr3t-value-42" not in json.dumps(run.env_vars)
+    assert "token is ***" in text
+    assert "length 15" in text  # the real value reached the process
+    assert "s3cr3t-value-42" not in text
+
+
+def test_a_missing_secret_fails_the_run_clearly_without_running_it():
+    pipeline = make_pipeline(
+        "needs_secret", "print('should not run')\n", pipeline_json={"secrets": ["NOPE_TOKEN"]}
+    )
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+
+    with ThreadEngine():
+        wait_until_finished(run)
+
+    assert run.status == RunStatus.FAILED
+    assert "NOPE_TOKEN" in run.error_message
+    assert "not found" in run.error_message
+    assert run.container_id == ""
+    text = log_text(run)
+    assert "NOPE_TOKEN" in text and "should not run" not in text
+
+
+def test_many_runs_share_the_slots(settings):
+    settings.FASTFLOW_MAX_CONCURRENT_RUNS = 3
+    pipeline = make_pipeline("quick", "print('quick')\n")
+    runs = [run_enqueue(pipeline=pipeline, triggered_by="manual") for _ in range(8)]
+
+    with ThreadEngine():
+        for run in runs:
+            wait_until_finished(run)
+
+    assert {r.status for r in runs} == {RunStatus.SUCCESS}
+    assert PipelineRun.objects.filter(status=RunStatus.SUCCESS).count() == 8
