@@ -106,11 +106,14 @@ class PipelineRunAdmin(admin.ModelAdmin):
                     "status_detail",
                     "triggered_by",
                     "run_config_id",
-                    "retry_attempt",
-                    "chain_depth",
+                    "exit_code",
+                    "error_message",
+                    "duration_detail",
+                    "setup_duration_detail",
                 )
             },
         ),
+        ("Resources", {"fields": ("resources",)}),
         (
             "Timing",
             {
@@ -119,14 +122,22 @@ class PipelineRunAdmin(admin.ModelAdmin):
                     "not_before",
                     "started_at",
                     "finished_at",
-                    "duration_detail",
-                    "setup_duration_detail",
                     "cancel_requested_at",
                 )
             },
         ),
-        ("Result", {"fields": ("exit_code", "error_message", "resources")}),
-        ("Related", {"fields": ("parent_run_link", "child_runs_links", "scheduled_job_link")}),
+        (
+            "Related",
+            {
+                "fields": (
+                    "parent_run_link",
+                    "child_runs_links",
+                    "scheduled_job_link",
+                    "retry_attempt",
+                    "chain_depth",
+                )
+            },
+        ),
         ("Input", {"fields": ("parameters_pretty", "env_vars_pretty")}),
         (
             "Engine",
