@@ -1,0 +1,218 @@
+"""Settings come from the environment: safe defaults, and a bad value names its variable.
+
+Each case starts Django in a fresh interpreter, because settings are read once at import.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.helpers_settings import (
+    PROJECT_DIR,
+    clean_env,
+    config_error,
+    manage,
+    production_env,
+    run_django,
+)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"FASTFLOW_MAX_CONCURRENT_RUNS": "abc"},
+            "FASTFLOW_MAX_CONCURRENT_RUNS: invalid value 'abc'",
+        ),
+        ({"FASTFLOW_MAX_CONCURRENT_RUNS": "0"}, "FASTFLOW_MAX_CONCURRENT_RUNS: must be >= 1"),
+        (
+            {"FASTFLOW_CANCEL_GRACE_SECONDS": "2s"},
+            "FASTFLOW_CANCEL_GRACE_SECONDS: expected a number",
+        ),
+        (
+            {"FASTFLOW_CANCEL_GRACE_SECONDS": "inf"},
+            "FASTFLOW_CANCEL_GRACE_SECONDS: expected a finite",
+        ),
+        ({"DEBUG": "maybe"}, "DEBUG: expected a boolean"),
+        ({"FASTFLOW_SECURE_COOKIES": "perhaps"}, "FASTFLOW_SECURE_COOKIES: expected a boolean"),
+        ({"DATABASE_URL": "nonsense://"}, "DATABASE_URL: unsupported or malformed URL"),
+        ({"DATABASE_URL": "not a url"}, "DATABASE_URL: unsupported or malformed URL"),
+        ({"DATABASE_URL": "mysql://u:p@db/fastflow"}, "DATABASE_URL: unsupported or malformed URL"),
+        ({"DATABASE_URL": "postgres://"}, "DATABASE_URL: the URL names no database"),
+        ({"DATABASE_URL": "sqlite://"}, "DATABASE_URL: the URL names no database"),
+        ({"FASTFLOW_EXECUTOR": "kubernetes"}, "FASTFLOW_EXECUTOR: must be one of docker, local"),
+        ({"DEBUG": "false"}, "SECRET_KEY: required when DEBUG is off"),
+        (
+            {"DEBUG": "false", "SECRET_KEY": "x" * 50},
+            "FASTFLOW_ENCRYPTION_KEY: required when DEBUG is off",
+        ),
+        ({"FASTFLOW_ENCRYPTION_KEY": "abc"}, "FASTFLOW_ENCRYPTION_KEY: every comma-separated key"),
+    ],
+    ids=lambda value: next(iter(value)) if isinstance(value, dict) else None,
+)
+def test_a_malformed_value_names_the_variable(tmp_path, env, expected):
+    result = run_django(tmp_path, **env)
+    assert result.returncode != 0
+    assert config_error(result).startswith(expected), result.stderr[-2000:]
+
+
+def test_manage_py_check_reports_the_variable_too(tmp_path):
+    result = manage(tmp_path, "check", FASTFLOW_MAX_CONCURRENT_RUNS="lots")
+    assert result.returncode != 0
+    assert config_error(result).startswith("FASTFLOW_MAX_CONCURRENT_RUNS: invalid value 'lots'")
+
+
+def test_a_complete_production_environment_passes_the_checks(tmp_path):
+    result = manage(tmp_path, "check", **production_env())
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_the_defaults_put_everything_in_the_data_dir(tmp_path):
+    result = run_django(
+        tmp_path,
+        "print(settings.DATABASES['default']['ENGINE'])\n"
+        "print(settings.DATABASES['default']['NAME'])\n"
+        "print(settings.DATA_DIR)\n"
+        "print(settings.PIPELINES_DIR)\n"
+        "print(settings.DEBUG, settings.USE_TZ, settings.TIME_ZONE)\n",
+    )
+    assert result.returncode == 0, result.stderr
+    engine, name, data_dir, pipelines_dir, flags = result.stdout.splitlines()
+    assert engine == "django.db.backends.sqlite3"
+    assert Path(name) == tmp_path / "data" / "fastflow.db"
+    assert Path(data_dir) == tmp_path / "data"
+    assert Path(pipelines_dir) == tmp_path / "pipelines"
+    assert flags == "True True UTC"
+
+
+def test_a_postgres_url_configures_postgres(tmp_path):
+    result = run_django(
+        tmp_path,
+        "d = settings.DATABASES['default']\n"
+        "print(d['ENGINE'], d['NAME'], d['USER'], d['HOST'], d['PORT'])\n",
+        DATABASE_URL="postgres://ff:pw@db.internal:5433/fastflow",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "django.db.backends.postgresql",
+        "fastflow",
+        "ff",
+        "db.internal",
+        "5433",
+    ]
+
+
+def test_the_development_secret_key_is_generated_once_and_kept(tmp_path):
+    show = "print(settings.SECRET_KEY)"
+    first = run_django(tmp_path, show)
+    second = run_django(tmp_path, show)
+    assert first.returncode == 0, first.stderr
+    assert len(first.stdout.strip()) >= 50
+    assert second.stdout == first.stdout
+    assert (tmp_path / "data" / "secret_key").read_text().strip() == first.stdout.strip()
+
+
+def test_explicit_values_win_over_defaults(tmp_path):
+    result = run_django(
+        tmp_path,
+        "print(settings.SECRET_KEY == 'from-env-' + 'x' * 50)\n"
+        "print(settings.ALLOWED_HOSTS)\n"
+        "print(settings.FASTFLOW_MAX_CONCURRENT_RUNS, settings.FASTFLOW_EXECUTOR)\n",
+        **production_env(
+            SECRET_KEY="from-env-" + "x" * 50,
+            ALLOWED_HOSTS="flow.example.com,10.0.0.5",
+            FASTFLOW_MAX_CONCURRENT_RUNS="3",
+            FASTFLOW_EXECUTOR="LOCAL",
+        ),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "True",
+        "['flow.example.com', '10.0.0.5']",
+        "3 local",
+    ]
+    assert not (tmp_path / "data" / "secret_key").exists()
+
+
+def test_env_example_documents_every_variable_the_settings_read():
+    settings_source = (PROJECT_DIR / "fastflow_site" / "settings.py").read_text()
+    example = (PROJECT_DIR / ".env.example").read_text()
+    reader = r"""(?:env_\w+|_read|env\.\w+|os\.environ\.get)\(\s*"([A-Z][A-Z0-9_]+)\""""
+    read = set(re.findall(reader, settings_source))
+    documented = set(re.findall(r"^#?([A-Z][A-Z0-9_]+)=", example, flags=re.MULTILINE))
+    assert read >= {"DATABASE_URL", "SECRET_KEY", "FASTFLOW_ENCRYPTION_KEY", "FASTFLOW_ENV_FILE"}
+    undocumented = sorted(read - documented)
+    assert not undocumented, (
+        f"settings.py reads variables .env.example does not list: {undocumented}"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - local URL
+            return response.status, response.headers.get("Content-Type", ""), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read()
+
+
+def test_gunicorn_serves_static_files_with_debug_off(tmp_path):
+    env = production_env(FASTFLOW_STATIC_ROOT=str(tmp_path / "static"))
+    collected = manage(tmp_path, "collectstatic", "--noinput", "-v0", **env)
+    assert collected.returncode == 0, collected.stderr
+    assert (tmp_path / "static" / "admin" / "css" / "base.css").is_file()
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "fastflow_site.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+        ],
+        cwd=PROJECT_DIR,
+        env=clean_env(tmp_path, **env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/static/admin/css/base.css"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, content_type, body = _get(url)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"gunicorn did not come up: {server.stderr.read()}"
+                    ) from None
+                time.sleep(0.2)
+        assert status == 200
+        assert content_type.startswith("text/css")
+        assert body == (tmp_path / "static" / "admin" / "css" / "base.css").read_bytes()
+        missing, _, _ = _get(f"http://127.0.0.1:{port}/static/admin/css/nope.css")
+        assert missing == 404
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
