@@ -53,6 +53,15 @@ class Pipeline(models.Model):
         return Path(settings.PIPELINES_DIR) / name
 
     @property
+    def state(self) -> str:
+        """ok, disabled, error or missing: the one-word summary the admin and CLI show."""
+        if self.is_missing:
+            return "missing"
+        if self.discovery_error:
+            return "error"
+        return "ok" if self.enabled else "disabled"
+
+    @property
     def is_runnable(self) -> bool:
         return self.enabled and not self.is_missing and not self.discovery_error
 

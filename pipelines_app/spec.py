@@ -135,7 +135,7 @@ class RetryStrategy:
             raise ValueError(f"attempt is 1-based, got {attempt}")
         if self.type == "exponential_backoff":
             try:
-                value = self.initial_delay * self.multiplier ** (attempt - 1)
+                value = float(self.initial_delay) * float(self.multiplier) ** (attempt - 1)
             except OverflowError:
                 return self.max_delay
             return min(value, self.max_delay) if math.isfinite(value) else self.max_delay
