@@ -1,0 +1,99 @@
+"""FASTFLOW_MAX_CONCURRENT_RUNS (global) and max_instances (per pipeline): runs over the limit
+wait in PENDING, oldest first, and are never rejected."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+
+from runs_app.models import PipelineRun, RunStatus
+from runs_app.services import run_claim_next, run_enqueue
+from tests.helpers_engine import ThreadEngine, finish_claimed, make_pipeline, wait_until_finished
+
+
+@pytest.mark.django_db
+def test_the_global_limit_keeps_runs_waiting_oldest_first(settings):
+    settings.FASTFLOW_MAX_CONCURRENT_RUNS = 2
+    pipeline = make_pipeline("work")
+    runs = [run_enqueue(pipeline=pipeline, triggered_by="manual") for _ in range(4)]
+
+    first = run_claim_next(engine_id="e1")
+    second = run_claim_next(engine_id="e2")  # the limit is global, not per engine
+
+    assert [first.id, second.id] == [runs[0].id, runs[1].id]
+    assert run_claim_next(engine_id="e1") is None
+    assert PipelineRun.objects.filter(status=RunStatus.PENDING).count() == 2
+
+    finish_claimed(first, 0)
+    assert run_claim_next(engine_id="e1").id == runs[2].id
+
+
+@pytest.mark.django_db
+def test_max_instances_holds_back_only_that_pipeline(settings):
+    settings.FASTFLOW_MAX_CONCURRENT_RUNS = 10
+    single = make_pipeline("single", pipeline_json={"max_instances": 1})
+    other = make_pipeline("other")
+    s1 = run_enqueue(pipeline=single, triggered_by="manual")
+    s2 = run_enqueue(pipeline=single, triggered_by="manual")
+    o1 = run_enqueue(pipeline=other, triggered_by="manual")
+
+    assert run_claim_next(engine_id="e").id == s1.id
+    assert run_claim_next(engine_id="e").id == o1.id  # s2 is skipped, not blocking the queue
+    assert run_claim_next(engine_id="e") is None
+
+    finish_claimed(PipelineRun.objects.get(id=s1.id), 0)
+    assert run_claim_next(engine_id="e").id == s2.id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claimers_never_exceed_the_limit(settings):
+    """Eight threads (each with its own DB connection) race to claim 30 runs, limit 5."""
+    settings.FASTFLOW_MAX_CONCURRENT_RUNS = 5
+    pipeline = make_pipeline("race")
+    for _ in range(30):
+        run_enqueue(pipeline=pipeline, triggered_by="manual")
+    claimed: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def claimer(n: int) -> None:
+        try:
+            start.wait()
+            for _ in range(10):
+                run = run_claim_next(engine_id=f"engine-{n}")
+                if run is not None:
+                    with lock:
+                        claimed.append(str(run.id))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claimer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert len(claimed) == 5
+    assert len(set(claimed)) == 5
+    assert PipelineRun.objects.filter(status=RunStatus.RUNNING).count() == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_max_instances_one_runs_a_pipeline_strictly_one_at_a_time(settings):
+    settings.FASTFLOW_MAX_CONCURRENT_RUNS = 4
+    pipeline = make_pipeline(
+        "serial", "import time\ntime.sleep(0.5)\n", pipeline_json={"max_instances": 1}
+    )
+    runs = [run_enqueue(pipeline=pipeline, triggered_by="manual") for _ in range(3)]
+
+    with ThreadEngine():
+        for run in runs:
+            wait_until_finished(run)
+
+    assert [r.status for r in runs] == [RunStatus.SUCCESS] * 3
+    ordered = sorted(runs, key=lambda r: r.started_at)
+    assert [r.id for r in ordered] == [r.id for r in runs]  # queue order
+    for earlier, later in zip(ordered, ordered[1:], strict=False):
+        assert later.started_at >= earlier.finished_at
