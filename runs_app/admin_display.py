@@ -9,18 +9,34 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from runs_app.logs import log_path, log_read
-from runs_app.models import PipelineRun
+from runs_app.models import PipelineRun, RunStatus
 
+STATUS_COLOURS = {
+    RunStatus.PENDING: "#6c757d",
+    RunStatus.RUNNING: "#0d6efd",
+    RunStatus.SUCCESS: "#198754",
+    RunStatus.FAILED: "#dc3545",
+    RunStatus.CANCELLED: "#b45309",
+}
 # The run page shows at most this much of the log; the rest is one click away (download).
 INITIAL_LOG_BYTES = 256 * 1024
 SPARKLINE_POINTS = 120
 
 
 def status_badge(status: str, *, cancel_requested: bool = False) -> SafeString:
-    """A coloured status label (colours in run_admin.css); the live log script updates it."""
+    """A coloured status label, usable on any admin page (inline colours, no stylesheet needed).
+
+    On the run page the live log script re-labels it and drops the inline style, so the
+    `data-status` rules of run_admin.css colour it from then on.
+    """
     label = f"{status} (cancel requested)" if cancel_requested else status
     return format_html(
-        '<span class="ff-status" data-ff-run-status data-status="{}">{}</span>', status, label
+        '<span class="ff-status" data-ff-run-status data-status="{}" style="background:{};'
+        "color:#fff;padding:2px 8px;border-radius:10px;font-size:11px;font-weight:600;"
+        'white-space:nowrap">{}</span>',
+        status,
+        STATUS_COLOURS.get(status, "#6c757d"),
+        label,
     )
 
 

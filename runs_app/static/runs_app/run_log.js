@@ -22,6 +22,7 @@
   function showStatus(status, cancelRequested) {
     document.querySelectorAll("[data-ff-run-status]").forEach(function (badge) {
       badge.dataset.status = status;
+      badge.removeAttribute("style");
       badge.textContent = cancelRequested && status === "RUNNING"
         ? status + " (cancel requested)" : status;
     });
