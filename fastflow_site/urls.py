@@ -6,4 +6,6 @@ urlpatterns = [
     path("", include("accounts_app.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
+    path("api/", include("fastflow_site.api.urls")),
+    path("webhooks/", include("runs_app.webhook_urls")),
 ]
