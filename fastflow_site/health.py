@@ -8,16 +8,25 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 
-@require_GET
+def _probe(payload: dict, status: int = 200) -> JsonResponse:
+    response = JsonResponse(payload, status=status)
+    # A cached "ok" from a proxy would hide an outage.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
+    """The web process answers; deliberately no database access (that is readyz)."""
+    return _probe({"status": "ok"})
 
 
-@require_GET
+@require_safe
 def readyz(request: HttpRequest) -> JsonResponse:
+    """Ready = the database answers and some runscheduler heartbeat is fresh."""
     from runs_app.models import EngineInstance
 
     try:
@@ -26,11 +35,16 @@ def readyz(request: HttpRequest) -> JsonResponse:
         cutoff = timezone.now() - timedelta(seconds=settings.FASTFLOW_HEARTBEAT_STALE_SECONDS)
         engine_alive = EngineInstance.objects.filter(heartbeat_at__gte=cutoff).exists()
     except DatabaseError as exc:
-        return JsonResponse(
-            {"status": "unavailable", "reason": f"database: {exc.__class__.__name__}"}, status=503
+        return _probe(
+            {"status": "unavailable", "reason": f"database: {exc.__class__.__name__}"}, 503
         )
     if not engine_alive:
-        return JsonResponse(
-            {"status": "unavailable", "reason": "no runscheduler heartbeat in time"}, status=503
+        return _probe(
+            {
+                "status": "unavailable",
+                "reason": "no runscheduler heartbeat in the last "
+                f"{settings.FASTFLOW_HEARTBEAT_STALE_SECONDS:g} s (is the engine running?)",
+            },
+            503,
         )
-    return JsonResponse({"status": "ok"})
+    return _probe({"status": "ok"})

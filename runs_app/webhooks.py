@@ -19,6 +19,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from fastflow_site.api.errors import error_json
+from pipelines_app.errors import SpecError
 from pipelines_app.models import Pipeline
 from runs_app import services
 from runs_app.errors import InvalidRunRequest, PipelineNotFound, PipelineNotRunnable
@@ -43,7 +44,11 @@ def _match(pipeline: Pipeline | None, key: str) -> tuple[bool, str | None]:
     if pipeline is None:
         hmac.compare_digest(key.encode(), _DUMMY_KEY.encode())
         return False, None
-    return pipeline.spec.webhook_target(key)
+    try:
+        return pipeline.spec.webhook_target(key)
+    except SpecError:
+        # Metadata that no longer parses has no usable keys: indistinguishable from a wrong key.
+        return False, None
 
 
 def _read_body(request: HttpRequest) -> bytes:

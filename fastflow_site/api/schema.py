@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 
 
@@ -20,3 +21,16 @@ class FastflowAutoSchema(AutoSchema):
             owner = owner.split(".")[-1].removesuffix("Api").removesuffix("View")
             return owner + name
         return super().get_serializer_name(serializer, direction)
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts_app.authentication.BearerTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "An API token: `manage.py issuetoken` or POST /api/tokens/.",
+        }

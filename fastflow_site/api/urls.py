@@ -10,6 +10,7 @@ urlpatterns = [
     path("", include("pipelines_app.api_urls")),
     path("", include("runs_app.api_urls")),
     path("", include("secrets_app.api_urls")),
+    path("", include("accounts_app.api_urls")),
     path(
         "schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
