@@ -74,11 +74,12 @@ class RunNowAdminMixin:
         queued, errors = 0, []
         for pipeline in queryset:
             try:
-                run_enqueue(pipeline=pipeline, triggered_by="manual")
+                run = run_enqueue(pipeline=pipeline, triggered_by="manual")
             except RunError as exc:
                 errors.append(f"{pipeline.pk}: {exc}")
             else:
                 queued += 1
+                self.log_change(request, pipeline, f"Run now: queued run {run.pk}")
         if queued:
             self.message_user(request, f"{queued} run(s) queued.", messages.SUCCESS)
         if errors:

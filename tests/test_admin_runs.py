@@ -363,3 +363,16 @@ def test_nobody_adds_runs_and_only_admins_delete_finished_ones() -> None:
         admin_client.post(reverse(delete, args=[finished.pk]), {"post": "yes"}).status_code == 302
     )
     assert not PipelineRun.objects.filter(pk=finished.pk).exists()
+
+
+def test_the_changelist_count_is_capped(monkeypatch) -> None:
+    from runs_app.admin_runs import CappedPaginator
+
+    monkeypatch.setattr(CappedPaginator, "CAP", 3)
+    pipeline = make_pipeline()
+    for _ in range(5):
+        make_run(pipeline, RunStatus.SUCCESS)
+
+    response = client_for(Role.READONLY).get(CHANGELIST)
+
+    assert response.context["cl"].result_count == 3
