@@ -32,9 +32,8 @@ from runs_app.admin_display import (
 from runs_app.errors import RunError
 from runs_app.logs import log_path, log_read, metrics_read
 from runs_app.models import PipelineRun, RunStatus
-from runs_app.services import run_cancel, run_retry
+from runs_app.services import TRIGGERS, run_cancel, run_retry
 
-TRIGGERS = ("manual", "webhook", "scheduler", "downstream", "retry", "daemon_restart")
 MAX_REPORTED_ERRORS = 10
 
 
