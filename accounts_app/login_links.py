@@ -12,6 +12,7 @@ import hashlib
 from django.conf import settings
 from django.core import signing
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts_app.models import User
 
@@ -45,3 +46,18 @@ def login_link_user(*, token: str) -> User | None:
     if user.blocked or data.get("f") != _fingerprint(user):
         return None
     return user
+
+
+def login_link_consume(*, token: str) -> User | None:
+    """Validate the token and spend it; of two concurrent uses only one gets the user.
+
+    Spending moves `last_login` on, which changes the fingerprint every other copy carries.
+    The conditional UPDATE makes that a compare-and-set instead of a read-then-write race.
+    """
+    user = login_link_user(token=token)
+    if user is None:
+        return None
+    spent = User.objects.filter(pk=user.pk, blocked=False, last_login=user.last_login).update(
+        last_login=timezone.now()
+    )
+    return user if spent == 1 else None

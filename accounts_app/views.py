@@ -5,14 +5,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 
-from accounts_app.login_links import login_link_user
+from accounts_app.login_links import login_link_consume
 from accounts_app.ratelimit import rate_limited
 
 
 @never_cache
 @rate_limited("login-link")
 def login_link(request: HttpRequest, token: str) -> HttpResponse:
-    user = login_link_user(token=token)
+    user = login_link_consume(token=token)
     if user is None:
         return render(
             request,
