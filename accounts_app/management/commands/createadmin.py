@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import validate_email
 from django.db import transaction
 
 from accounts_app.login_links import login_link_url
@@ -18,6 +20,16 @@ class Command(BaseCommand):
         username = username.strip()
         if not username:
             raise CommandError("username must not be empty")
+        max_length = User._meta.get_field("username").max_length
+        if len(username) > max_length:
+            raise CommandError(f"username must be at most {max_length} characters")
+        email = email.strip()
+        if email:
+            try:
+                validate_email(email)
+            except ValidationError:
+                raise CommandError(f"--email: {email!r} is not a valid e-mail address") from None
+        already_admin = False
         with transaction.atomic():
             user, created = User.objects.get_or_create(
                 username=username, defaults={"email": email, "role": Role.ADMIN}
@@ -27,10 +39,11 @@ class Command(BaseCommand):
             else:
                 if user.blocked:
                     raise CommandError(f"user '{username}' is blocked; unblock it first")
+                already_admin = user.role == Role.ADMIN
                 user.role = Role.ADMIN
                 if email:
                     user.email = email
             user.save()
-        verb = "Created" if created else "Promoted"
+        verb = "Created" if created else ("Found" if already_admin else "Promoted")
         self.stdout.write(f"{verb} ADMIN user '{user.username}'.")
         self.stdout.write(f"One-time login link (15 minutes): {login_link_url(user=user)}")
