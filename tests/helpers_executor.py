@@ -7,6 +7,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 from runs_app.engine.base import Execution, Executor, Outcome, RunSpec
@@ -14,6 +15,22 @@ from runs_app.engine.base import Execution, Executor, Outcome, RunSpec
 TEST_IMAGE = "fastflow-runner:python{python_version}"
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 TIMESTAMP_LENGTH = len("2026-11-27T22:45:01.123Z ")
+
+
+def use_runner_image(test_settings) -> None:
+    """Point the Docker executor at the offline test image (scripts/build-runner-image.sh)."""
+    import subprocess
+
+    from tests.conftest import IN_CI
+
+    test_settings.FASTFLOW_RUNNER_IMAGE = TEST_IMAGE
+    image = TEST_IMAGE.format(python_version=test_settings.FASTFLOW_DEFAULT_PYTHON_VERSION)
+    found = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
+    if found.returncode != 0:
+        reason = f"runner image {image} is missing (run scripts/build-runner-image.sh)"
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
 
 
 def make_spec(pipeline_dir: Path, **overrides) -> RunSpec:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import requests
 from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
@@ -39,9 +40,11 @@ from runs_app.engine.logstream import (
 )
 from runs_app.engine.metrics import DockerStatsSampler, MetricsRecorder, format_bytes
 from runs_app.engine.outcome import classify_exit
-from runs_app.engine.uvcache import uv_cache_dir
+from runs_app.engine.uvcache import is_warm, uv_cache_dir, warm_stamp
 
 logger = logging.getLogger(__name__)
+# docker-py lets connection failures through as plain requests exceptions.
+DOCKER_ERRORS = (DockerException, requests.exceptions.RequestException)
 
 APP_DIR = "/app"
 CACHE_DIR = "/cache/uv"
@@ -52,7 +55,12 @@ LABEL_RUN_ID = "fastflow.run_id"
 LABEL_PIPELINE = "fastflow.pipeline"
 LABEL_SCOPE = "fastflow.scope"
 LABEL_MARKER = "fastflow.marker"
+LABEL_OFFLINE = "fastflow.offline"
 UV_VERSION_LABEL = "org.fastflow.runner.uv-version"
+OFFLINE_HINT = (
+    "requirements were resolved offline from the warm cache; if packages are missing, "
+    "run the cache warm-up again"
+)
 WAKE_INTERVAL = 0.25  # how often wait() looks at cancel/timeout when nothing else wakes it
 DRAIN_TIMEOUT = 10.0  # how long to wait for the last log lines after the container exited
 
@@ -87,10 +95,14 @@ def engine_env(*, run_id: str, pipeline_name: str) -> dict[str, str]:
     return env
 
 
-def uv_command(*, python_version: str, requirements: bool, program: list[str]) -> list[str]:
+def uv_command(
+    *, python_version: str, requirements: bool, program: list[str], offline: bool = False
+) -> list[str]:
     command = ["uv", "run", "--no-project", "--python", python_version]
     if requirements:
         command += ["--with-requirements", f"{APP_DIR}/requirements.txt"]
+    if offline:
+        command.append("--offline")
     return [*command, *program]
 
 
@@ -118,7 +130,7 @@ class DockerExecutor(Executor):
             else:
                 client = docker.from_env(max_pool_size=pool)
             client.ping()
-        except DockerException as exc:
+        except DOCKER_ERRORS as exc:
             where = host or "the default socket (DOCKER_HOST or /var/run/docker.sock)"
             raise InfrastructureError(f"Docker engine not reachable at {where}: {exc}") from exc
         return client
@@ -126,7 +138,7 @@ class DockerExecutor(Executor):
     def check(self) -> None:
         try:
             self.client.ping()
-        except DockerException as exc:
+        except DOCKER_ERRORS as exc:
             with self._client_lock:
                 self._client = None  # reconnect next time
             where = settings.FASTFLOW_DOCKER_HOST or "the default socket"
@@ -138,7 +150,7 @@ class DockerExecutor(Executor):
             return self.client.images.get(name)
         except ImageNotFound:
             pass
-        except DockerException as exc:
+        except DOCKER_ERRORS as exc:
             raise InfrastructureError(f"Docker engine error looking up {name}: {exc}") from exc
         hint = "set FASTFLOW_RUNNER_IMAGE to an image that exists, or build/pull it"
         if settings.TESTING:
@@ -147,7 +159,7 @@ class DockerExecutor(Executor):
         logger.info("pulling runner image %s", name)
         try:
             return self.client.images.pull(name)
-        except DockerException as exc:
+        except DOCKER_ERRORS as exc:
             raise InfrastructureError(
                 f"runner image {name} not found locally and pulling it failed: {exc} ({hint})"
             ) from exc
@@ -191,22 +203,33 @@ class DockerExecutor(Executor):
             options["nano_cpus"] = int(spec.cpu_hard_limit * 1e9)
         return options
 
+    def warm_stamp(self, spec: RunSpec, image: Image) -> Path | None:
+        return warm_stamp(
+            self.name,
+            pipeline_dir=spec.pipeline_dir,
+            python_version=spec.python_version,
+            runtime_id=image.id,
+        )
+
     def start(self, spec: RunSpec) -> DockerExecution:
         image = self.ensure_image(spec.python_version)
         marker = wrapper.new_marker()
+        offline = spec.has_requirements and is_warm(self.warm_stamp(spec, image))
         command = uv_command(
             python_version=spec.python_version,
             requirements=spec.has_requirements,
             program=["python", "-u", "-c", wrapper.wrapper_code(marker=marker, app_dir=APP_DIR)],
+            offline=offline,
         )
         labels = {LABEL_RUN_ID: spec.run_id, LABEL_PIPELINE: spec.pipeline_name}
         labels[LABEL_MARKER] = marker
+        labels[LABEL_OFFLINE] = "1" if offline else "0"
         options = self.container_options(spec, image=image, command=command, labels=labels)
         container = None
         try:
             container = self.client.containers.create(**options)
             container.start()
-        except DockerException as exc:
+        except DOCKER_ERRORS as exc:
             if container is not None:
                 _remove(container)
             raise InfrastructureError(f"could not start the run's container: {exc}") from exc
@@ -217,11 +240,11 @@ class DockerExecutor(Executor):
             container = self.client.containers.get(handle_id)
         except NotFound:
             return None
-        except DockerException as exc:
+        except DOCKER_ERRORS as exc:
             raise InfrastructureError(f"Docker engine error while re-attaching: {exc}") from exc
         try:
             image = self.client.images.get(container.attrs["Image"])
-        except DockerException:
+        except DOCKER_ERRORS:
             image = None
         return DockerExecution(
             spec=spec, executor=self, container=container, image=image, resume=True
@@ -231,7 +254,7 @@ class DockerExecutor(Executor):
         filters = {"label": [f"{LABEL_MANAGED}=1", f"{LABEL_SCOPE}={installation_scope()}"]}
         try:
             containers = self.client.containers.list(all=True, filters=filters)
-        except DockerException as exc:
+        except DOCKER_ERRORS as exc:
             raise InfrastructureError(f"Docker engine error while listing runs: {exc}") from exc
         return {c.labels.get(LABEL_RUN_ID, ""): c.id for c in containers}
 
@@ -240,7 +263,7 @@ class DockerExecutor(Executor):
             self.client.api.remove_container(handle_id, force=True)
         except NotFound:
             pass
-        except DockerException as exc:
+        except DOCKER_ERRORS as exc:
             raise InfrastructureError(f"could not remove container {handle_id}: {exc}") from exc
 
     def uv_version(self, image: Image | None) -> str:
@@ -265,7 +288,7 @@ class DockerExecutor(Executor):
                     )
                     # "uv 0.13.9 (abc123 2026-11-01)" → "0.13.9"
                     _uv_versions[image.id] = output.decode().split()[1]
-                except (DockerException, IndexError) as exc:
+                except (*DOCKER_ERRORS, IndexError) as exc:
                     logger.warning("could not read uv version of %s: %s", image.id, exc)
                     return ""
             return _uv_versions[image.id]
@@ -287,6 +310,7 @@ class DockerExecution(Execution):
         self._image = image
         self._resume = resume
         self._marker = container.labels.get(LABEL_MARKER, "")
+        self._offline = container.labels.get(LABEL_OFFLINE) == "1"
         self._wake = threading.Event()
         self._stop_sampling = threading.Event()
         self._log_error = ""
@@ -298,8 +322,11 @@ class DockerExecution(Execution):
     def wait(self) -> Outcome:
         spec = self.spec
         since, skip = resume_point(spec.log_file) if self._resume else (None, 0)
-        self._container.reload()
-        started_at = parse_timestamp(self._container.attrs["State"]["StartedAt"])
+        try:
+            self._container.reload()
+            started_at = parse_timestamp(self._container.attrs["State"]["StartedAt"])
+        except DOCKER_ERRORS as exc:
+            return self._lost(exc)
         log = LogWriter(
             spec.log_file,
             mask_values=spec.mask_values,
@@ -340,10 +367,12 @@ class DockerExecution(Execution):
             if outcome.oom_killed:
                 limit = format_bytes(spec.mem_hard_limit) if spec.mem_hard_limit else "its"
                 log.note(f"out of memory: the container was killed at its {limit} memory limit")
+            if outcome.exit_code and log.ready_at is None and self._offline:
+                log.note(OFFLINE_HINT)
             if self._log_error:
                 log.note(f"log stream from Docker interrupted: {self._log_error}")
             outcome.error = classify_exit(outcome, spec)
-        except DockerException as exc:
+        except DOCKER_ERRORS as exc:
             outcome.error = f"Docker engine error: {exc}"
             log.note(outcome.error)
         finally:
@@ -354,6 +383,15 @@ class DockerExecution(Execution):
         outcome.peak_memory_bytes = metrics.peak_memory_bytes
         outcome.uv_version = self._executor.uv_version(self._image)
         return outcome
+
+    def _lost(self, exc: Exception) -> Outcome:
+        """The container cannot be inspected any more (removed behind our back, daemon gone)."""
+        error = f"Docker engine error: {exc}"
+        log = LogWriter(self.spec.log_file, max_bytes=self.spec.log_max_bytes)
+        log.note(error)
+        log.close()
+        _remove(self._container)
+        return Outcome(exit_code=None, error=error)
 
     def _supervise(
         self, log: LogWriter, outcome: Outcome, started_at: datetime, follower: threading.Thread
@@ -392,7 +430,7 @@ class DockerExecution(Execution):
                     return
                 # The stream broke while the container still runs (daemon hiccup): resume.
                 since, skip = last or since, count if last else skip
-        except DockerException as exc:
+        except DOCKER_ERRORS as exc:
             self._log_error = str(exc)
         finally:
             self._wake.set()
@@ -429,7 +467,7 @@ class DockerExecution(Execution):
         try:
             readings = self._executor.client.api.stats(self._container.id, stream=True, decode=True)
             sampler.consume(readings, self._stop_sampling)
-        except DockerException as exc:
+        except DOCKER_ERRORS as exc:
             # The stream ends with an error when the container is removed; that is normal.
             logger.debug("stats stream of %s ended: %s", self._container.id, exc)
         except Exception:
@@ -444,3 +482,5 @@ def _remove(container: Container) -> None:
     except APIError as exc:
         if exc.status_code != 409:  # 409: removal already in progress
             logger.warning("could not remove container %s: %s", container.id, exc)
+    except DOCKER_ERRORS as exc:
+        logger.warning("could not remove container %s: %s", container.id, exc)

@@ -35,8 +35,12 @@ from runs_app.engine.base import Execution, Executor, InfrastructureError, Outco
 from runs_app.engine.logstream import LogWriter
 from runs_app.engine.metrics import MetricsRecorder, ProcessTreeSampler, format_bytes, run_in_thread
 from runs_app.engine.outcome import classify_exit
-from runs_app.engine.uvcache import uv_cache_dir
+from runs_app.engine.uvcache import is_warm, uv_cache_dir, warm_stamp
 
+OFFLINE_HINT = (
+    "requirements were resolved offline from the warm cache; if packages are missing, "
+    "run the cache warm-up again"
+)
 WAKE_INTERVAL = 0.25
 DRAIN_TIMEOUT = 10.0
 READ_SIZE = 64 * 1024
@@ -113,11 +117,22 @@ def local_env(*, run_id: str, pipeline_name: str, user_env: dict[str, str], home
     return env
 
 
-def local_uv_command(*, pipeline_dir: Path, python_version: str, requirements: bool) -> list[str]:
+def local_uv_command(
+    *, pipeline_dir: Path, python_version: str, requirements: bool, offline: bool = False
+) -> list[str]:
     command = [uv_binary(), "run", "--no-project", "--python", local_python(python_version)]
     if requirements:
         command += ["--with-requirements", str(pipeline_dir / "requirements.txt")]
+    if offline:
+        command.append("--offline")
     return command
+
+
+def local_warm_stamp(*, pipeline_dir: Path, python_version: str) -> Path | None:
+    runtime = f"{uv_version()} {local_python(python_version)}"
+    return warm_stamp(
+        "local", pipeline_dir=pipeline_dir, python_version=python_version, runtime_id=runtime
+    )
 
 
 def _owned_by_fastflow(pid: int, run_id: str | None = None) -> bool:
@@ -150,10 +165,14 @@ class LocalExecutor(Executor):
         program = wrapper.wrapper_code(
             marker=marker, app_dir=str(app_dir), memory_limit=spec.mem_hard_limit
         )
+        offline = spec.has_requirements and is_warm(
+            local_warm_stamp(pipeline_dir=app_dir, python_version=spec.python_version)
+        )
         command = local_uv_command(
             pipeline_dir=app_dir,
             python_version=spec.python_version,
             requirements=spec.has_requirements,
+            offline=offline,
         )
         home = Path(tempfile.mkdtemp(prefix=f"fastflow-{spec.run_id}-"))
         env = local_env(
@@ -175,7 +194,12 @@ class LocalExecutor(Executor):
             shutil.rmtree(home, ignore_errors=True)
             raise InfrastructureError(f"could not start the local process: {exc}") from exc
         return LocalExecution(
-            spec=spec, process=process, marker=marker, started_at=started_at, home=home
+            spec=spec,
+            process=process,
+            marker=marker,
+            started_at=started_at,
+            home=home,
+            offline=offline,
         )
 
     def reattach(self, spec: RunSpec, handle_id: str) -> None:
@@ -214,8 +238,10 @@ class LocalExecution(Execution):
         marker: str,
         started_at: datetime,
         home: Path,
+        offline: bool = False,
     ) -> None:
         super().__init__(spec=spec, handle_id=str(process.pid))
+        self._offline = offline
         self._process = process
         self._marker = marker
         self._started_at = started_at
@@ -242,7 +268,7 @@ class LocalExecution(Execution):
             mem_soft_limit=spec.mem_soft_limit,
         )
         stop_sampling = threading.Event()
-        outcome = Outcome(exit_code=None, uv_version=_uv_version())
+        outcome = Outcome(exit_code=None, uv_version=uv_version())
         try:
             reader = threading.Thread(target=self._read, args=(log,), name=f"logs-{spec.run_id}")
             reader.start()
@@ -262,6 +288,8 @@ class LocalExecution(Execution):
             if outcome.oom_killed:
                 limit = format_bytes(spec.mem_hard_limit or 0)
                 log.note(f"out of memory: the pipeline exceeded its {limit} limit (RLIMIT_AS)")
+            if outcome.exit_code and log.ready_at is None and self._offline:
+                log.note(OFFLINE_HINT)
             outcome.error = classify_exit(outcome, spec)
         finally:
             stop_sampling.set()
@@ -312,7 +340,7 @@ class LocalExecution(Execution):
 _uv_version_cache: list[str] = []
 
 
-def _uv_version() -> str:
+def uv_version() -> str:
     if not _uv_version_cache:
         try:
             output = subprocess.run(

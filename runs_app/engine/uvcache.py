@@ -3,12 +3,19 @@
 Docker runs write the cache as the runner user (65534 by default) and the local executor as the
 engine's own user; files one creates are not writable by the other, so each executor gets its
 own sub-directory of `FASTFLOW_UV_CACHE_DIR` (`docker/`, `local/`).
+
+After a successful warm-up, runs of the same requirements resolve with `uv run --offline`: uv
+would otherwise revalidate every package with the index on each run (hundreds of ms), and the
+run uses exactly what the warm-up resolved, like a lock. A new warm-up (requirements changed,
+or run again from the admin) picks up newer versions.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -28,3 +35,28 @@ def uv_cache_dir(executor_name: str, *, world_writable: bool = False) -> Path:
         with contextlib.suppress(PermissionError):
             os.chmod(path, 0o777)  # noqa: S103 - the cache is shared with the runner uid on purpose
     return path
+
+
+def warm_stamp(
+    executor_name: str, *, pipeline_dir: Path, python_version: str, runtime_id: str
+) -> Path | None:
+    """The file that says "these exact requirements were installed into this cache by this
+    runtime (image id / uv + interpreter)". None when the pipeline has no requirements."""
+    requirements = Path(pipeline_dir) / "requirements.txt"
+    try:
+        content = requirements.read_bytes()
+    except OSError:
+        return None
+    digest = hashlib.sha256(content + f"\0{python_version}\0{runtime_id}".encode()).hexdigest()
+    # Inside the cache itself: wiping the cache wipes the stamps too.
+    return uv_cache_dir(executor_name) / "fastflow-warm" / digest
+
+
+def is_warm(stamp: Path | None) -> bool:
+    return stamp is not None and stamp.is_file()
+
+
+def mark_warm(stamp: Path | None) -> None:
+    if stamp is not None:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(datetime.now(UTC).isoformat())

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from docker.errors import DockerException
 
 from runs_app.engine.base import Executor, InfrastructureError, RunSpec
 from runs_app.engine.executors import get_executor
+from runs_app.engine.uvcache import mark_warm
 
 WARMUP_TIMEOUT = 600.0
 OUTPUT_TAIL_LINES = 30
@@ -50,18 +50,41 @@ def warm_cache(
     executor = executor or get_executor()
     try:
         if executor.name == "docker":
+            stamp = executor.warm_stamp(
+                _spec(pipeline_name, pipeline_dir, python_version),
+                executor.ensure_image(python_version),
+            )
             message = _warm_in_docker(
                 executor, pipeline_name, pipeline_dir, python_version, timeout
             )
         else:
+            from runs_app.engine.local_executor import local_warm_stamp
+
+            stamp = local_warm_stamp(pipeline_dir=pipeline_dir, python_version=python_version)
             message = _warm_locally(pipeline_name, pipeline_dir, python_version, timeout)
     except InfrastructureError as exc:
         return WarmupResult(False, time.monotonic() - started, str(exc))
     duration = time.monotonic() - started
     if message:
         return WarmupResult(False, duration, message)
+    mark_warm(stamp)
     return WarmupResult(
         True, duration, f"requirements installed into the cache in {duration:.1f} s"
+    )
+
+
+def _spec(name: str, pipeline_dir: Path, python_version: str) -> RunSpec:
+    """A stand-in run for building the warm-up container (it writes no log or metrics)."""
+    return RunSpec(
+        run_id=f"warmup-{uuid.uuid4()}",
+        pipeline_name=name,
+        pipeline_dir=pipeline_dir,
+        has_requirements=True,
+        python_version=python_version,
+        env={},
+        mask_values=(),
+        log_file=Path(tempfile.gettempdir()) / "unused.log",
+        metrics_file=Path(tempfile.gettempdir()) / "unused.jsonl",
     )
 
 
@@ -119,20 +142,10 @@ def _warm_locally(name: str, pipeline_dir: Path, python_version: str, timeout: f
 def _warm_in_docker(
     executor: Executor, name: str, pipeline_dir: Path, python_version: str, timeout: float
 ) -> str:
-    from runs_app.engine.docker_executor import APP_DIR, uv_command
+    from runs_app.engine.docker_executor import APP_DIR, DOCKER_ERRORS, uv_command
 
     image = executor.ensure_image(python_version)
-    spec = RunSpec(
-        run_id=f"warmup-{uuid.uuid4()}",
-        pipeline_name=name,
-        pipeline_dir=pipeline_dir,
-        has_requirements=True,
-        python_version=python_version,
-        env={},
-        mask_values=(),
-        log_file=Path(tempfile.gettempdir()) / "unused.log",
-        metrics_file=Path(tempfile.gettempdir()) / "unused.jsonl",
-    )
+    spec = _spec(name, pipeline_dir, python_version)
     lock = "/tmp/requirements.lock"  # noqa: S108 - the container's private tmpfs
     steps = [
         (
@@ -163,11 +176,11 @@ def _warm_in_docker(
             except requests.exceptions.RequestException:
                 return f"{what} timed out after {timeout:g} s"
             output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
-        except DockerException as exc:
+        except DOCKER_ERRORS as exc:
             raise InfrastructureError(f"{what}: Docker engine error: {exc}") from exc
         finally:
             if container is not None:
-                with contextlib.suppress(DockerException):
+                with contextlib.suppress(*DOCKER_ERRORS):
                     container.remove(force=True)
         if result.get("StatusCode") != 0:
             return f"{what} failed (exit code {result.get('StatusCode')}):\n{_tail(output)}"
