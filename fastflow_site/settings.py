@@ -83,11 +83,20 @@ def _persisted_value(path: Path, make: Any) -> str:
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = make()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # The web process and the engine may start together on a fresh data dir: write a complete
+    # file under a private name, then link it into place (atomic, fails if taken), so every
+    # process ends up reading the one value that won, never a half-written file.
+    draft = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(value)
-    return value
+        fh.write(make())
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
+    return path.read_text().strip()
 
 
 TESTING = "pytest" in sys.modules or env_bool("FASTFLOW_TESTING", False)
