@@ -216,3 +216,50 @@ def test_gunicorn_serves_static_files_with_debug_off(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_value_persisted_meanwhile_by_another_process_wins(tmp_path):
+    from fastflow_site import settings as site_settings
+
+    target = tmp_path / "keys" / "secret_key"
+
+    def make() -> str:
+        target.parent.mkdir(exist_ok=True)
+        target.write_text("written-by-the-other-process")  # it won the race while we generated
+        return "ours"
+
+    assert site_settings._persisted_value(target, make) == "written-by-the-other-process"
+    assert list(target.parent.iterdir()) == [target]  # no draft left behind
+
+
+def test_processes_starting_together_on_a_fresh_data_dir_agree_on_the_keys(tmp_path):
+    go = tmp_path / "go"
+    script = (
+        "import pathlib, sys, time\n"
+        "go = pathlib.Path(sys.argv[1])\n"
+        "while not go.exists():\n"
+        "    time.sleep(0.005)\n"
+        "import django\n"
+        "django.setup()\n"
+        "from django.conf import settings\n"
+        "print(settings.SECRET_KEY, settings.FASTFLOW_ENCRYPTION_KEYS[0])\n"
+    )
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(go)],
+            cwd=PROJECT_DIR,
+            env=clean_env(tmp_path, DEBUG="true"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    go.touch()
+    outputs = [process.communicate(timeout=120) for process in starts]
+    for process, (_, stderr) in zip(starts, outputs, strict=True):
+        assert process.returncode == 0, stderr[-2000:]
+    assert len({stdout for stdout, _ in outputs}) == 1
+    secret_key, encryption_key = outputs[0][0].split()
+    assert (tmp_path / "data" / "secret_key").read_text() == secret_key
+    assert (tmp_path / "data" / "encryption.key").read_text() == encryption_key
