@@ -90,7 +90,7 @@ class DockerStatsSampler:
     def __init__(self, recorder: MetricsRecorder, *, interval: float) -> None:
         self._recorder = recorder
         self._interval = interval
-        self._last_record = 0.0
+        self._last_record: float | None = None
 
     def consume(self, readings: Iterable[dict], stop: threading.Event) -> None:
         for reading in readings:
@@ -101,7 +101,7 @@ class DockerStatsSampler:
                 continue  # the container is not running (yet / any more)
             self._recorder.observe_memory(memory)
             now = time.monotonic()
-            if now - self._last_record >= self._interval:
+            if self._last_record is None or now - self._last_record >= self._interval:
                 self._last_record = now
                 self._recorder.record(cpu_percent=docker_cpu_percent(reading), memory_bytes=memory)
 
