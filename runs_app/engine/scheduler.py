@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import wraps
 
 from apscheduler.executors.pool import BasePoolExecutor
 from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 from django.conf import settings
+from django.db import close_old_connections, connection
 from django_apscheduler.jobstores import DjangoJobStore
-from django_apscheduler.util import close_old_connections
 
 from runs_app.errors import RunError
 from runs_app.models import ScheduledJob
@@ -31,7 +33,24 @@ logger = logging.getLogger(__name__)
 JOB_FUNCTION = "runs_app.engine.scheduler:fire_schedule"
 
 
-@close_old_connections
+def _fresh_connections(func: Callable[..., None]) -> Callable[..., None]:
+    """APScheduler's threads outlive requests: drop broken or expired connections around each
+    job, as a request would (never inside an open transaction, e.g. a test's)."""
+
+    @wraps(func)
+    def wrapper(*args: object, **kwargs: object) -> None:
+        if not connection.in_atomic_block:
+            close_old_connections()
+        try:
+            func(*args, **kwargs)
+        finally:
+            if not connection.in_atomic_block:
+                close_old_connections()
+
+    return wrapper
+
+
+@_fresh_connections
 def fire_schedule(scheduled_job_id: str, version: str = "", fire_time: str = "") -> None:
     """The APScheduler job function: enqueue one run for one tick of one schedule."""
     job = ScheduledJob.objects.filter(id=scheduled_job_id).first()
@@ -80,6 +99,30 @@ class FireTimeExecutor(BasePoolExecutor):
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
         super()._do_submit_job(_WithFireTime(job, run_times[-1]), run_times[-1:])
 
+    # The result listeners (django-apscheduler's execution log) write from the pool thread
+    # after the job returned: close that connection too.
+    def _run_job_success(self, job_id: str, events: list) -> None:
+        try:
+            super()._run_job_success(job_id, events)
+        finally:
+            connection.close()
+
+    def _run_job_error(self, job_id: str, exc: BaseException, traceback: object = None) -> None:
+        try:
+            super()._run_job_error(job_id, exc, traceback)
+        finally:
+            connection.close()
+
+
+class _Scheduler(BackgroundScheduler):
+    """Closes the scheduler thread's DB connection when it ends."""
+
+    def _main_loop(self) -> None:
+        try:
+            super()._main_loop()
+        finally:
+            connection.close()
+
 
 def _job_version(job: ScheduledJob) -> str:
     return job.updated_at.isoformat()
@@ -98,7 +141,7 @@ class ScheduleMirror:
     def start(self) -> None:
         if self.scheduler is not None:
             return
-        scheduler = BackgroundScheduler(
+        scheduler = _Scheduler(
             timezone=UTC,
             executors={"default": FireTimeExecutor()},
             job_defaults={
@@ -117,7 +160,7 @@ class ScheduleMirror:
             return
         scheduler, self.scheduler = self.scheduler, None
         try:
-            scheduler.shutdown(wait=False)
+            scheduler.shutdown(wait=True)  # a job only enqueues: this takes milliseconds
         except Exception:  # noqa: BLE001 - stopping must not fail the engine
             logger.exception("stopping the scheduler failed")
         logger.info("scheduler stopped")
