@@ -263,3 +263,10 @@ def test_every_api_endpoint_answers_each_role_as_declared(world, url, view_class
         else:
             assert response.status_code == 403, (role, response.status_code, response.content)
             assert response.json()["error"] == "permission_denied"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_admin_header_links_to_the_account_page(world, role):
+    client = Client()
+    client.force_login(world.users[role])
+    assert b'href="/account/"' in client.get("/admin/").content
