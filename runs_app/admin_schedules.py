@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -39,7 +40,8 @@ class ScheduledJobAdmin(admin.ModelAdmin):
     list_filter = ("enabled", "trigger_type", "source", "pipeline")
     search_fields = ("pipeline__pipeline_name", "trigger_value", "run_config_id")
     list_select_related = ("pipeline",)
-    raw_id_fields = ("pipeline",)
+    autocomplete_fields = ("pipeline",)
+    actions = ("enable_selected", "disable_selected")
     readonly_fields = ("id", "source_note", "next_fire_times", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("source_note", "pipeline", "run_config_id", "enabled")}),
@@ -56,6 +58,33 @@ class ScheduledJobAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: ScheduledJob | None = None) -> bool:
         allowed = super().has_delete_permission(request, obj)
         return allowed and (obj is None or obj.source == ScheduleSource.ADMIN)
+
+    @admin.action(description="Enable selected schedules", permissions=["change"])
+    def enable_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._set_enabled(request, queryset, enabled=True)
+
+    @admin.action(description="Disable selected schedules", permissions=["change"])
+    def disable_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._set_enabled(request, queryset, enabled=False)
+
+    def _set_enabled(self, request: HttpRequest, queryset: QuerySet, *, enabled: bool) -> None:
+        changed, kept = 0, []
+        for job in queryset:
+            try:
+                scheduledjob_update(job=job, enabled=enabled)
+            except ValidationError:
+                kept.append(str(job))
+            else:
+                changed += 1
+        verb = "enabled" if enabled else "disabled"
+        if changed:
+            self.message_user(request, f"{changed} schedule(s) {verb}.", messages.SUCCESS)
+        if kept:
+            self.message_user(
+                request,
+                f"Not {verb} (defined in pipeline.json; edit the file): {'; '.join(kept)}",
+                messages.WARNING,
+            )
 
     @admin.display(description="next fire (UTC)")
     def next_fire(self, obj: ScheduledJob) -> str:

@@ -256,3 +256,38 @@ def test_engine_instances_are_visible_to_admins_only() -> None:
     assert admin_page.status_code == 200 and "host-1:123" in admin_page.text
     assert "Heartbeat age" in admin_page.text and "ff-alive" in admin_page.text
     assert write_page.status_code == 403
+
+
+def test_the_disable_action_skips_pipeline_json_schedules() -> None:
+    pipeline = make_pipeline("demo")
+    mine = scheduledjob_create(
+        pipeline=pipeline, trigger_type=TriggerType.INTERVAL, trigger_value="60"
+    )
+    declared = ScheduledJob.objects.create(
+        pipeline=pipeline,
+        trigger_type=TriggerType.CRON,
+        trigger_value="0 3 * * *",
+        source=ScheduleSource.PIPELINE_JSON,
+    )
+
+    response = client_for(Role.WRITE).post(
+        CHANGELIST,
+        {"action": "disable_selected", "_selected_action": [str(mine.pk), str(declared.pk)]},
+        follow=True,
+    )
+
+    mine.refresh_from_db()
+    declared.refresh_from_db()
+    assert mine.enabled is False and declared.enabled is True
+    assert "1 schedule(s) disabled." in response.text
+    assert "Not disabled (defined in pipeline.json; edit the file)" in response.text
+
+
+def test_the_add_form_renders_with_the_cron_help() -> None:
+    make_pipeline("demo")
+
+    response = client_for(Role.WRITE).get(ADD)
+
+    assert response.status_code == 200
+    assert "0 and 7 are Sunday" in response.text
+    assert 'name="trigger_value"' in response.text
