@@ -73,14 +73,14 @@ class PipelineAdmin(RunNowAdminMixin, admin.ModelAdmin):
     list_display = (
         "pipeline_name",
         "state_column",
+        "error_column",
         "description_column",
         "tags_column",
         "enabled",
         "last_status_column",
         "success_rate_column",
         "total_runs",
-        "has_requirements",
-        "error_column",
+        "requirements_column",
     )
     list_display_links = ("pipeline_name",)
     list_filter = (StateFilter, "enabled", "is_missing", "has_requirements")
@@ -265,7 +265,7 @@ class PipelineAdmin(RunNowAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Description")
     def description_column(self, obj: Pipeline) -> str:
-        return Truncator(obj.description).chars(120) or "—"
+        return Truncator(obj.description).chars(80) or "—"
 
     @admin.display(description="Tags")
     def tags_column(self, obj: Pipeline) -> str:
@@ -285,12 +285,17 @@ class PipelineAdmin(RunNowAdminMixin, admin.ModelAdmin):
     def error_column(self, obj: Pipeline) -> SafeString | str:
         if not obj.discovery_error:
             return ""
-        short = Truncator(obj.discovery_error).chars(160)
+        short = Truncator(obj.discovery_error).chars(90)
         return format_html(
-            '<span style="color:#dc3545;font-weight:600;" title="{}">{}</span>',
+            '<span style="color:#dc3545;font-weight:600;display:inline-block;max-width:22em;" '
+            'title="{}">{}</span>',
             obj.discovery_error,
             short,
         )
+
+    @admin.display(description="Requirements", boolean=True, ordering="has_requirements")
+    def requirements_column(self, obj: Pipeline) -> bool:
+        return obj.has_requirements
 
     @admin.display(description="Folder")
     def folder_column(self, obj: Pipeline) -> str:
@@ -299,7 +304,7 @@ class PipelineAdmin(RunNowAdminMixin, admin.ModelAdmin):
         except ValueError as exc:
             return str(exc)
 
-    @admin.display(description="Problems")
+    @admin.display(description="Details")
     def problems(self, obj: Pipeline) -> SafeString | str:
         return problems_box(obj)
 
