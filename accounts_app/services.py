@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
@@ -225,13 +225,14 @@ def user_unblock(*, user: User) -> User:
 def user_update(
     *, user: User, actor: User | None, role: str | None = None, blocked: bool | None = None
 ) -> User:
-    """Apply an admin's edit of role and/or blocked through the guarded services."""
-    if role is not None and role != user.role:
-        user_set_role(user=user, role=role)
-    if blocked is True and not user.blocked:
-        user_block(user=user, actor=actor)
-    elif blocked is False and user.blocked:
-        user_unblock(user=user)
+    """Apply an admin's edit of role and/or blocked through the guarded services, all or nothing."""
+    with transaction.atomic():
+        if role is not None and role != user.role:
+            user_set_role(user=user, role=role)
+        if blocked is True and not user.blocked:
+            user_block(user=user, actor=actor)
+        elif blocked is False and user.blocked:
+            user_unblock(user=user)
     return user
 
 
@@ -291,7 +292,7 @@ def token_authenticate(*, token: str) -> Session | None:
     return session
 
 
-def tokens_visible_to(*, user: User):  # noqa: ANN201 - a QuerySet[Session]
+def tokens_visible_to(*, user: User) -> QuerySet[Session]:
     qs = Session.objects.select_related("user")
     return qs if user.role == Role.ADMIN else qs.filter(user=user)
 
