@@ -174,9 +174,9 @@ class PipelineRunAdmin(admin.ModelAdmin):
         return False  # runs are created by triggers (Run now, API, schedules), never by hand
 
     def has_delete_permission(self, request: HttpRequest, obj: PipelineRun | None = None) -> bool:
-        # The role table lets WRITE change runs (for Cancel/Retry); deleting history is ADMIN's.
-        # A live run is never deleted: its container would lose its row.
-        allowed = super().has_delete_permission(request, obj) and request.user.is_superuser
+        # The role table decides who deletes (ADMIN only); a live run is never deleted, or its
+        # container would lose its row.
+        allowed = super().has_delete_permission(request, obj)
         return allowed and (obj is None or obj.is_terminal)
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
