@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import docker
@@ -305,6 +305,31 @@ def test_reattach_after_an_engine_crash_finishes_without_duplicate_lines(
     assert outcome.succeeded
     assert user_lines(spec) == [f"line {i}" for i in range(1, 9)]
     assert outcome.setup_duration is not None
+    assert containers_of(spec) == []
+
+
+def test_a_run_that_ended_on_its_own_past_its_timeout_while_unwatched_succeeds(
+    executor, settings, make_pipeline_dir
+):
+    folder = make_pipeline_dir("late", COUNTING)
+    spec = make_spec(folder)
+    handle = start_engine_and_kill_it(spec, settings, "line 2")
+    docker.from_env().containers.get(handle).wait(timeout=30)
+    outcome = executor.reattach(replace(spec, timeout=1), handle).wait()
+    assert outcome.succeeded and not outcome.timed_out
+    assert user_lines(spec) == [f"line {i}" for i in range(1, 9)]
+
+
+def test_reattach_to_a_container_that_never_started_removes_it(executor, make_pipeline_dir):
+    spec = make_spec(make_pipeline_dir("never_started"))
+    options = executor.container_options(
+        spec,
+        image=executor.ensure_image(spec.python_version),
+        command=["python3", "-c", "pass"],
+        labels={"fastflow.run_id": spec.run_id},
+    )
+    container = executor.client.containers.create(**options)
+    assert executor.reattach(spec, container.id) is None
     assert containers_of(spec) == []
 
 

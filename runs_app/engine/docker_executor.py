@@ -108,6 +108,7 @@ def uv_command(
 
 class DockerExecutor(Executor):
     name = "docker"
+    survives_engine_restart = True  # containers keep running; the next engine re-attaches
 
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None
@@ -242,6 +243,10 @@ class DockerExecutor(Executor):
             return None
         except DOCKER_ERRORS as exc:
             raise InfrastructureError(f"Docker engine error while re-attaching: {exc}") from exc
+        if container.status == "created":
+            # The engine died between create and start: the run never began.
+            _remove(container)
+            return None
         try:
             image = self.client.images.get(container.attrs["Image"])
         except DOCKER_ERRORS:
@@ -332,7 +337,8 @@ class DockerExecution(Execution):
             mask_values=spec.mask_values,
             max_bytes=spec.log_max_bytes,
             marker=self._marker,
-            started_at=started_at,
+            # After a restart the "environment ready" note may already be in the file.
+            started_at=None if noted_setup_duration(spec.log_file) is not None else started_at,
         )
         metrics = MetricsRecorder(
             spec.metrics_file,
@@ -409,9 +415,14 @@ class DockerExecution(Execution):
                 return
             remaining = deadline - time.time() if deadline else WAKE_INTERVAL
             if remaining <= 0:
+                try:
+                    self._container.kill()
+                except APIError as exc:
+                    if exc.status_code == 409:  # it ended on its own meanwhile
+                        return
+                    raise
                 log.note(f"timeout after {self.spec.timeout:g} s: container killed")
                 outcome.timed_out = True
-                self._container.kill()
                 return
             self._wake.wait(min(remaining, WAKE_INTERVAL))
 

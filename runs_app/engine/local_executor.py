@@ -153,6 +153,7 @@ def _kill_group(pgid: int, sig: signal.Signals) -> None:
 
 class LocalExecutor(Executor):
     name = "local"
+    survives_engine_restart = False  # see reattach()
 
     def check(self) -> None:
         uv_binary()
