@@ -328,6 +328,7 @@ if FASTFLOW_GOOGLE_CLIENT_ID:
             }
         ],
         "SCOPE": ["openid", "email", "profile"],
+        "OAUTH_PKCE_ENABLED": True,
     }
 
 # --- REST framework -----------------------------------------------------------------------------

@@ -38,6 +38,7 @@ def oauth_providers(settings) -> None:
         "google": {
             "APPS": [{"client_id": GOOGLE_CLIENT_ID, "secret": "google-secret"}],
             "SCOPE": ["openid", "email", "profile"],
+            "OAUTH_PKCE_ENABLED": True,
         },
     }
     settings.FASTFLOW_INITIAL_ADMIN_EMAIL = ""
@@ -79,6 +80,7 @@ class FakeProviders:
         self.github_user: GitHubUser | None = None
         self.google_user: GoogleUser | None = None
         self.calls: list[tuple[str, str]] = []
+        self.token_requests: dict[str, dict] = {}  # token endpoint URL → form data sent
         self._google_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     def _google_id_token(self) -> str:
@@ -99,6 +101,8 @@ class FakeProviders:
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         self.calls.append((method.upper(), url))
+        if url.endswith(("/access_token", "/token")):
+            self.token_requests[url] = dict(kwargs.get("data") or {})
         gh = self.github_user
         if url == "https://github.com/login/oauth/access_token":
             return _response(url, 200, {"access_token": "gh-access", "token_type": "bearer"})

@@ -232,6 +232,8 @@ def test_it_creates_the_initial_admin_from_a_verified_email(client, fake, settin
     assert boss.username == "Boss"
     assert logged_in_user(client) == boss
     assert client.get("/admin/accounts_app/user/").status_code == 200
+    exchange = fake.token_requests["https://oauth2.googleapis.com/token"]
+    assert exchange["code"] == "the-code" and exchange["code_verifier"]  # PKCE is on
 
 
 def test_it_ignores_the_initial_admin_email_when_unverified(client, fake, settings):
