@@ -39,6 +39,25 @@ def test_it_lists_runs_for_every_role(role: str) -> None:
     assert 'data-status="FAILED"' in response.text
 
 
+@pytest.mark.parametrize(
+    ("role", "may_act"), [(Role.ADMIN, True), (Role.WRITE, True), (Role.READONLY, False)]
+)
+def test_every_role_sees_the_run_page_and_its_log_but_only_writers_act(
+    role: str, may_act: bool
+) -> None:
+    run = make_run(make_pipeline(), RunStatus.FAILED, log="boom\n")
+    client = client_for(role)
+
+    page = client.get(change_url(run))
+    log = client.get(log_url(run))
+    actions = client.get(CHANGELIST)
+
+    assert page.status_code == 200 and "boom" in page.text
+    assert log.status_code == 200 and log.json()["text"] == "boom\n"
+    assert ('id="ff-retry-run"' in page.text) is may_act
+    assert ("retry_selected" in actions.text) is may_act
+
+
 def test_it_redirects_anonymous_users_to_login(client) -> None:
     run = make_run(make_pipeline())
 
