@@ -31,13 +31,12 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 @pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
 def executor(request, settings):
     settings.FASTFLOW_EXECUTOR = request.param
+    # The package index may sit behind a TLS-intercepting proxy: trust the host's CA bundle.
+    settings.FASTFLOW_RUNNER_CA_BUNDLE = HOST_CA_BUNDLE if Path(HOST_CA_BUNDLE).is_file() else ""
     if request.param == "docker":
         request.getfixturevalue("docker_engine")
         use_runner_image(settings)
         settings.FASTFLOW_RUNNER_NETWORK = _network()
-        settings.FASTFLOW_RUNNER_CA_BUNDLE = (
-            HOST_CA_BUNDLE if Path(HOST_CA_BUNDLE).is_file() else ""
-        )
     return get_executor()
 
 
