@@ -406,7 +406,7 @@ class DockerExecution(Execution):
         deadline = None
         if self.spec.timeout:
             deadline = started_at.timestamp() + self.spec.timeout
-        while follower.is_alive():
+        while True:
             if self.cancel_event.is_set():
                 grace = settings.FASTFLOW_CANCEL_GRACE_SECONDS
                 log.note(f"cancelled: stopping the container (SIGTERM, SIGKILL after {grace:g} s)")
@@ -424,7 +424,20 @@ class DockerExecution(Execution):
                 log.note(f"timeout after {self.spec.timeout:g} s: container killed")
                 outcome.timed_out = True
                 return
-            self._wake.wait(min(remaining, WAKE_INTERVAL))
+            if follower.is_alive():
+                self._wake.wait(min(remaining, WAKE_INTERVAL))
+            elif self._still_running():
+                # The log stream failed but the container runs on: keep enforcing the limits.
+                self.cancel_event.wait(min(remaining, WAKE_INTERVAL))
+            else:
+                return
+
+    def _still_running(self) -> bool:
+        try:
+            self._container.reload()
+        except DOCKER_ERRORS:
+            return False
+        return self._container.status in {"running", "paused", "restarting"}
 
     def _follow_logs(self, log: LogWriter, since: datetime | None, skip: int) -> None:
         """Copy the container's output to the log until it exits.
@@ -436,8 +449,7 @@ class DockerExecution(Execution):
         try:
             while True:
                 last, count = self._copy_stream(log, since, skip)
-                self._container.reload()
-                if self._container.status not in {"running", "paused", "restarting"}:
+                if not self._still_running():
                     return
                 # The stream broke while the container still runs (daemon hiccup): resume.
                 since, skip = last or since, count if last else skip
@@ -462,11 +474,12 @@ class DockerExecution(Execution):
             except ValueError:
                 at, data = datetime.now(UTC), frame
             at = at.replace(microsecond=at.microsecond // 1000 * 1000)
-            count = count + 1 if at == last else 1
-            last = at
+            is_marker = bool(self._marker) and data.startswith(self._marker.encode())
+            if not is_marker:  # counted like resume_point counts the file: pipeline lines only
+                count = count + 1 if at == last else 1
+                last = at
             if since is not None and at < since:
                 continue
-            is_marker = bool(self._marker) and data.startswith(self._marker.encode())
             if skip and since is not None and at == since and not is_marker:
                 skip -= 1
                 continue
