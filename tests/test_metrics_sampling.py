@@ -61,6 +61,20 @@ def test_it_writes_one_json_sample_per_line_and_keeps_the_peak(tmp_path):
     assert metrics.peak_memory_bytes == 50 * MIB
 
 
+def test_a_recorder_resuming_a_file_keeps_its_earlier_peak(tmp_path):
+    first, _ = recorder(tmp_path)
+    first.record(cpu_percent=5.0, memory_bytes=90 * MIB)
+    first.close()
+    with first.path.open("a") as fh:
+        fh.write('{"ts": "2026-11-27T22:45:01.1')  # cut short by an engine crash
+    again, _ = recorder(tmp_path)
+    again.record(cpu_percent=5.0, memory_bytes=20 * MIB)
+    again.close()
+    assert again.peak_memory_bytes == 90 * MIB
+    lines = again.path.read_text().splitlines()
+    assert json.loads(lines[-1])["memory_bytes"] == 20 * MIB
+
+
 def test_soft_limit_breaches_are_noted_once_per_kind(tmp_path):
     metrics, log = recorder(tmp_path, cpu_soft_limit=0.5, mem_soft_limit=100 * MIB)
     metrics.record(cpu_percent=20.0, memory_bytes=10 * MIB)

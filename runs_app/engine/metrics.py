@@ -36,13 +36,16 @@ class MetricsRecorder:
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.peak_memory_bytes: int | None = None
+        # After an engine restart the file already holds samples: the peak includes them.
+        self.peak_memory_bytes: int | None = _recorded_peak(path)
         self.samples = 0
         self._log = log
         self._cpu_soft_limit = cpu_soft_limit
         self._mem_soft_limit = mem_soft_limit
         self._lock = threading.Lock()
         self._file = path.open("a")
+        if _ends_mid_line(path):
+            self._file.write("\n")  # never glue a new sample onto a line cut short by a crash
 
     def observe_memory(self, memory_bytes: int) -> None:
         """Keep the peak from readings that are not written as samples."""
@@ -171,3 +174,26 @@ def run_in_thread(target: Callable[[], None], name: str) -> threading.Thread:
     thread = threading.Thread(target=target, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def _recorded_peak(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    peak = None
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            value = json.loads(line).get("memory_bytes")
+        except (json.JSONDecodeError, AttributeError):
+            continue  # e.g. a line cut short by a crash
+        if isinstance(value, int) and (peak is None or value > peak):
+            peak = value
+    return peak
+
+
+def _ends_mid_line(path: Path) -> bool:
+    with path.open("rb") as fh:
+        size = fh.seek(0, 2)
+        if size == 0:
+            return False
+        fh.seek(size - 1)
+        return fh.read(1) != b"\n"
