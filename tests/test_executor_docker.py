@@ -305,6 +305,7 @@ def test_reattach_after_an_engine_crash_finishes_without_duplicate_lines(
     assert outcome.succeeded
     assert user_lines(spec) == [f"line {i}" for i in range(1, 9)]
     assert outcome.setup_duration is not None
+    assert metric_samples(spec)  # the new engine keeps sampling into the same file
     assert containers_of(spec) == []
 
 

@@ -3,8 +3,9 @@
 It prints a per-run random marker line the moment the environment is ready (uv has resolved
 and linked the requirements and the interpreter is up), so `setup_duration` is measured from
 the log stream itself; the log writer swallows that line. It then runs `main.py` as
-`__main__` with the pipeline folder as working directory and `sys.argv == ['main.py']`,
-exactly like `python main.py` would.
+`__main__` with the pipeline folder as working directory, `sys.path[0]` = that folder and
+`sys.argv == ['main.py']`, like `python main.py` would; `__file__` is `'main.py'` (relative to
+the working directory) because runpy puts the same name in `sys.argv[0]`.
 
 A `MemoryError` (the local executor's RLIMIT_AS) is reported with the marker plus ` oom`.
 """
