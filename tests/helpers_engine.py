@@ -87,8 +87,10 @@ def finish_claimed(run: PipelineRun, exit_code: int, **outcome: Any) -> Pipeline
 
 
 def log_text(run: PipelineRun) -> str:
+    """The run's log so far ("" until the executor created it)."""
     run.refresh_from_db()
-    return Path(run.log_file).read_text() if run.log_file else ""
+    path = Path(run.log_file) if run.log_file else None
+    return path.read_text() if path and path.is_file() else ""
 
 
 class ThreadEngine:

@@ -163,3 +163,24 @@ def test_many_runs_share_the_slots(settings):
 
     assert {r.status for r in runs} == {RunStatus.SUCCESS}
     assert PipelineRun.objects.filter(status=RunStatus.SUCCESS).count() == 8
+
+
+@pytest.mark.docker
+def test_a_missing_runner_image_fails_the_run_with_a_clear_infrastructure_error(
+    docker_engine, settings
+):
+    settings.FASTFLOW_RUNNER_IMAGE = "fastflow-runner:does-not-exist-{python_version}"
+    pipeline = make_pipeline("imageless", "print('never')\n")
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    later = run_enqueue(pipeline=pipeline, triggered_by="manual")
+
+    with ThreadEngine(executor="docker") as engine:
+        wait_until_finished(run)
+        wait_until_finished(later)  # the engine carried on
+        assert engine.dispatcher.free_slots == engine.dispatcher.slots
+
+    assert run.status == RunStatus.FAILED
+    assert "does-not-exist" in run.error_message
+    assert run.container_id == ""
+    assert "never" not in log_text(run)
+    assert "does-not-exist" in log_text(run)

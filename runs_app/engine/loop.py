@@ -86,7 +86,8 @@ class Engine:
             self.dispatcher.slots,
         )
 
-    def stop(self) -> None:
+    def stop(self) -> set[str]:
+        """Shut down; returns the runs left running for the next engine to re-attach."""
         logger.info("engine %s stopping", self.engine_id)
         self.dispatcher.stop(timeout=settings.FASTFLOW_CANCEL_GRACE_SECONDS + 15)
         self._resign()
@@ -100,6 +101,7 @@ class Engine:
         left = self.dispatcher.active_run_ids()
         if left:
             logger.info("left %d run(s) running for the next engine to re-attach", len(left))
+        return left
 
     # --- one loop iteration ------------------------------------------------------------------
 

@@ -7,7 +7,9 @@ re-attaches them; local runs are stopped and failed with the reason.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import time
 from types import FrameType
 
@@ -60,6 +62,7 @@ class Command(BaseCommand):
         self.engine = Engine(executor=executor, schedules=not options["no_schedules"])
         self.engine.start()
         self.stdout.write(f"runscheduler {self.engine.engine_id} ({executor.name}) started")
+        left: set[str] = set()
         try:
             while not self.shutdown:
                 try:
@@ -71,5 +74,13 @@ class Command(BaseCommand):
                     continue
                 self.engine.wait()
         finally:
-            self.engine.stop()
+            left = self.engine.stop()
+        if left:
+            # Worker threads are still following containers that keep running (the next engine
+            # re-attaches them); waiting for those threads would mean waiting for the runs.
+            self.stdout.write(f"Done; {len(left)} run(s) left running for the next engine.")
+            self.stdout.flush()
+            sys.stderr.flush()
+            logging.shutdown()
+            os._exit(0)
         return "Done."

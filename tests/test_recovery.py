@@ -1,0 +1,236 @@
+"""Recovery: runs of an engine that died are re-attached, finished or failed; orphans removed.
+No run stays RUNNING forever."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import timedelta
+
+import docker
+import psutil
+import pytest
+from django.utils import timezone
+
+from runs_app.engine.dispatcher import Dispatcher
+from runs_app.engine.executors import get_executor
+from runs_app.engine.reconcile import reconcile
+from runs_app.models import EngineInstance, PipelineRun, RunStatus
+from runs_app.services import run_claim_next, run_enqueue, run_fail
+from tests.helpers_engine import (
+    EngineProcess,
+    log_text,
+    make_pipeline,
+    run_refreshed,
+    wait_for,
+    wait_until_finished,
+)
+from tests.helpers_executor import use_runner_image
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+COUNTING = (
+    "import time\nfor i in range(1, 9):\n    print('line', i, flush=True)\n    time.sleep(0.5)\n"
+)
+
+
+def user_lines(run: PipelineRun) -> list[str]:
+    """What the pipeline printed, without timestamps and engine notes."""
+    lines = [line.split(" ", 1)[1] for line in log_text(run).splitlines()]
+    return [line for line in lines if not line.startswith("[fastflow] ")]
+
+
+def run_containers(run: PipelineRun) -> list:
+    return docker.from_env().containers.list(
+        all=True, filters={"label": f"fastflow.run_id={run.id}"}
+    )
+
+
+@pytest.fixture
+def docker_env(docker_engine, settings) -> dict[str, str]:
+    use_runner_image(settings)
+    return {
+        "FASTFLOW_RUNNER_IMAGE": settings.FASTFLOW_RUNNER_IMAGE,
+        "FASTFLOW_RUNNER_NETWORK": "none",
+        "FASTFLOW_CANCEL_GRACE_SECONDS": "1",
+    }
+
+
+def crash_mid_run(run: PipelineRun, after: str, **env: str) -> EngineProcess:
+    """Start an engine, let it start `run`, and kill -9 it once `after` is in the log."""
+    engine = EngineProcess("crashing", **env).start()
+    try:
+        engine.wait_registered()
+        wait_for(lambda: after in log_text(run), timeout=120, what=f"{after!r} in the log")
+    finally:
+        engine.kill()
+    assert run_refreshed(run).status == RunStatus.RUNNING
+    return engine
+
+
+@pytest.mark.docker
+def test_a_docker_run_survives_an_engine_crash_and_finishes_with_its_full_log(docker_env):
+    pipeline = make_pipeline("survivor", COUNTING)
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    crash_mid_run(run, "line 2", executor="docker", **docker_env)
+    crashed_engine = run.engine_id
+
+    with EngineProcess("recovering", executor="docker", **docker_env) as engine:
+        new_id = engine.wait_registered()
+        wait_until_finished(run, timeout=120)
+
+    assert run.status == RunStatus.SUCCESS, run.error_message
+    assert run.engine_id == new_id
+    assert user_lines(run) == [f"line {i}" for i in range(1, 9)]  # nothing lost, nothing twice
+    assert run.setup_duration is not None
+    assert run_containers(run) == []
+    assert not EngineInstance.objects.filter(id=crashed_engine).exists()
+
+
+@pytest.mark.docker
+def test_a_docker_run_that_ended_while_no_engine_ran_is_finished_from_its_exit_code(docker_env):
+    pipeline = make_pipeline(
+        "ends_alone", "import sys, time\nprint('started', flush=True)\ntime.sleep(1)\nsys.exit(4)\n"
+    )
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    crash_mid_run(run, "started", executor="docker", **docker_env)
+    docker.from_env().containers.get(run.container_id).wait(timeout=60)
+
+    with EngineProcess("recovering", executor="docker", **docker_env) as engine:
+        engine.wait_registered()
+        wait_until_finished(run, timeout=60)
+
+    assert run.status == RunStatus.FAILED
+    assert run.exit_code == 4
+    assert user_lines(run) == ["started"]
+    assert run_containers(run) == []
+
+
+@pytest.mark.docker
+def test_a_graceful_shutdown_leaves_docker_runs_for_the_next_engine(docker_env):
+    pipeline = make_pipeline("long", COUNTING)
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    first = EngineProcess("first", executor="docker", **docker_env).start()
+    first.wait_registered()
+    wait_for(lambda: "line 1" in log_text(run), timeout=120, what="the run to start")
+
+    assert first.terminate(timeout=20) == 0  # does not wait for the container
+    assert run_refreshed(run).status == RunStatus.RUNNING
+    assert [c.status for c in run_containers(run)] == ["running"]
+    with EngineProcess("second", executor="docker", **docker_env) as second:
+        second.wait_registered()
+        wait_until_finished(run, timeout=120)
+
+    assert run.status == RunStatus.SUCCESS
+    assert user_lines(run) == [f"line {i}" for i in range(1, 9)]
+
+
+def test_a_local_run_of_a_crashed_engine_is_failed_and_its_processes_killed():
+    pipeline = make_pipeline(
+        "local_survivor", "import time\nprint('working', flush=True)\ntime.sleep(120)\n"
+    )
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    crash_mid_run(run, "working")
+    pid = int(run.container_id)
+    assert psutil.pid_exists(pid)  # the engine died, its run did not
+
+    with EngineProcess("recovering") as engine:
+        engine.wait_registered()
+        wait_until_finished(run, timeout=60)
+
+    assert run.status == RunStatus.FAILED
+    assert "stopped" in run.error_message and "cannot be re-attached" in run.error_message
+    assert "run failed:" in log_text(run)
+    wait_for(lambda: not _alive(pid), timeout=10, what=f"process group {pid} to be gone")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def reconcile_now() -> None:
+    executor = get_executor("local")
+    me = "test-host:1:me"
+    reconcile(
+        engine_id=me,
+        executor=executor,
+        dispatcher=Dispatcher(engine_id=me, executor=executor, slots=2),
+    )
+
+
+def test_a_run_whose_engine_died_before_starting_it_is_failed():
+    pipeline = make_pipeline("never_started")
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    run_claim_next(engine_id="gone-host:4242:dead")
+
+    reconcile_now()
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert "gone-host:4242:dead" in run.error_message
+    assert "before its execution was started" in run.error_message
+
+
+def test_runs_of_an_engine_with_a_stale_heartbeat_are_failed_and_its_row_removed(settings):
+    pipeline = make_pipeline("stale")
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    EngineInstance.objects.create(
+        id="far-host:1:old",
+        hostname="far-host",
+        pid=1,
+        executor="local",
+        heartbeat_at=timezone.now()
+        - timedelta(seconds=settings.FASTFLOW_HEARTBEAT_STALE_SECONDS + 5),
+    )
+    run_claim_next(engine_id="far-host:1:old")
+
+    reconcile_now()
+
+    assert run_refreshed(run).status == RunStatus.FAILED
+    assert not EngineInstance.objects.filter(id="far-host:1:old").exists()
+
+
+def test_runs_of_a_live_engine_are_left_alone():
+    pipeline = make_pipeline("busy")
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    EngineInstance.objects.create(
+        id="other-host:7:live", hostname="other-host", pid=7, executor="x"
+    )
+    run_claim_next(engine_id="other-host:7:live")
+
+    reconcile_now()
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+    assert run.engine_id == "other-host:7:live"
+
+
+@pytest.mark.docker
+def test_containers_without_an_active_run_are_removed(docker_env, settings):
+    from runs_app.engine.dispatcher import run_spec_build
+
+    settings.FASTFLOW_RUNNER_IMAGE = docker_env["FASTFLOW_RUNNER_IMAGE"]
+    settings.FASTFLOW_RUNNER_NETWORK = "none"
+    pipeline = make_pipeline("orphaned", "import time\ntime.sleep(60)\n")
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    claimed = run_claim_next(engine_id="test-host:1:me")
+    executor = get_executor("docker")
+    spec, _ = run_spec_build(run=claimed)
+    executor.start(spec)
+    stranger = executor.start(spec.__class__(**{**spec.__dict__, "run_id": str(uuid.uuid4())}))
+    run_fail(run=claimed, reason="finished while its container lingered")
+    time.sleep(0.5)
+
+    reconcile(
+        engine_id="test-host:1:me",
+        executor=executor,
+        dispatcher=Dispatcher(engine_id="test-host:1:me", executor=executor, slots=1),
+    )
+
+    assert run_containers(run) == []
+    assert docker.from_env().containers.list(all=True, filters={"id": stranger.handle_id}) == []
+    assert os.path.exists(spec.pipeline_dir)  # only containers are touched
