@@ -29,6 +29,7 @@ from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.models.images import Image
+from docker.types import Mount
 
 from runs_app.engine import wrapper
 from runs_app.engine.base import Execution, Executor, InfrastructureError, Outcome, RunSpec
@@ -169,15 +170,16 @@ class DockerExecutor(Executor):
         self, spec: RunSpec, *, image: Image, command: list[str], labels: dict[str, str]
     ) -> dict[str, Any]:
         """The locked-down `containers.create()` arguments (also used by the cache warm-up)."""
-        volumes = {
-            str(Path(spec.pipeline_dir).resolve()): {"bind": APP_DIR, "mode": "ro"},
-            str(uv_cache_dir(self.name, world_writable=True)): {"bind": CACHE_DIR, "mode": "rw"},
-        }
+        # Mount objects, not "src:dst:mode" strings: a folder name may contain a colon.
+        mounts = [
+            Mount(APP_DIR, str(Path(spec.pipeline_dir).resolve()), type="bind", read_only=True),
+            Mount(CACHE_DIR, str(uv_cache_dir(self.name, world_writable=True)), type="bind"),
+        ]
         if settings.FASTFLOW_RUNNER_CA_BUNDLE:
             ca = Path(settings.FASTFLOW_RUNNER_CA_BUNDLE)
             if not ca.is_file():
                 raise InfrastructureError(f"FASTFLOW_RUNNER_CA_BUNDLE: {ca} is not a file")
-            volumes[str(ca.resolve())] = {"bind": CA_PATH, "mode": "ro"}
+            mounts.append(Mount(CA_PATH, str(ca.resolve()), type="bind", read_only=True))
         env = {k: v for k, v in spec.env.items() if k != "PATH"}
         env.update(engine_env(run_id=spec.run_id, pipeline_name=spec.pipeline_name))
         options: dict[str, Any] = {
@@ -190,7 +192,7 @@ class DockerExecutor(Executor):
             "security_opt": ["no-new-privileges"],
             "pids_limit": settings.FASTFLOW_RUNNER_PIDS_LIMIT,
             "working_dir": APP_DIR,
-            "volumes": volumes,
+            "mounts": mounts,
             "environment": env,
             "network_mode": settings.FASTFLOW_RUNNER_NETWORK,
             "labels": {LABEL_MANAGED: "1", LABEL_SCOPE: installation_scope(), **labels},
