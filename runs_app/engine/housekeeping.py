@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from pipelines_app.errors import PipelinesDirError
 from pipelines_app.models import Pipeline
 from runs_app.models import EngineInstance
 
@@ -180,7 +181,12 @@ class LeaderChores:
         from pipelines_app.services import pipelines_sync
         from runs_app.schedules import schedules_sync_from_pipelines
 
-        report = pipelines_sync()
+        try:
+            report = pipelines_sync()
+        except PipelinesDirError as exc:
+            # Nothing is marked missing on a bad mount; schedules and warm-ups wait for it.
+            logger.warning("pipelines not re-synced: %s", exc)
+            return
         schedules = schedules_sync_from_pipelines()
         if schedules.changed:
             logger.info(

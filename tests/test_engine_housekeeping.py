@@ -1,0 +1,97 @@
+"""Engine bookkeeping: heartbeat row, leader lease, the leader's re-sync / warm-up / purge."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts_app.models import Session, User
+from accounts_app.services import token_issue
+from pipelines_app.models import Pipeline
+from runs_app.engine.executors import get_executor
+from runs_app.engine.housekeeping import CacheWarmer, LeaderChores
+from runs_app.engine.lease import lease_acquire, lease_holder, lease_release
+from runs_app.models import EngineInstance, ScheduledJob
+from tests.conftest import write_pipeline
+from tests.helpers_engine import ThreadEngine, wait_for
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_engine_keeps_a_heartbeat_row_while_it_runs(settings):
+    settings.FASTFLOW_HEARTBEAT_STALE_SECONDS = 2  # heartbeat every 0.5 s
+
+    with ThreadEngine() as engine:
+        row = EngineInstance.objects.get(id=engine.engine_id)
+        assert row.executor == "local"
+        wait_for(
+            lambda: EngineInstance.objects.get(id=engine.engine_id).heartbeat_at > row.heartbeat_at,
+            timeout=10,
+            what="a heartbeat",
+        )
+
+    assert not EngineInstance.objects.filter(id=engine.engine_id).exists()
+
+
+@pytest.mark.django_db
+def test_a_lease_has_one_holder_until_it_expires_or_is_released():
+    assert lease_acquire(name="scheduler", holder="a")
+    assert not lease_acquire(name="scheduler", holder="b")
+    assert lease_acquire(name="scheduler", holder="a")  # renewal
+    assert lease_holder(name="scheduler") == "a"
+
+    lease_release(name="scheduler", holder="b")  # not b's to release
+    assert lease_holder(name="scheduler") == "a"
+
+    assert lease_acquire(name="scheduler", holder="a", seconds=-1)  # as if a stopped renewing
+    assert lease_acquire(name="scheduler", holder="b")
+    lease_release(name="scheduler", holder="b")
+    assert lease_holder(name="scheduler") is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_leader_chores_sync_pipelines_schedules_and_warm_new_requirements(pipelines_dir):
+    write_pipeline(
+        pipelines_dir,
+        "with_reqs",
+        pipeline_json={"schedule_interval_seconds": 300},
+        requirements="# nothing to install yet\n",
+    )
+    write_pipeline(pipelines_dir, "plain")
+    warmer = CacheWarmer(get_executor("local"))
+    warmer.start()
+    changed = []
+    try:
+        LeaderChores(warmer=warmer, on_schedules_changed=lambda: changed.append(1)).sync()
+
+        assert set(Pipeline.objects.values_list("pipeline_name", flat=True)) == {
+            "with_reqs",
+            "plain",
+        }
+        assert ScheduledJob.objects.get(pipeline_id="with_reqs").trigger_value == "300"
+        assert changed
+        warmed = wait_for(
+            lambda: Pipeline.objects.filter(
+                pipeline_name="with_reqs", last_cache_warmup__isnull=False
+            ).first(),
+            timeout=120,
+            what="the warm-up",
+        )
+        assert warmed.cache_warmup_error == ""
+        assert Pipeline.objects.get(pipeline_name="plain").last_cache_warmup is None
+    finally:
+        warmer.stop()
+        warmer.join(30)
+
+
+@pytest.mark.django_db
+def test_leader_chores_purge_expired_api_tokens():
+    user = User.objects.create(username="ops", email="ops@example.com")
+    fresh, _ = token_issue(user=user, days=1)
+    old, _ = token_issue(user=user, days=1)
+    Session.objects.filter(id=old.id).update(expires_at=timezone.now() - timedelta(minutes=1))
+
+    LeaderChores(warmer=None, on_schedules_changed=lambda: None).purge()
+
+    assert list(Session.objects.values_list("id", flat=True)) == [fresh.id]
