@@ -256,6 +256,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("FASTFLOW_STATIC_ROOT", str(DATA_DIR / "staticfiles")))
+# Autorefresh in development and tests: no collectstatic needed, no "No directory" warning.
+WHITENOISE_AUTOREFRESH = DEBUG or TESTING
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
