@@ -350,8 +350,13 @@ class DockerExecution(Execution):
         )
         outcome = Outcome(exit_code=None)
         try:
+            # Daemon threads: an engine shutting down leaves running containers alone and must
+            # not wait for them (the next engine re-attaches).
             follower = threading.Thread(
-                target=self._follow_logs, args=(log, since, skip), name=f"logs-{spec.run_id}"
+                target=self._follow_logs,
+                args=(log, since, skip),
+                name=f"logs-{spec.run_id}",
+                daemon=True,
             )
             follower.start()
             threading.Thread(

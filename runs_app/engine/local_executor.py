@@ -271,7 +271,9 @@ class LocalExecution(Execution):
         stop_sampling = threading.Event()
         outcome = Outcome(exit_code=None, uv_version=uv_version())
         try:
-            reader = threading.Thread(target=self._read, args=(log,), name=f"logs-{spec.run_id}")
+            reader = threading.Thread(
+                target=self._read, args=(log,), name=f"logs-{spec.run_id}", daemon=True
+            )
             reader.start()
             sampler = ProcessTreeSampler(
                 metrics, self._process.pid, interval=settings.FASTFLOW_METRICS_INTERVAL_SECONDS
