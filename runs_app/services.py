@@ -19,6 +19,7 @@ from django.db.models import Case, Count, F, Q, Value, When
 from django.utils import timezone
 
 from pipelines_app.models import Pipeline
+from pipelines_app.spec import PipelineSpec
 from runs_app.engine.base import Outcome
 from runs_app.errors import (
     InvalidRunRequest,
@@ -87,6 +88,16 @@ def validate_parameters(parameters: object) -> dict[str, str]:
     return dict(parameters)
 
 
+def _spec_or_none(pipeline: Pipeline) -> PipelineSpec | None:
+    """The pipeline's parsed configuration, or None when the stored copy is unreadable (only
+    a hand-edited row can be: discovery stores `{}` for a broken file)."""
+    try:
+        return pipeline.spec
+    except ValueError as exc:
+        logger.error("pipeline %s: stored configuration unreadable: %s", pipeline, exc)
+        return None
+
+
 def _pipeline_for_run(pipeline: Pipeline | str) -> Pipeline:
     # Re-read even when given an instance: "is it enabled?" must be answered by the DB now.
     name = pipeline.pipeline_name if isinstance(pipeline, Pipeline) else str(pipeline)
@@ -95,6 +106,10 @@ def _pipeline_for_run(pipeline: Pipeline | str) -> Pipeline:
         raise PipelineNotFound(f"pipeline '{name}' does not exist")
     if not found.is_runnable:
         raise PipelineNotRunnable(found.not_runnable_reason)
+    if _spec_or_none(found) is None:
+        raise PipelineNotRunnable(
+            f"pipeline '{name}' has an unreadable stored configuration; re-sync the pipelines"
+        )
     return found
 
 
@@ -196,7 +211,8 @@ def run_retry(*, run: PipelineRun, triggered_by: str = "manual") -> PipelineRun:
 
 def _max_instances(pipeline_name: str) -> int | None:
     pipeline = Pipeline.objects.filter(pipeline_name=pipeline_name).first()
-    return pipeline.spec.max_instances if pipeline else None
+    spec = _spec_or_none(pipeline) if pipeline else None
+    return spec.max_instances if spec else None
 
 
 def run_claim_next(*, engine_id: str) -> PipelineRun | None:
@@ -365,6 +381,8 @@ def _after_finish(run: PipelineRun) -> list[str]:
         return []
     notes: list[str] = []
     pipeline = Pipeline.objects.get(pipeline_name=run.pipeline_id)
+    if _spec_or_none(pipeline) is None:
+        return ["no retry or downstream run: the pipeline's stored configuration is unreadable"]
     if run.status == RunStatus.FAILED and _queue_retry(run, pipeline, notes):
         return notes  # on_failure triggers wait until the retries are exhausted
     _queue_downstream(run, pipeline, notes)

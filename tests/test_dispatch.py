@@ -165,6 +165,26 @@ def test_many_runs_share_the_slots(settings):
     assert PipelineRun.objects.filter(status=RunStatus.SUCCESS).count() == 8
 
 
+def test_a_run_that_breaks_the_dispatcher_fails_and_the_engine_carries_on():
+    """Poison pill: a hand-corrupted pipeline row makes preparing its run raise."""
+    from pipelines_app.models import Pipeline
+
+    corrupt = make_pipeline("corrupt")
+    healthy = make_pipeline("healthy")
+    bad = run_enqueue(pipeline=corrupt, triggered_by="manual")
+    Pipeline.objects.filter(pipeline_name="corrupt").update(metadata={"timeout": "soon"})
+    good = run_enqueue(pipeline=healthy, triggered_by="manual")
+
+    with ThreadEngine():
+        wait_until_finished(bad)
+        wait_until_finished(good)
+
+    assert bad.status == RunStatus.FAILED
+    assert bad.error_message.startswith("engine error:")
+    assert "'timeout'" in bad.error_message
+    assert good.status == RunStatus.SUCCESS
+
+
 @pytest.mark.docker
 def test_a_missing_runner_image_fails_the_run_with_a_clear_infrastructure_error(
     docker_engine, settings

@@ -145,6 +145,24 @@ def test_a_local_run_of_a_crashed_engine_is_failed_and_its_processes_killed():
     wait_for(lambda: not _alive(pid), timeout=10, what=f"process group {pid} to be gone")
 
 
+def test_a_graceful_shutdown_stops_local_runs_and_says_why():
+    pipeline = make_pipeline(
+        "local_long", "import time\nprint('working', flush=True)\ntime.sleep(120)\n"
+    )
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    engine = EngineProcess("stopping", FASTFLOW_CANCEL_GRACE_SECONDS="1").start()
+    engine_id = engine.wait_registered()
+    wait_for(lambda: "working" in log_text(run), timeout=60, what="the run to start")
+    pid = int(run_refreshed(run).container_id)
+
+    assert engine.terminate(timeout=30) == 0
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert f"runscheduler {engine_id} stopped while the run was in progress" in run.error_message
+    assert not _alive(pid)
+
+
 def _alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
