@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
@@ -21,6 +26,23 @@ from runs_app.models import PipelineRun, RunStatus
 from runs_app.sse import log_events
 
 MAX_LOG_CHUNK = 4 * 1024 * 1024
+OFFSET_SCHEMA = {"type": "integer", "minimum": 0}
+
+# Documentation of one server-sent event (the stream is a sequence of these).
+LogStreamEvent = inline_serializer(
+    name="LogStreamEvent",
+    fields={
+        "event": serializers.CharField(
+            required=False, help_text='absent for log lines; "end" for the last event'
+        ),
+        "id": serializers.CharField(
+            required=False, help_text="byte offset after this line, for Last-Event-ID"
+        ),
+        "data": serializers.CharField(
+            help_text='the log line; for "end": {"status": ..., "offset": ...} as JSON'
+        ),
+    },
+)
 
 
 class RunOutputSerializer(serializers.ModelSerializer):
@@ -192,17 +214,17 @@ class RunLogStreamApi(APIView):
     @extend_schema(
         operation_id="runs_logs_stream",
         parameters=[
-            OpenApiParameter("offset", int, description="byte offset to start from"),
+            OpenApiParameter("offset", OFFSET_SCHEMA, description="byte offset to start from"),
             OpenApiParameter(
                 "Last-Event-ID",
-                int,
+                OFFSET_SCHEMA,
                 location=OpenApiParameter.HEADER,
                 description="resume after this event (sent by EventSource on reconnect)",
             ),
         ],
         responses={
             (200, "text/event-stream"): OpenApiResponse(
-                response=OpenApiTypes.STR,
+                response=LogStreamEvent,
                 description="One event per log line (id = byte offset after it), comments as "
                 "keep-alives, and a final `event: end` with the run's status.",
             )

@@ -9,5 +9,5 @@ urlpatterns = [
     path("<name:pipeline_name>/<name:webhook_key>", webhook_trigger, name="webhook-trigger"),
     path("<name:pipeline_name>/<name:webhook_key>/", webhook_trigger, name="webhook-trigger-slash"),
     # Anything else under /webhooks/ gets the same answer as a wrong key.
-    re_path(r"^.*$", webhook_not_found),
+    re_path(r"^", webhook_not_found),
 ]

@@ -103,8 +103,9 @@ class SecretDetailApi(APIView):
         operation_id="secrets_update",
         request=SecretValueSerializer,
         responses={200: SecretOutputSerializer, 201: SecretOutputSerializer}
-        | error_responses(400, 401, 403, 413),
-        description="Create or replace the value (201 when created).",
+        | error_responses(400, 401, 403, 404, 413),
+        description="Create or replace the value (201 when created). A key with control "
+        "characters cannot be addressed at all (404).",
     )
     def put(self, request: Request, key: str) -> Response:
         # The key (from the path) is checked by secret_set, like every other secret write.

@@ -18,5 +18,5 @@ urlpatterns = [
     ),
     path("docs/", api_docs, name="api-docs"),
     # Last: unknown /api/ paths answer in the API's error shape, not Django's HTML page.
-    re_path(r"^.*$", api_not_found),
+    re_path(r"^", api_not_found),
 ]
