@@ -47,6 +47,8 @@ def test_it_answers_404_for_unknown_api_paths_in_json():
 
     assert_error(client.get("/api/nothing/here/"), 404, "not_found")
     assert_error(client.get("/api/runs"), 404, "not_found")  # no HTML redirect either
+    assert_error(client.get("/api/secrets/%0Abad/"), 404, "not_found")  # control characters
+    assert_error(client.get("/api/pipelines/a%00b/"), 404, "not_found")
     # A browser-style client (CSRF enforced) gets the JSON 404 too, not Django's HTML 403.
     assert_error(APIClient(enforce_csrf_checks=True).post("/api/nothing/"), 404, "not_found")
 

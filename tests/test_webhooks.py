@@ -86,9 +86,10 @@ def test_it_answers_a_wrong_key_and_an_unknown_pipeline_identically(client, etl)
     wrong_key = post(client, "/webhooks/etl/not-the-key")
     unknown = post(client, f"/webhooks/nope/{KEY}")
     garbage = post(client, "/webhooks/etl")
+    control = post(client, "/webhooks/etl/%0Akey")
 
     assert_error(wrong_key, 404, "not_found")
-    assert wrong_key.content == unknown.content == garbage.content
+    assert wrong_key.content == unknown.content == garbage.content == control.content
     assert PipelineRun.objects.count() == 0
 
 
