@@ -141,8 +141,11 @@ def database_url() -> str:
 class EngineProcess:
     """A real `manage.py runscheduler` subprocess against the test database and dirs."""
 
-    def __init__(self, name: str, *, executor: str = "local", **env: str) -> None:
+    def __init__(
+        self, name: str, *, executor: str = "local", args: tuple[str, ...] = (), **env: str
+    ) -> None:
         self.name = name
+        self.args = args
         self.output = Path(settings.DATA_DIR) / f"engine-{name}.out"
         self.env = {
             **os.environ,
@@ -163,7 +166,7 @@ class EngineProcess:
         self.output.parent.mkdir(parents=True, exist_ok=True)
         with self.output.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, str(ROOT / "manage.py"), "runscheduler"],
+                [sys.executable, str(ROOT / "manage.py"), "runscheduler", *self.args],
                 cwd=ROOT,
                 env=self.env,
                 stdout=out,

@@ -26,8 +26,12 @@ def tick_of(run: PipelineRun) -> datetime:
 
 def test_two_engines_run_each_of_100_queued_runs_exactly_once():
     pipeline = make_pipeline("trivial", TRIVIAL)
-    env = {"FASTFLOW_MAX_CONCURRENT_RUNS": "8"}
-    with EngineProcess("a", **env) as a, EngineProcess("b", **env) as b:
+
+    # Each engine drives at most 4 runs of the 8 allowed in total, so both take part.
+    def engine(name: str) -> EngineProcess:
+        return EngineProcess(name, args=("--slots", "4"), FASTFLOW_MAX_CONCURRENT_RUNS="8")
+
+    with engine("a") as a, engine("b") as b:
         engines = {a.wait_registered(), b.wait_registered()}
         runs = [run_enqueue(pipeline=pipeline, triggered_by="manual") for _ in range(100)]
         wait_for(

@@ -46,12 +46,16 @@ CONNECTION_RECYCLE_SECONDS = 1.0
 
 
 class Engine:
-    def __init__(self, *, executor: Executor, schedules: bool = True) -> None:
+    def __init__(
+        self, *, executor: Executor, schedules: bool = True, slots: int | None = None
+    ) -> None:
         self.engine_id = engine_identity()
         self.executor = executor
         self.schedules = schedules
         self.dispatcher = Dispatcher(
-            engine_id=self.engine_id, executor=executor, slots=settings.FASTFLOW_MAX_CONCURRENT_RUNS
+            engine_id=self.engine_id,
+            executor=executor,
+            slots=slots or settings.FASTFLOW_MAX_CONCURRENT_RUNS,
         )
         self.mirror = ScheduleMirror()
         self.warmer = CacheWarmer(executor)

@@ -14,7 +14,7 @@ import time
 from types import FrameType
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from runs_app.engine.loop import Engine
@@ -33,6 +33,15 @@ class Command(BaseCommand):
             choices=("docker", "local"),
             default=None,
             help="Override FASTFLOW_EXECUTOR for this engine.",
+        )
+        parser.add_argument(
+            "--slots",
+            type=int,
+            default=None,
+            help=(
+                "Runs this engine drives at once (default FASTFLOW_MAX_CONCURRENT_RUNS, which "
+                "stays the limit for all engines together)."
+            ),
         )
         parser.add_argument(
             "--no-schedules",
@@ -58,8 +67,11 @@ class Command(BaseCommand):
             settings.DATABASES["default"].setdefault("OPTIONS", {})
             settings.DATABASES["default"]["OPTIONS"]["application_name"] = "runscheduler"
 
+        slots = options["slots"]
+        if slots is not None and slots < 1:
+            raise CommandError(f"--slots must be at least 1, got {slots}")
         executor = get_executor(options["executor"])
-        self.engine = Engine(executor=executor, schedules=not options["no_schedules"])
+        self.engine = Engine(executor=executor, schedules=not options["no_schedules"], slots=slots)
         self.engine.start()
         self.stdout.write(f"runscheduler {self.engine.engine_id} ({executor.name}) started")
         left: set[str] = set()
