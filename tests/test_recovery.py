@@ -227,6 +227,22 @@ def test_runs_of_a_live_engine_are_left_alone():
     assert run.engine_id == "other-host:7:live"
 
 
+def test_an_own_run_no_worker_drives_any_more_is_not_left_running():
+    pipeline = make_pipeline("lost")
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    run_claim_next(engine_id="test-host:1:me")
+    recent = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    run_claim_next(engine_id="test-host:1:me")  # just claimed: its worker may be starting
+    PipelineRun.objects.filter(id=run.id).update(started_at=timezone.now() - timedelta(minutes=5))
+
+    reconcile_now()
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert "test-host:1:me" in run.error_message
+    assert run_refreshed(recent).status == RunStatus.RUNNING
+
+
 @pytest.mark.docker
 def test_containers_without_an_active_run_are_removed(docker_env, settings):
     from runs_app.engine.dispatcher import run_spec_build

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 from pipelines_app.models import Pipeline
 from runs_app.engine.base import Execution, Executor, InfrastructureError, Outcome, RunSpec
@@ -21,6 +23,9 @@ from runs_app.models import PipelineRun
 from runs_app.services import run_claim_next, run_fail, run_finish, run_record_start
 
 logger = logging.getLogger(__name__)
+
+DB_RETRY_SECONDS = 300.0
+DB_RETRY_PAUSE = 2.0
 
 
 class RunSpecError(Exception):
@@ -233,4 +238,19 @@ class Dispatcher:
                 ),
             )
             return
-        run_finish(run=run, outcome=outcome)
+        self._persist(lambda: run_finish(run=run, outcome=outcome), run)
+
+    @staticmethod
+    def _persist(action: Callable[[], object], run: PipelineRun) -> None:
+        """Write a result through a database outage: the outcome exists only in memory."""
+        deadline = time.monotonic() + DB_RETRY_SECONDS
+        while True:
+            try:
+                action()
+                return
+            except (OperationalError, InterfaceError) as exc:
+                if time.monotonic() > deadline:
+                    raise
+                logger.warning("run %s: database unavailable (%s); retrying", run.id, exc)
+                connection.close()
+                time.sleep(DB_RETRY_PAUSE)

@@ -13,6 +13,9 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.utils import timezone
 
 from runs_app.engine.base import Executor, InfrastructureError
 from runs_app.engine.dispatcher import (
@@ -27,6 +30,8 @@ from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus
 from runs_app.services import run_fail, run_take_over
 
 logger = logging.getLogger(__name__)
+
+LOST_AFTER_SECONDS = 60.0
 
 
 @dataclass
@@ -53,6 +58,21 @@ def reconcile(*, engine_id: str, executor: Executor, dispatcher: Dispatcher) -> 
             continue
         _recover(run, previous, handles.get(str(run.id)), executor, dispatcher, report)
     engines_sweep(live=live)
+
+    # Our own runs that no worker drives any more (e.g. finishing failed through a long
+    # database outage). Claimed a while ago, so never one between claim and launch.
+    active = dispatcher.active_run_ids()
+    lost = (
+        PipelineRun.objects.filter(
+            status=RunStatus.RUNNING,
+            engine_id=engine_id,
+            started_at__lt=timezone.now() - timedelta(seconds=LOST_AFTER_SECONDS),
+        )
+        .exclude(id__in=list(active))
+        .select_related("pipeline")
+    )
+    for run in lost:
+        _recover(run, engine_id, handles.get(str(run.id)), executor, dispatcher, report)
 
     active = dispatcher.active_run_ids()
     for run_id, handle in handles.items():
