@@ -36,6 +36,9 @@ def api_error(exc: AccountError) -> ApiError:
 
 
 class UserOutputSerializer(serializers.ModelSerializer):
+    # Plain strings: both may be empty, which the email/uri formats would not allow.
+    email = serializers.CharField(read_only=True)
+    avatar_url = serializers.CharField(read_only=True)
     github_linked = serializers.SerializerMethodField()
     google_linked = serializers.SerializerMethodField()
 

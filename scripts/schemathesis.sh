@@ -8,7 +8,7 @@
 #
 # Usage:   bash scripts/schemathesis.sh
 # Tuning (environment):
-#   SCHEMATHESIS_ROLES          roles to test with        (default: "READONLY WRITE";
+#   SCHEMATHESIS_ROLES          roles to test with        (default: "READONLY WRITE ADMIN";
 #                               ADMIN is available too)
 #   SCHEMATHESIS_MAX_EXAMPLES   examples per operation    (default: 10)
 #   SCHEMATHESIS_CHECKS         checks that fail the run  (default: see CHECKS below)
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 PY=.venv/bin/python
 ST=.venv/bin/schemathesis
-ROLES=${SCHEMATHESIS_ROLES:-"READONLY WRITE"}
+ROLES=${SCHEMATHESIS_ROLES:-"READONLY WRITE ADMIN"}
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-10}
 # Server errors, and responses that contradict the schema (status codes, content types, bodies).
 CHECKS=${SCHEMATHESIS_CHECKS:-"not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"}
