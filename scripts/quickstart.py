@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 MANAGE = [PYTHON, str(ROOT / "manage.py")]
+DEFAULT_IMAGE = "ghcr.io/astral-sh/uv:python{python_version}-bookworm-slim"
 
 
 def say(message: str) -> None:
@@ -34,15 +35,25 @@ def manage(*args: str, env: dict[str, str], capture: bool = False) -> str:
     return result.stdout if capture else ""
 
 
-def docker_reachable() -> bool:
+def docker_unusable_reason(env: dict[str, str]) -> str:
+    """Why the Docker executor cannot run the quick start here ("" when it can)."""
     try:
         import docker
 
-        client = docker.from_env(timeout=5)
+        client = docker.from_env(version="auto", timeout=5)
         client.ping()
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "not usable here"
-        return False
+    except Exception as exc:  # noqa: BLE001 - any failure means "not usable here"
+        return f"Docker is not reachable ({exc.__class__.__name__})"
+    template = env.get("FASTFLOW_RUNNER_IMAGE", DEFAULT_IMAGE)
+    image = template.format(python_version=env.get("FASTFLOW_DEFAULT_PYTHON_VERSION", "3.11"))
+    if any(image in img.tags for img in client.images.list()):
+        return ""
+    say(f"pulling the runner image {image} ...")
+    try:
+        client.images.pull(image)
+        return ""
+    except Exception as exc:  # noqa: BLE001
+        return f"the runner image {image} is not available ({exc.__class__.__name__})"
 
 
 def seed_pipelines(env: dict[str, str]) -> None:
@@ -73,15 +84,15 @@ def main() -> int:
     env.setdefault("FASTFLOW_BASE_URL", f"http://localhost:{port}")
 
     if "FASTFLOW_EXECUTOR" not in env:
-        if docker_reachable():
+        reason = docker_unusable_reason(env)
+        if not reason:
             env["FASTFLOW_EXECUTOR"] = "docker"
-            say("Docker is reachable: runs execute in locked-down containers.")
+            say("Docker is ready: runs execute in locked-down containers.")
         else:
             env["FASTFLOW_EXECUTOR"] = "local"
             say(
-                "Docker is NOT reachable: using the LOCAL executor (runs are subprocesses on "
-                "this machine, not isolated). Start Docker and set FASTFLOW_EXECUTOR=docker "
-                "for real isolation."
+                f"{reason}: using the LOCAL executor (runs are subprocesses on this machine, "
+                "not isolated). Fix Docker and set FASTFLOW_EXECUTOR=docker for real isolation."
             )
 
     manage("migrate", "--no-input", "-v", "0", env=env)
