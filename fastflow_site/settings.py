@@ -11,7 +11,6 @@ import math
 import os
 import secrets
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -130,10 +129,10 @@ if not _raw_keys:
         )
     _key_path = DATA_DIR / "encryption.key"
     if not _key_path.exists() and not TESTING:
-        warnings.warn(
-            f"FASTFLOW_ENCRYPTION_KEY is not set: generated a development key in {_key_path}. "
-            "Set FASTFLOW_ENCRYPTION_KEY in production and keep it safe.",
-            stacklevel=1,
+        print(
+            f"WARNING: FASTFLOW_ENCRYPTION_KEY is not set: generated a development key in "
+            f"{_key_path}. Set FASTFLOW_ENCRYPTION_KEY in production and keep it safe.",
+            file=sys.stderr,
         )
     from cryptography.fernet import Fernet
 
