@@ -56,6 +56,14 @@ def _short_key(key: str) -> str:
     return key[:180] + ":" + hashlib.sha256(key.encode()).hexdigest()
 
 
+def _encodable(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def validate_parameters(parameters: object) -> dict[str, str]:
     """Parameters arrive as environment variables, so names and sizes are checked strictly."""
     if parameters is None:
@@ -81,6 +89,13 @@ def validate_parameters(parameters: object) -> dict[str, str]:
                 f"parameter {name!r} must be a string, got {type(value).__name__} "
                 "(environment variables are text)"
             )
+        elif "\x00" in value:
+            errors[field] = (
+                f"parameter {name!r} contains a NUL character, which an environment variable "
+                "cannot hold"
+            )
+        elif not _encodable(value):
+            errors[field] = f"parameter {name!r} is not valid Unicode text (lone surrogate)"
         elif len(value.encode()) > max_bytes:
             errors[field] = f"parameter {name!r} is longer than {max_bytes} bytes"
     if errors:

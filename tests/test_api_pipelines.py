@@ -128,6 +128,8 @@ def test_it_starts_a_run_without_a_body():
         ({"parameters": {"COUNT": 3}}, "parameters.COUNT"),
         ({"parameters": ["DAY"]}, "parameters"),
         ({"run_config_id": "nope"}, "run_config_id"),
+        # PostgreSQL's jsonb cannot store NUL: refused before it reaches the database.
+        ({"parameters": {"NAME": "a\u0000b"}}, "parameters.NAME"),
     ],
 )
 def test_it_rejects_invalid_run_requests_with_the_field_named(payload, field):

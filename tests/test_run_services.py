@@ -112,6 +112,8 @@ def test_it_refuses_an_unknown_trigger(pipeline):
         ({"WITH-DASH": "x"}, "parameters.WITH-DASH", "invalid parameter name"),
         ({"COUNT": 3}, "parameters.COUNT", "must be a string"),
         ({"BIG": "x" * 20000}, "parameters.BIG", "longer than"),
+        ({"NUL": "a\x00b"}, "parameters.NUL", "NUL character"),
+        ({"HALF": "a\ud800b"}, "parameters.HALF", "not valid Unicode"),
     ],
 )
 def test_it_rejects_bad_parameters_naming_the_key(pipeline, parameters, field, message):
