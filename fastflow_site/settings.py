@@ -268,6 +268,14 @@ STORAGES = {
     },
 }
 
+# --- Cache (rate limits, webhook replay protection) ---------------------------------------------
+# The default is per process. With several web processes use a shared cache, e.g.
+# FASTFLOW_CACHE_URL=dbcache://fastflow_cache (then `manage.py createcachetable`) or redis://….
+try:
+    CACHES = {"default": env.cache_url("FASTFLOW_CACHE_URL", default="locmemcache://")}
+except (ValueError, KeyError, ImproperlyConfigured) as _exc:
+    raise ImproperlyConfigured(f"FASTFLOW_CACHE_URL: invalid value ({_exc})") from _exc
+
 # --- Security -----------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
