@@ -95,3 +95,48 @@ def test_leader_chores_purge_expired_api_tokens():
     LeaderChores(warmer=None, on_schedules_changed=lambda: None).purge()
 
     assert list(Session.objects.values_list("id", flat=True)) == [fresh.id]
+
+
+class _RecordingWarmer:
+    def __init__(self) -> None:
+        self.requested: list[str] = []
+
+    def request(self, names: list[str]) -> None:
+        self.requested.extend(names)
+
+
+@pytest.mark.django_db
+def test_a_failed_warm_up_is_retried_by_a_new_leader_and_then_periodically(pipelines_dir):
+    """A warm-up that failed (index unreachable, CA bundle missing) is not given up for good:
+    after the operator fixes the network and restarts the engine, it is tried again."""
+    from runs_app.engine import housekeeping
+
+    write_pipeline(pipelines_dir, "with_reqs", requirements="requests\n")
+    write_pipeline(pipelines_dir, "plain")
+    LeaderChores(warmer=None, on_schedules_changed=lambda: None).sync()
+    Pipeline.objects.filter(pipeline_name="with_reqs").update(
+        cache_warmup_error="resolving requirements failed: invalid peer certificate"
+    )
+
+    warmer = _RecordingWarmer()
+    chores = LeaderChores(warmer=warmer, on_schedules_changed=lambda: None)
+    chores.sync()
+    assert warmer.requested == ["with_reqs"]
+
+    chores.sync()  # not again at every sync: it waits for the retry interval
+    assert warmer.requested == ["with_reqs"]
+
+    def age_the_last_attempts() -> None:
+        for name, at in chores._warmup_retried.items():
+            chores._warmup_retried[name] = at - housekeeping.WARMUP_RETRY_SECONDS - 1
+
+    age_the_last_attempts()
+    chores.sync()
+    assert warmer.requested == ["with_reqs", "with_reqs"]
+
+    Pipeline.objects.filter(pipeline_name="with_reqs").update(
+        cache_warmup_error="", last_cache_warmup=timezone.now()
+    )
+    age_the_last_attempts()
+    chores.sync()  # warm now: nothing to retry
+    assert warmer.requested == ["with_reqs", "with_reqs"]

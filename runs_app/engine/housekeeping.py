@@ -9,6 +9,7 @@ import queue
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -24,6 +25,10 @@ logger = logging.getLogger(__name__)
 
 JOB_EXECUTION_MAX_AGE = timedelta(days=7)
 PURGE_EVERY_SECONDS = 3600.0
+# A failed warm-up (index unreachable, missing CA bundle, ...) is tried again when the leader
+# starts and then at this pace, so a fixed network or configuration is picked up without
+# having to touch requirements.txt.
+WARMUP_RETRY_SECONDS = 600.0
 
 
 def engine_identity() -> str:
@@ -172,6 +177,7 @@ class LeaderChores:
         self.warmer = warmer
         self.on_schedules_changed = on_schedules_changed
         self.last_purge = 0.0
+        self._warmup_retried: dict[str, float] = {}
 
     def __call__(self) -> None:
         self.sync()
@@ -204,9 +210,34 @@ class LeaderChores:
             last_cache_warmup__isnull=True,
             cache_warmup_error="",
         ).values_list("pipeline_name", flat=True)
-        names = list(dict.fromkeys([*getattr(report, "requirements_changed", []), *never_warmed]))
+        names = list(
+            dict.fromkeys(
+                [
+                    *getattr(report, "requirements_changed", []),
+                    *never_warmed,
+                    *self._failed_warmups_due(),
+                ]
+            )
+        )
         if names:
+            now = time.monotonic()
+            self._warmup_retried.update(dict.fromkeys(names, now))
             self.warmer.request(names)
+
+    def _failed_warmups_due(self) -> list[str]:
+        """Pipelines whose last warm-up failed: retried once per leader term right away, then
+        every WARMUP_RETRY_SECONDS."""
+        failed = Pipeline.objects.filter(has_requirements=True, is_missing=False).exclude(
+            cache_warmup_error=""
+        )
+        now = time.monotonic()
+        due = []
+        for name in failed.values_list("pipeline_name", flat=True):
+            last = self._warmup_retried.get(name)
+            if last is None or now - last >= WARMUP_RETRY_SECONDS:
+                self._warmup_retried[name] = now
+                due.append(name)
+        return due
 
     def purge(self) -> None:
         now = timezone.now().timestamp()
