@@ -126,9 +126,11 @@ def invitation_find_valid(*, token: str) -> Invitation | None:
 def invitation_redeem(*, token: str, emails: list[str], user_fields: dict) -> User:
     """Create the invited user and use up the invitation, atomically and exactly once.
 
-    `emails` are the addresses the login provider reports; one must match the recipient
-    (case-insensitive). Two concurrent redemptions race on the conditional UPDATE: only one
-    sees a row count of 1, the other gets InvitationInvalid.
+    `emails` are the *verified* addresses the login provider reports; one must match the
+    recipient (case-insensitive). An unverified address proves nothing: anyone can add any
+    address to a GitHub account, so a leaked link would otherwise be usable by a stranger.
+    Two concurrent redemptions race on the conditional UPDATE: only one sees a row count of 1,
+    the other gets InvitationInvalid.
     """
     invitation = invitation_find_valid(token=token)
     if invitation is None:
@@ -402,7 +404,7 @@ def user_from_social_login(
     1. a user already linked to this provider id;
     2. exactly one user whose email matches a *verified* provider email (the provider is linked);
     3. FASTFLOW_INITIAL_ADMIN_EMAIL with a verified email, while no ADMIN exists (creates one);
-    4. a valid invitation whose recipient matches a provider email (creates the user);
+    4. a valid invitation whose recipient matches a verified provider email (creates the user);
     otherwise LoginRefused. Blocked users are refused whichever rule finds them.
     """
     provider_field = PROVIDER_FIELDS.get(identity.provider)
@@ -446,7 +448,7 @@ def user_from_social_login(
         try:
             user = invitation_redeem(
                 token=invitation_token,
-                emails=[e.email for e in identity.emails],
+                emails=verified,
                 user_fields=base_fields,
             )
         except InvitationInvalid as exc:

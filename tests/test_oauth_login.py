@@ -96,7 +96,7 @@ def test_it_creates_a_user_from_an_invitation(client, fake):
     response = github_login(
         client,
         fake,
-        GitHubUser(uid=4242, login="newperson", emails=[("new.person@example.com", False, True)]),
+        GitHubUser(uid=4242, login="newperson", emails=[("new.person@example.com", True, True)]),
     )
 
     assert response.status_code == 302
@@ -164,6 +164,31 @@ def test_it_refuses_an_invitation_for_another_email(client, fake):
 
     assert response.status_code == 403
     assert not User.objects.filter(google_id="g-1").exists()
+    invitation.refresh_from_db()
+    assert not invitation.is_used
+
+
+def test_it_refuses_an_invitation_matched_only_by_an_unverified_email(client, fake):
+    # Anyone can add any address to a GitHub account unverified: a leaked link plus the
+    # recipient's address added that way must not create an account.
+    admin = make_user("root", role=Role.ADMIN)
+    invitation, link = invitation_create(
+        email="invitee@example.com", role=Role.WRITE, created_by=admin
+    )
+    open_invitation(client, link)
+
+    response = github_login(
+        client,
+        fake,
+        GitHubUser(
+            uid=4343,
+            login="mallory",
+            emails=[("mallory@example.com", True, True), ("invitee@example.com", False, False)],
+        ),
+    )
+
+    assert response.status_code == 403
+    assert not User.objects.filter(github_id="4343").exists()
     invitation.refresh_from_db()
     assert not invitation.is_used
 
