@@ -35,6 +35,20 @@ def test_blocking_revokes_every_token_and_the_browser_session(client):
     assert client.get("/account/").status_code == 302
 
 
+def test_blocking_ends_a_browser_session_started_through_the_oauth_backend(client):
+    # OAuth logins record allauth's backend in the session, not RoleBackend: it must refuse a
+    # blocked user on the very next request as well.
+    root = make_user("root", role=Role.ADMIN)
+    bob = make_user("bob", role=Role.WRITE)
+    client.force_login(bob, backend="allauth.account.auth_backends.AuthenticationBackend")
+    assert client.get("/admin/").status_code == 200
+
+    user_block(user=bob, actor=root)
+
+    assert client.get("/admin/").status_code == 302
+    assert client.get("/account/").status_code == 302
+
+
 @pytest.mark.urls("tests.helpers_accounts_urls")
 def test_a_blocked_users_api_session_stops_working(client):
     bob = make_user("bob", role=Role.WRITE)
