@@ -204,3 +204,30 @@ def test_a_missing_runner_image_fails_the_run_with_a_clear_infrastructure_error(
     assert run.container_id == ""
     assert "never" not in log_text(run)
     assert "does-not-exist" in log_text(run)
+
+
+def test_a_queued_run_does_not_start_once_its_pipeline_is_disabled_or_broken(settings):
+    """A run waiting in the queue (over a limit, a delayed retry) whose pipeline was then
+    disabled, or whose pipeline.json broke, fails with the reason instead of running main.py
+    (a broken pipeline.json would otherwise run with default settings)."""
+    from pipelines_app.services import pipeline_set_enabled, pipelines_sync
+
+    off = make_pipeline("off", "open('ran', 'w')\nprint('it ran')\n")
+    broken = make_pipeline("broken", "print('it ran')\n", pipeline_json={"timeout": 60})
+    first = run_enqueue(pipeline=off, triggered_by="manual")
+    second = run_enqueue(pipeline=broken, triggered_by="manual")
+    pipeline_set_enabled(pipeline=off, enabled=False)
+    (broken.folder / "pipeline.json").write_text("{not json")
+    pipelines_sync()
+
+    with ThreadEngine():
+        wait_until_finished(first)
+        wait_until_finished(second)
+
+    assert first.status == RunStatus.FAILED
+    assert "not started: pipeline 'off' is disabled" in first.error_message
+    assert second.status == RunStatus.FAILED
+    assert "not started: pipeline 'broken' has a configuration error" in second.error_message
+    for run in (first, second):
+        assert "it ran" not in log_text(run)
+        assert "not started" in log_text(run)

@@ -44,9 +44,19 @@ def run_metrics_file(run: PipelineRun) -> Path:
     return Path(settings.METRICS_DIR) / f"{run.id}.jsonl"
 
 
-def run_spec_build(*, run: PipelineRun) -> tuple[RunSpec, RunEnvironment]:
-    """Everything the executor needs, from the pipeline's spec and the run's row."""
+def run_spec_build(
+    *, run: PipelineRun, refuse_not_runnable: bool = False
+) -> tuple[RunSpec, RunEnvironment]:
+    """Everything the executor needs, from the pipeline's spec and the run's row. With
+    `refuse_not_runnable`, refuse a pipeline that is disabled, missing or broken (a new start; a
+    re-attach after a restart lets a running run finish)."""
     pipeline = run.pipeline
+    if refuse_not_runnable:
+        # Re-read: a run queued earlier (over the limit, a delayed retry) must not start once
+        # its pipeline was disabled or its pipeline.json broke (it would run with defaults).
+        pipeline.refresh_from_db()
+        if not pipeline.is_runnable:
+            raise RunSpecError(f"not started: {pipeline.not_runnable_reason}")
     try:
         folder = pipeline.folder
     except ValueError as exc:
@@ -207,7 +217,7 @@ class Dispatcher:
     def _start(self, run: PipelineRun) -> Execution | None:
         log_file = run_log_file(run)
         try:
-            spec, environment = run_spec_build(run=run)
+            spec, environment = run_spec_build(run=run, refuse_not_runnable=True)
             execution = self.executor.start(spec)
         except (RunSpecError, RunEnvironmentError, InfrastructureError) as exc:
             logger.warning("run %s could not start: %s", run.id, exc)
