@@ -168,3 +168,27 @@ def test_it_rejects_an_unknown_type_family_with_the_line_number(doc_text):
     )
     with pytest.raises(SchemaDocError, match=rf"line {line + 1}: unknown type 'number'"):
         parse_schema_doc(broken)
+
+
+def test_it_reports_a_documented_column_dropped_from_the_database(doc_text):
+    # The other direction: the doc still lists the column, the real table lost it.
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE pipelines DROP COLUMN webhook_runs")
+    diffs = schema_differences(doc_text)
+    assert diffs == [
+        "pipelines.webhook_runs [column] documented: integer, not null / model: integer, not null "
+        "/ database: (missing)"
+    ]
+
+
+def test_it_reports_a_documented_column_the_model_lost(doc_text, monkeypatch):
+    field = Pipeline._meta.get_field("webhook_runs")
+    concrete = tuple(f for f in Pipeline._meta.concrete_fields if f is not field)
+    monkeypatch.setattr(Pipeline._meta, "concrete_fields", concrete)
+    diffs = schema_differences(doc_text)
+    assert diffs == [
+        "pipelines.webhook_runs [column] documented: integer, not null / model: (missing) "
+        "/ database: integer, not null"
+    ]
