@@ -32,9 +32,17 @@ _DUMMY_KEY = "x" * 64
 
 
 class WebhookRefused(Exception):
-    def __init__(self, status: int, code: str, detail: str, fields: dict | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        fields: dict | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail, self.fields = status, code, detail, fields
+        self.headers = headers or {}
 
 
 NOT_FOUND = WebhookRefused(404, "not_found", "no such webhook")
@@ -70,7 +78,8 @@ def _read_body(request: HttpRequest) -> bytes:
 
 def _check_rate(pipeline: Pipeline) -> None:
     limit = settings.FASTFLOW_WEBHOOK_RATE_PER_MINUTE
-    bucket = f"fastflow:webhook-rate:{pipeline.pipeline_name}:{int(time.time() // 60)}"
+    now = time.time()
+    bucket = f"fastflow:webhook-rate:{pipeline.pipeline_name}:{int(now // 60)}"
     cache.add(bucket, 0, timeout=120)
     try:
         count = cache.incr(bucket)
@@ -78,8 +87,12 @@ def _check_rate(pipeline: Pipeline) -> None:
         cache.set(bucket, 1, timeout=120)
         count = 1
     if count > limit:
+        # The counting window is the calendar minute: a client may try again when it turns.
         raise WebhookRefused(
-            429, "rate_limited", f"more than {limit} webhook calls this minute for this pipeline"
+            429,
+            "rate_limited",
+            f"more than {limit} webhook calls this minute for this pipeline",
+            headers={"Retry-After": str(60 - int(now % 60))},
         )
 
 
@@ -92,7 +105,9 @@ def _verify_signature(request: HttpRequest, body: bytes, secret_name: str) -> No
             409, "webhook_misconfigured", f"the webhook signing secret is unusable: {exc}"
         ) from None
     timestamp = request.headers.get("X-Fastflow-Timestamp", "")
-    signature = request.headers.get("X-Fastflow-Signature", "")
+    # Hex digits are case-insensitive (some tools print upper case). Normalised before both the
+    # comparison and the replay check, so a re-cased copy is the same signature.
+    signature = request.headers.get("X-Fastflow-Signature", "").strip().lower()
     if not timestamp or not signature:
         raise WebhookRefused(
             401,
@@ -197,6 +212,9 @@ def webhook_trigger(request: HttpRequest, pipeline_name: str, webhook_key: str) 
     try:
         return _trigger(request, pipeline_name, webhook_key)
     except WebhookRefused as refusal:
-        return error_json(
+        response = error_json(
             refusal.code, refusal.detail, status=refusal.status, fields=refusal.fields
         )
+        for name, value in refusal.headers.items():
+            response[name] = value
+        return response

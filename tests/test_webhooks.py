@@ -186,7 +186,10 @@ def test_it_rate_limits_per_pipeline(client, etl, settings):
 
     assert post(client, f"/webhooks/etl/{KEY}").status_code == 202
     assert post(client, f"/webhooks/etl/{KEY}").status_code == 202
-    assert_error(post(client, f"/webhooks/etl/{KEY}"), 429, "rate_limited")
+    limited = post(client, f"/webhooks/etl/{KEY}")
+    assert_error(limited, 429, "rate_limited")
+    # The counting window is the calendar minute: the client is told when it turns.
+    assert 1 <= int(limited["Retry-After"]) <= 60
     assert post(client, f"/webhooks/other/{KEY}").status_code == 202
     # Wrong keys do not use up the pipeline's budget (nor get counted at all).
     assert post(client, "/webhooks/other/wrong").status_code == 404
@@ -210,6 +213,16 @@ class TestSignedWebhooks:
 
         assert response.status_code == 202
         assert PipelineRun.objects.get().parameters == {"DAY": "monday"}
+
+    def test_it_accepts_upper_case_hex_but_not_as_a_second_use(self, client, signed):
+        body = b'{"DAY": "monday"}'
+        headers = sign(body)
+        upper = {**headers, "X-Fastflow-Signature": headers["X-Fastflow-Signature"].upper()}
+
+        assert post(client, f"/webhooks/etl/{KEY}", body, **upper).status_code == 202
+        # The lower-case original is the same signature: a replay.
+        assert_error(post(client, f"/webhooks/etl/{KEY}", body, **headers), 409, "replayed")
+        assert PipelineRun.objects.count() == 1
 
     def test_it_requires_the_signature_headers(self, client, signed):
         assert_error(post(client, f"/webhooks/etl/{KEY}", b"{}"), 401, "signature_required")
