@@ -399,7 +399,20 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Login-link and invitation tokens never reach a log line (accounts_app.logfilters).
+    "filters": {"redact_link_tokens": {"()": "accounts_app.logfilters.RedactLinkTokens"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_link_tokens"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("FASTFLOW_LOG_LEVEL", "INFO").upper()},
-    "loggers": {"apscheduler": {"level": "WARNING"}},
+    "loggers": {
+        "apscheduler": {"level": "WARNING"},
+        # A logger-level filter runs before every handler, Django's own included. The
+        # development server's `django.server` logger gets it in AccountsConfig.ready().
+        "django.request": {"filters": ["redact_link_tokens"]},
+    },
 }
