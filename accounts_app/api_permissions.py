@@ -59,10 +59,16 @@ class RoleRequired(BasePermission):
 
 
 class ReadOnlyRole(RoleRequired):
-    """Any authenticated, unblocked user, for safe methods only."""
+    """Any authenticated, unblocked user, for safe methods only.
+
+    A write method the view does not implement is let through to the view, which answers 405:
+    "you may not" (403) would send a WRITE user looking for a role problem that is not there.
+    """
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return request.method in SAFE_METHODS and super().has_permission(request, view)
+        if request.method not in SAFE_METHODS and hasattr(view, request.method.lower()):
+            return False
+        return super().has_permission(request, view)
 
 
 class WriteRole(RoleRequired):

@@ -58,6 +58,10 @@ def test_it_answers_405_for_a_wrong_method():
     make_pipeline("etl")
 
     assert_error(client_for("WRITE").delete("/api/pipelines/etl/"), 405, "method_not_allowed")
+    # Read-only endpoints too: a write method they lack is a 405, not a role problem (403).
+    assert_error(client_for("WRITE").post("/api/runs/", {}), 405, "method_not_allowed")
+    assert_error(client_for("READONLY").delete("/api/pipelines/"), 405, "method_not_allowed")
+    assert_error(client_for(None).post("/api/runs/", {}), 401, "not_authenticated")
 
 
 @pytest.mark.django_db
