@@ -15,6 +15,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
@@ -206,15 +207,18 @@ def user_set_role(*, user: User, role: str) -> User:
 def user_block(*, user: User, actor: User | None = None) -> int:
     """Block the user and revoke all their API tokens; returns how many tokens were revoked.
 
-    Browser sessions stop working too: the auth backends refuse blocked users on every request.
+    Browser sessions stop working too: the auth backends refuse blocked users on every request,
+    and a fresh unusable password changes the session auth hash, so sessions opened before the
+    block stay dead after an unblock as well (like the revoked tokens).
     """
     if actor is not None and actor.pk == user.pk:
         raise InvalidInput("you cannot block yourself", {"blocked": "You cannot block yourself."})
+    password = make_password(None)
     with transaction.atomic():
         _lock_admins_and_check(user, f"{user.username} is the last ADMIN and cannot be blocked")
-        User.objects.filter(id=user.id).update(blocked=True)
+        User.objects.filter(id=user.id).update(blocked=True, password=password)
         revoked, _ = Session.objects.filter(user_id=user.id).delete()
-    user.blocked = True
+    user.blocked, user.password = True, password
     return revoked
 
 

@@ -87,6 +87,20 @@ def test_unblocking_lets_the_user_back_in_without_reviving_tokens(client):
     assert not Session.objects.filter(user=bob).exists()
 
 
+def test_unblocking_does_not_revive_a_browser_session_opened_before_the_block(client):
+    root = make_user("root", role=Role.ADMIN)
+    bob = make_user("bob", role=Role.WRITE)
+    client.force_login(bob)
+    assert client.get("/admin/").status_code == 200
+
+    user_block(user=bob, actor=root)
+    user_unblock(user=User.objects.get(id=bob.id))
+
+    assert client.get("/admin/").status_code == 302
+    assert "_auth_user_id" not in client.session
+    assert not User.objects.get(id=bob.id).has_usable_password()
+
+
 def test_nobody_can_block_themselves():
     root = make_user("root", role=Role.ADMIN)
     make_user("other-admin", role=Role.ADMIN)
