@@ -140,3 +140,17 @@ def test_a_failed_warm_up_is_retried_by_a_new_leader_and_then_periodically(pipel
     age_the_last_attempts()
     chores.sync()  # warm now: nothing to retry
     assert warmer.requested == ["with_reqs", "with_reqs"]
+
+
+@pytest.mark.django_db
+def test_a_standby_engine_does_not_attempt_an_insert_at_every_renewal():
+    """A failing INSERT is an ERROR line in the PostgreSQL server log, every 2 s per standby
+    engine: a held lease is answered without one."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    assert lease_acquire(name="scheduler", holder="a")
+    with CaptureQueriesContext(connection) as queries:
+        assert not lease_acquire(name="scheduler", holder="b")
+    assert not [q for q in queries.captured_queries if "INSERT" in q["sql"].upper()]
+    assert lease_holder(name="scheduler") == "a"

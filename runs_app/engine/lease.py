@@ -31,6 +31,11 @@ def lease_acquire(*, name: str, holder: str, seconds: float = LEASE_SECONDS) -> 
     )
     if taken:
         return True
+    if EngineLease.objects.filter(name=name).exists():
+        # Held by another engine. Checked first so a standby engine does not make PostgreSQL
+        # log a unique-violation ERROR at every renewal (every 2 s); the INSERT below is only
+        # for the very first holder, and its IntegrityError still settles a race.
+        return False
     try:
         with transaction.atomic():
             EngineLease.objects.create(name=name, holder=holder, expires_at=expires)
