@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from accounts_app.api_permissions import ReadOnlyRole, WriteRole
 from fastflow_site.api.negotiation import FirstRendererNegotiation
 from fastflow_site.api.pagination import paginated_response, paginated_schema
-from fastflow_site.api.serializers import error_responses
+from fastflow_site.api.serializers import LenientChoiceField, error_responses
 from runs_app import services
 from runs_app.logs import DEFAULT_CHUNK, log_read, metrics_read
 from runs_app.models import PipelineRun, RunStatus
@@ -101,7 +101,7 @@ class RunListApi(APIView):
 
     class FilterSerializer(serializers.Serializer):
         pipeline = serializers.CharField(required=False, max_length=255)
-        status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
+        status = LenientChoiceField(choices=RunStatus.choices, required=False)
         triggered_by = serializers.CharField(required=False, max_length=64)
         since = serializers.DateTimeField(
             required=False, help_text="ISO 8601; runs queued at or after this moment"

@@ -14,7 +14,7 @@ from accounts_app.api_permissions import RoleRequired
 from accounts_app.models import Role
 from fastflow_site.api.errors import ApiError
 from fastflow_site.api.pagination import paginated_response, paginated_schema
-from fastflow_site.api.serializers import error_responses
+from fastflow_site.api.serializers import LenientChoiceField, error_responses
 from pipelines_app.models import Pipeline
 from runs_app import schedule_services
 from runs_app.models import ScheduledJob, ScheduleSource, TriggerType
@@ -55,7 +55,7 @@ class ScheduleOutputSerializer(serializers.ModelSerializer):
 
 class ScheduleInputSerializer(serializers.Serializer):
     pipeline = serializers.CharField(max_length=255)
-    trigger_type = serializers.ChoiceField(choices=TriggerType.choices)
+    trigger_type = LenientChoiceField(choices=TriggerType.choices)
     trigger_value = serializers.CharField(
         max_length=255, help_text="5-field cron (UTC, 0 and 7 = Sunday) or interval seconds"
     )
@@ -93,7 +93,7 @@ class ScheduleListApi(APIView):
     class FilterSerializer(serializers.Serializer):
         pipeline = serializers.CharField(required=False, max_length=255)
         enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
-        source = serializers.ChoiceField(choices=ScheduleSource.choices, required=False)
+        source = LenientChoiceField(choices=ScheduleSource.choices, required=False)
 
     @extend_schema(
         operation_id="schedules_list",

@@ -53,6 +53,18 @@ def test_it_filters_by_pipeline_status_trigger_and_since(reader):
     assert ids(pipeline="etl", status="FAILED", since=since) == {str(failed.id)}
 
 
+def test_it_matches_the_status_filter_regardless_of_case(reader):
+    etl = make_pipeline("etl")
+    failed = make_run(etl, RunStatus.FAILED)
+    make_run(etl, RunStatus.SUCCESS)
+
+    listed = reader.get("/api/runs/", {"status": "failed"}).json()["results"]
+
+    assert [r["id"] for r in listed] == [str(failed.id)]
+    body = assert_error(reader.get("/api/runs/", {"status": "EXPLODED"}), 400, "invalid")
+    assert "SUCCESS" in body["fields"]["status"]  # a miss names the valid statuses
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [

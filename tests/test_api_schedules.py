@@ -76,6 +76,15 @@ def test_it_rejects_invalid_schedules_with_the_field_named(writer, etl, fields, 
     assert ScheduledJob.objects.count() == 0
 
 
+def test_it_accepts_the_trigger_type_in_any_case(writer, etl):
+    response = create(writer, trigger_type="interval", trigger_value="60")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["trigger_type"] == TriggerType.INTERVAL
+    body = assert_error(create(writer, trigger_type="hourly"), 400, "invalid")
+    assert "CRON" in body["fields"]["trigger_type"]  # a miss names the valid types
+
+
 def test_it_lists_newest_first_and_filters(writer, etl):
     first = create(writer).json()
     second = create(writer, trigger_type="INTERVAL", trigger_value="60", enabled=False).json()

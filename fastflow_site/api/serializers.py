@@ -37,3 +37,23 @@ class StringMapField(serializers.Field):
 
     def to_representation(self, value: Any) -> dict:
         return dict(value or {})
+
+
+class LenientChoiceField(serializers.ChoiceField):
+    """A choice matched regardless of case (`cron` is `CRON`); a miss names the valid choices.
+
+    The stored codes are upper case (`SUCCESS`, `CRON`), what people type often is not.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        valid = ", ".join(str(choice) for choice in self.choices)
+        self.error_messages["invalid_choice"] = f'"{{input}}" is not a valid choice ({valid}).'
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str):
+            folded = data.casefold()
+            data = next(
+                (c for c in self.choices if isinstance(c, str) and c.casefold() == folded), data
+            )
+        return super().to_internal_value(data)
