@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
@@ -48,3 +49,25 @@ def readyz(request: HttpRequest) -> JsonResponse:
             503,
         )
     return _probe({"status": "ok"})
+
+
+PROBES = {"/healthz": healthz, "/readyz": readyz}
+
+
+class HealthProbeMiddleware:
+    """Answer the probes before any other middleware (first in MIDDLEWARE).
+
+    Orchestrators probe by IP: Kubernetes sends `Host: <pod IP>:<port>`, which is not in
+    ALLOWED_HOSTS, and CommonMiddleware's host check would turn every probe into a 400 (an
+    instance that never becomes ready). The probes reveal nothing and change nothing, so they
+    skip the host check, sessions and CSRF.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        probe = PROBES.get(request.path_info)
+        if probe is not None:
+            return probe(request)
+        return self.get_response(request)
