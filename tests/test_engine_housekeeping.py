@@ -154,3 +154,29 @@ def test_a_standby_engine_does_not_attempt_an_insert_at_every_renewal():
         assert not lease_acquire(name="scheduler", holder="b")
     assert not [q for q in queries.captured_queries if "INSERT" in q["sql"].upper()]
     assert lease_holder(name="scheduler") == "a"
+
+
+@pytest.mark.django_db
+def test_an_engine_in_another_pid_namespace_on_the_same_host_name_is_not_declared_dead():
+    """Two engine containers sharing the host's name (host networking) see different pids: a
+    pid missing here must not make one engine take over the other's live runs."""
+    import socket
+    import subprocess
+
+    from runs_app.engine.housekeeping import engine_identity, live_engine_ids
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    dead_pid = finished.pid  # no such process any more (in this namespace)
+    host = socket.gethostname()
+    namespace = engine_identity().rsplit(":", 1)[-1].split(".")[0]
+    assert namespace, "this test needs /proc/self/ns/pid"
+    here = f"{host}:{dead_pid}:{namespace}.deadbeef"
+    elsewhere = f"{host}:{dead_pid}:{int(namespace, 16) + 1:x}.cafef00d"
+    for engine_id in (here, elsewhere):
+        EngineInstance.objects.create(id=engine_id, hostname=host, pid=dead_pid, executor="docker")
+
+    live = live_engine_ids(me="me")
+
+    assert here not in live  # same namespace, process gone: dead at once
+    assert elsewhere in live  # another namespace: only its heartbeat can tell

@@ -31,8 +31,29 @@ PURGE_EVERY_SECONDS = 3600.0
 WARMUP_RETRY_SECONDS = 600.0
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace (two containers sharing a host name, e.g. with host
+    networking, have different ones); "" where it cannot be read."""
+    try:
+        return f"{os.stat('/proc/self/ns/pid').st_ino:x}"
+    except OSError:
+        return ""
+
+
 def engine_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    """`<hostname>:<pid>:<pid namespace>.<random>`."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_pid_namespace()}.{secrets.token_hex(4)}"
+
+
+def _pid_visible_here(engine: EngineInstance) -> bool:
+    """Whether `engine.pid` means the same process here: same host and same PID namespace.
+    Otherwise a pid that does not exist here says nothing about that engine."""
+    namespace = _pid_namespace()
+    return (
+        bool(namespace)
+        and engine.hostname == socket.gethostname()
+        and engine.id.rsplit(":", 1)[-1].startswith(f"{namespace}.")
+    )
 
 
 def engine_register(*, engine_id: str, executor: str) -> EngineInstance:
@@ -69,13 +90,13 @@ def _process_gone(pid: int) -> bool:
 
 
 def live_engine_ids(*, me: str) -> set[str]:
-    """Engines with a fresh heartbeat, minus those on this host whose process is gone (a
-    kill -9 is then noticed at once instead of after FASTFLOW_HEARTBEAT_STALE_SECONDS)."""
+    """Engines with a fresh heartbeat, minus those on this host (and in this PID namespace)
+    whose process is gone (a kill -9 is then noticed at once instead of after
+    FASTFLOW_HEARTBEAT_STALE_SECONDS)."""
     cutoff = timezone.now() - timedelta(seconds=settings.FASTFLOW_HEARTBEAT_STALE_SECONDS)
-    host = socket.gethostname()
     live = {me}
     for engine in EngineInstance.objects.filter(heartbeat_at__gte=cutoff):
-        if engine.id != me and engine.hostname == host and _process_gone(engine.pid):
+        if engine.id != me and _pid_visible_here(engine) and _process_gone(engine.pid):
             continue
         live.add(engine.id)
     return live
