@@ -180,3 +180,15 @@ def test_an_engine_in_another_pid_namespace_on_the_same_host_name_is_not_declare
 
     assert here not in live  # same namespace, process gone: dead at once
     assert elsewhere in live  # another namespace: only its heartbeat can tell
+
+
+@pytest.mark.django_db
+def test_a_warm_up_in_progress_is_not_queued_again_at_every_sync(pipelines_dir):
+    write_pipeline(pipelines_dir, "slow_reqs", requirements="requests\n")
+    warmer = _RecordingWarmer()
+    chores = LeaderChores(warmer=warmer, on_schedules_changed=lambda: None)
+
+    chores.sync()
+    chores.sync()  # the first warm-up has not finished yet (never warmed, no error)
+
+    assert warmer.requested == ["slow_reqs"]

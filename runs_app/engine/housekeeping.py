@@ -235,7 +235,7 @@ class LeaderChores:
             dict.fromkeys(
                 [
                     *getattr(report, "requirements_changed", []),
-                    *never_warmed,
+                    *[name for name in never_warmed if self._warmup_due(name)],
                     *self._failed_warmups_due(),
                 ]
             )
@@ -251,14 +251,13 @@ class LeaderChores:
         failed = Pipeline.objects.filter(has_requirements=True, is_missing=False).exclude(
             cache_warmup_error=""
         )
-        now = time.monotonic()
-        due = []
-        for name in failed.values_list("pipeline_name", flat=True):
-            last = self._warmup_retried.get(name)
-            if last is None or now - last >= WARMUP_RETRY_SECONDS:
-                self._warmup_retried[name] = now
-                due.append(name)
-        return due
+        return [n for n in failed.values_list("pipeline_name", flat=True) if self._warmup_due(n)]
+
+    def _warmup_due(self, name: str) -> bool:
+        """Not requested in the last WARMUP_RETRY_SECONDS (a warm-up still running is not
+        queued again at every sync)."""
+        last = self._warmup_retried.get(name)
+        return last is None or time.monotonic() - last >= WARMUP_RETRY_SECONDS
 
     def purge(self) -> None:
         now = timezone.now().timestamp()
