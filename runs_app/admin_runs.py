@@ -32,7 +32,7 @@ from runs_app.admin_display import (
 from runs_app.errors import RunError
 from runs_app.logs import log_path, log_read, metrics_read
 from runs_app.models import PipelineRun, RunStatus
-from runs_app.services import TRIGGERS, run_cancel, run_retry
+from runs_app.services import TRIGGERS, run_cancel, run_delete, run_retry
 
 MAX_REPORTED_ERRORS = 10
 
@@ -418,6 +418,16 @@ class PipelineRunAdmin(admin.ModelAdmin):
         self.message_user(request, f"Run {new_run.pk} queued (retry of {run.pk}).")
         return redirect(reverse("admin:runs_app_pipelinerun_change", args=[quote(new_run.pk)]))
 
+    # --- deleting: the service removes the log and metrics files too ----------------------------
+    def delete_model(self, request: HttpRequest, obj: PipelineRun) -> None:
+        try:
+            run_delete(run=obj)
+        except RunError as exc:
+            self.message_user(request, f"Could not delete run {obj.pk}: {exc}", messages.ERROR)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._apply(request, queryset, verb="deleted", service=run_delete, report_success=False)
+
     # --- actions --------------------------------------------------------------------------------
     @admin.action(description="Cancel selected runs", permissions=["cancel"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -432,7 +442,16 @@ class PipelineRunAdmin(admin.ModelAdmin):
             service=lambda *, run: run_retry(run=run, triggered_by="manual"),
         )
 
-    def _apply(self, request: HttpRequest, queryset: QuerySet, *, verb: str, service: Any) -> None:
+    def _apply(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        *,
+        verb: str,
+        service: Any,
+        report_success: bool = True,
+    ) -> None:
+        # report_success=False for deleting: Django's delete action logs and reports that itself.
         done, errors = 0, []
         for run in queryset:
             try:
@@ -441,8 +460,9 @@ class PipelineRunAdmin(admin.ModelAdmin):
                 errors.append(f"{str(run.pk)[:8]}: {exc}")
             else:
                 done += 1
-                self.log_change(request, run, verb.capitalize())
-        if done:
+                if report_success:
+                    self.log_change(request, run, verb.capitalize())
+        if done and report_success:
             self.message_user(request, f"{done} run(s) {verb}.", messages.SUCCESS)
         if errors:
             more = len(errors) - MAX_REPORTED_ERRORS

@@ -20,14 +20,19 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
-def log_path(*, run: PipelineRun) -> Path | None:
-    """The run's log file, only if it exists inside the data dir (paths are never trusted)."""
-    if not run.log_file:
+def data_file(stored: str) -> Path | None:
+    """A file path stored on a run, only if that file exists inside the data dir (paths in the
+    database are never trusted: a hand-edited row must not reach /etc/passwd)."""
+    if not stored:
         return None
-    path = Path(run.log_file)
+    path = Path(stored)
     if not _inside(path, Path(settings.DATA_DIR)) or not path.is_file():
         return None
     return path
+
+
+def log_path(*, run: PipelineRun) -> Path | None:
+    return data_file(run.log_file)
 
 
 def log_read(*, run: PipelineRun, offset: int = 0, limit: int = DEFAULT_CHUNK) -> tuple[bytes, int]:
@@ -54,10 +59,8 @@ def log_read(*, run: PipelineRun, offset: int = 0, limit: int = DEFAULT_CHUNK) -
 
 def metrics_read(*, run: PipelineRun) -> list[dict]:
     """The run's metric samples; malformed lines (e.g. a half-written last line) are skipped."""
-    if not run.metrics_file:
-        return []
-    path = Path(run.metrics_file)
-    if not _inside(path, Path(settings.DATA_DIR)) or not path.is_file():
+    path = data_file(run.metrics_file)
+    if path is None:
         return []
     samples = []
     for line in path.read_text(errors="replace").splitlines():

@@ -28,7 +28,8 @@ from runs_app.errors import (
     RunError,
     RunStateConflict,
 )
-from runs_app.models import PipelineRun, RunStatus, ScheduledJob
+from runs_app.logs import data_file
+from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus, ScheduledJob
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +220,28 @@ def run_retry(*, run: PipelineRun, triggered_by: str = "manual") -> PipelineRun:
         parent_run=run,
         chain_depth=run.chain_depth,
     )
+
+
+def run_delete(*, run: PipelineRun) -> None:
+    """Delete a finished run with its log and metrics files.
+
+    Files go first: a row without files only shows "no log", files without a row are never
+    found again. A file that cannot be removed is logged and the row is deleted anyway.
+    """
+    run.refresh_from_db(fields=["status", "log_file", "metrics_file"])
+    if not run.is_terminal:
+        raise RunStateConflict(
+            f"run {run.id} is {run.status}; only a finished run can be deleted (cancel it first)"
+        )
+    for stored in (run.log_file, run.metrics_file):
+        path = data_file(stored)
+        if path is None:
+            continue
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            logger.warning("run %s: cannot remove %s: %s", run.id, path, exc)
+    PipelineRun.objects.filter(id=run.id, status__in=TERMINAL_STATUSES).delete()
 
 
 # --- Engine side ---------------------------------------------------------------------------------

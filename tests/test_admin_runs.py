@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -382,6 +383,31 @@ def test_nobody_adds_runs_and_only_admins_delete_finished_ones() -> None:
         admin_client.post(reverse(delete, args=[finished.pk]), {"post": "yes"}).status_code == 302
     )
     assert not PipelineRun.objects.filter(pk=finished.pk).exists()
+
+
+def test_deleting_a_run_in_the_admin_removes_its_log_and_metrics_files() -> None:
+    pipeline = make_pipeline()
+    single, *bulk = (
+        make_run(pipeline, RunStatus.SUCCESS, log="done\n", metrics=[{"ts": 1}]) for _ in range(3)
+    )
+    files = [Path(f) for run in (single, *bulk) for f in (run.log_file, run.metrics_file)]
+    client = client_for(Role.ADMIN)
+
+    one = client.post(
+        reverse("admin:runs_app_pipelinerun_delete", args=[single.pk]), {"post": "yes"}
+    )
+    many = client.post(
+        CHANGELIST,
+        {
+            "action": "delete_selected",
+            "_selected_action": [str(run.pk) for run in bulk],
+            "post": "yes",
+        },
+    )
+
+    assert one.status_code == many.status_code == 302
+    assert not PipelineRun.objects.exists()
+    assert [f for f in files if f.exists()] == []
 
 
 def test_the_changelist_count_is_capped(monkeypatch) -> None:

@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from pipelines_app.models import Pipeline
@@ -21,6 +22,7 @@ from runs_app.models import PipelineRun, RunStatus
 from runs_app.services import (
     run_cancel,
     run_claim_next,
+    run_delete,
     run_enqueue,
     run_fail,
     run_finish,
@@ -325,3 +327,60 @@ def test_fail_records_the_reason_in_the_run_and_its_log(pipeline, tmp_path):
     assert run.error_message == "image 'x' not found"
     assert run.log_file == str(log)
     assert "[fastflow] run failed: image 'x' not found" in Path(log).read_text()
+
+
+def _run_with_files(pipeline: Pipeline, status: str) -> tuple[PipelineRun, Path, Path]:
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    log = Path(settings.LOGS_DIR) / pipeline.pipeline_name / f"{run.id}.log"
+    metrics = Path(settings.METRICS_DIR) / f"{run.id}.jsonl"
+    for path in (log, metrics):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x\n")
+    PipelineRun.objects.filter(id=run.id).update(
+        status=status, log_file=str(log), metrics_file=str(metrics)
+    )
+    return run, log, metrics
+
+
+@pytest.mark.parametrize("status", [RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.CANCELLED])
+def test_delete_removes_a_finished_run_and_its_files(pipeline, status):
+    run, log, metrics = _run_with_files(pipeline, status)
+
+    run_delete(run=run)
+
+    assert not PipelineRun.objects.filter(id=run.id).exists()
+    assert not log.exists() and not metrics.exists()
+
+
+@pytest.mark.parametrize("status", [RunStatus.PENDING, RunStatus.RUNNING])
+def test_delete_refuses_a_live_run_and_keeps_its_files(pipeline, status):
+    run, log, metrics = _run_with_files(pipeline, status)
+
+    with pytest.raises(RunStateConflict, match="only a finished run can be deleted"):
+        run_delete(run=run)
+
+    assert PipelineRun.objects.filter(id=run.id).exists()
+    assert log.exists() and metrics.exists()
+
+
+def test_delete_never_touches_a_file_outside_the_data_dir(pipeline, tmp_path):
+    run, _, _ = _run_with_files(pipeline, RunStatus.SUCCESS)
+    outside = tmp_path / "outside.log"
+    outside.write_text("not fastflow's\n")
+    escaping = Path(settings.LOGS_DIR) / ".." / ".." / "outside.log"
+    PipelineRun.objects.filter(id=run.id).update(log_file=str(escaping), metrics_file="")
+
+    run_delete(run=run)
+
+    assert not PipelineRun.objects.filter(id=run.id).exists()
+    assert outside.read_text() == "not fastflow's\n"
+
+
+def test_delete_of_a_run_whose_files_are_gone_deletes_the_row(pipeline):
+    run, log, metrics = _run_with_files(pipeline, RunStatus.FAILED)
+    log.unlink()
+    metrics.unlink()
+
+    run_delete(run=run)
+
+    assert not PipelineRun.objects.filter(id=run.id).exists()
