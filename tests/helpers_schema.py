@@ -299,7 +299,7 @@ def _db_family(conn: BaseDatabaseWrapper, desc: Any) -> ColumnType:
     return ColumnType(family, desc.display_size if family == "string" else None)
 
 
-def _postgres_data_types(conn: BaseDatabaseWrapper, table: str) -> dict[str, str]:
+def postgres_data_types(conn: BaseDatabaseWrapper, table: str) -> dict[str, str]:
     with conn.cursor() as cursor:
         cursor.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
@@ -319,7 +319,7 @@ def database_columns(conn: BaseDatabaseWrapper, table: str) -> dict[str, DbColum
     pks = {c["columns"][0] for c in single if c["primary_key"]}
     uniques = {c["columns"][0] for c in single if c["unique"] and not c["primary_key"]}
     indexed = {c["columns"][0] for c in single if c["index"] or c["unique"] or c["primary_key"]}
-    raw = _postgres_data_types(conn, table) if conn.vendor == "postgresql" else {}
+    raw = postgres_data_types(conn, table) if conn.vendor == "postgresql" else {}
     columns = {}
     for desc in description:
         if desc.name in pks:

@@ -8,6 +8,7 @@ from django.db import connection, models
 
 from pipelines_app.models import Pipeline
 from runs_app.models import PipelineRun
+from tests.helpers_schema import postgres_data_types
 
 pytestmark = [
     pytest.mark.postgres,
@@ -26,13 +27,7 @@ DOCUMENTED_JSON_COLUMNS = {
 
 
 def column_types(table: str) -> dict[str, str]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = %s",
-            [table],
-        )
-        return dict(cursor.fetchall())
+    return postgres_data_types(connection, table)
 
 
 def test_the_documented_json_columns_are_jsonb():
