@@ -92,3 +92,46 @@ def wait_in_thread(execution: Execution) -> tuple[list[Outcome], object]:
     thread = threading.Thread(target=lambda: result.append(execution.wait()), daemon=True)
     thread.start()
     return result, thread
+
+
+# --- Behaviour both executors must share (each test module calls these with its executor) ------
+
+
+def check_secrets_are_masked_across_split_writes(executor: Executor, make_pipeline_dir) -> None:
+    folder = make_pipeline_dir(
+        "leaky",
+        "import os, sys, time\n"
+        "secret = os.environ['API_TOKEN']\n"
+        "print('token is', secret)\n"
+        "sys.stdout.write('split: ' + secret[:5]); sys.stdout.flush(); time.sleep(0.3)\n"
+        "sys.stdout.write(secret[5:] + '\\n'); sys.stdout.flush()\n",
+    )
+    token = "tok-9f8e7d6c5b4a"
+    spec = make_spec(folder, env={"API_TOKEN": token}, mask_values=(token,))
+    assert run_to_end(executor, spec).succeeded
+    assert user_lines(spec) == ["token is ***", "split: ***"]
+    assert token[:5] not in spec.log_file.read_text()
+
+
+def check_the_log_cap_truncates_with_a_notice(executor: Executor, make_pipeline_dir) -> None:
+    folder = make_pipeline_dir(
+        "chatty", "for i in range(20000):\n    print('line', i)\nprint('done')\n"
+    )
+    spec = make_spec(folder, log_max_bytes=4096)
+    assert run_to_end(executor, spec).succeeded
+    lines = log_lines(spec)
+    assert "[fastflow] log truncated at 4096 bytes; further output discarded" in lines
+    assert "done" not in lines
+    assert spec.log_file.stat().st_size < 4096 + 500
+
+
+def assert_metrics_with_one_note_per_soft_limit(
+    spec: RunSpec, outcome: Outcome, *, min_peak_bytes: int
+) -> None:
+    assert outcome.succeeded
+    samples = metric_samples(spec)
+    assert samples and {"ts", "cpu_percent", "memory_bytes"} <= set(samples[0])
+    assert outcome.peak_memory_bytes >= min_peak_bytes
+    notes = [x for x in log_lines(spec) if x.startswith("[fastflow] ")]
+    assert sum("memory soft limit exceeded" in x for x in notes) == 1
+    assert sum("CPU soft limit exceeded" in x for x in notes) == 1

@@ -17,6 +17,9 @@ from runs_app.engine.base import InfrastructureError, RunSpec
 from runs_app.engine.docker_executor import DockerExecution, DockerExecutor
 from runs_app.engine.executors import get_executor
 from tests.helpers_executor import (
+    assert_metrics_with_one_note_per_soft_limit,
+    check_secrets_are_masked_across_split_writes,
+    check_the_log_cap_truncates_with_a_notice,
     log_lines,
     make_spec,
     metric_samples,
@@ -111,19 +114,7 @@ def test_cancel_stops_a_running_container(executor, make_pipeline_dir):
 
 
 def test_secrets_are_masked_even_when_split_across_writes(executor, make_pipeline_dir):
-    folder = make_pipeline_dir(
-        "leaky",
-        "import os, sys, time\n"
-        "secret = os.environ['API_TOKEN']\n"
-        "print('token is', secret)\n"
-        "sys.stdout.write('split: ' + secret[:5]); sys.stdout.flush(); time.sleep(0.3)\n"
-        "sys.stdout.write(secret[5:] + '\\n'); sys.stdout.flush()\n",
-    )
-    token = "tok-9f8e7d6c5b4a"
-    spec = make_spec(folder, env={"API_TOKEN": token}, mask_values=(token,))
-    assert run_to_end(executor, spec).succeeded
-    assert user_lines(spec) == ["token is ***", "split: ***"]
-    assert token[:5] not in spec.log_file.read_text()
+    check_secrets_are_masked_across_split_writes(executor, make_pipeline_dir)
 
 
 def test_parameters_arrive_as_env_vars_and_engine_variables_win(executor, make_pipeline_dir):
@@ -205,15 +196,7 @@ def test_an_unreachable_daemon_is_an_infrastructure_error(settings, tmp_path):
 
 
 def test_the_log_cap_truncates_with_a_notice(executor, make_pipeline_dir):
-    folder = make_pipeline_dir(
-        "chatty", "for i in range(20000):\n    print('line', i)\nprint('done')\n"
-    )
-    spec = make_spec(folder, log_max_bytes=4096)
-    assert run_to_end(executor, spec).succeeded
-    lines = log_lines(spec)
-    assert "[fastflow] log truncated at 4096 bytes; further output discarded" in lines
-    assert "done" not in lines
-    assert spec.log_file.stat().st_size < 4096 + 500
+    check_the_log_cap_truncates_with_a_notice(executor, make_pipeline_dir)
 
 
 def test_metrics_have_samples_peak_memory_and_soft_limit_notes(executor, make_pipeline_dir):
@@ -224,13 +207,7 @@ def test_metrics_have_samples_peak_memory_and_soft_limit_notes(executor, make_pi
     )
     spec = make_spec(folder, mem_soft_limit=20 * MIB, cpu_soft_limit=0.1)
     outcome = run_to_end(executor, spec)
-    assert outcome.succeeded
-    samples = metric_samples(spec)
-    assert samples and {"ts", "cpu_percent", "memory_bytes"} <= set(samples[0])
-    assert outcome.peak_memory_bytes >= 80 * MIB
-    notes = [x for x in log_lines(spec) if x.startswith("[fastflow] ")]
-    assert sum("memory soft limit exceeded" in x for x in notes) == 1
-    assert sum("CPU soft limit exceeded" in x for x in notes) == 1
+    assert_metrics_with_one_note_per_soft_limit(spec, outcome, min_peak_bytes=80 * MIB)
 
 
 def test_orphans_are_listed_and_removed(executor, make_pipeline_dir):

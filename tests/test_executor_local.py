@@ -11,9 +11,11 @@ import pytest
 from runs_app.engine.executors import get_executor
 from runs_app.engine.local_executor import LocalExecutor
 from tests.helpers_executor import (
+    assert_metrics_with_one_note_per_soft_limit,
+    check_secrets_are_masked_across_split_writes,
+    check_the_log_cap_truncates_with_a_notice,
     log_lines,
     make_spec,
-    metric_samples,
     run_to_end,
     user_lines,
     wait_for_line,
@@ -122,19 +124,7 @@ def test_cancel_stops_the_whole_process_group(executor, make_pipeline_dir):
 
 
 def test_secrets_are_masked_even_when_split_across_writes(executor, make_pipeline_dir):
-    folder = make_pipeline_dir(
-        "leaky",
-        "import os, sys, time\n"
-        "secret = os.environ['API_TOKEN']\n"
-        "print('token is', secret)\n"
-        "sys.stdout.write('split: ' + secret[:5]); sys.stdout.flush(); time.sleep(0.3)\n"
-        "sys.stdout.write(secret[5:] + '\\n'); sys.stdout.flush()\n",
-    )
-    token = "tok-9f8e7d6c5b4a"
-    spec = make_spec(folder, env={"API_TOKEN": token}, mask_values=(token,))
-    assert run_to_end(executor, spec).succeeded
-    assert user_lines(spec) == ["token is ***", "split: ***"]
-    assert token[:5] not in spec.log_file.read_text()
+    check_secrets_are_masked_across_split_writes(executor, make_pipeline_dir)
 
 
 def test_parameters_arrive_as_environment_variables(executor, make_pipeline_dir):
@@ -155,16 +145,7 @@ def test_parameters_arrive_as_environment_variables(executor, make_pipeline_dir)
 
 
 def test_the_log_cap_truncates_with_a_notice_without_blocking(executor, make_pipeline_dir):
-    folder = make_pipeline_dir(
-        "chatty", "for i in range(20000):\n    print('line', i)\nprint('done')\n"
-    )
-    spec = make_spec(folder, log_max_bytes=4096)
-    outcome = run_to_end(executor, spec)
-    assert outcome.succeeded
-    lines = log_lines(spec)
-    assert "[fastflow] log truncated at 4096 bytes; further output discarded" in lines
-    assert "done" not in lines
-    assert spec.log_file.stat().st_size < 4096 + 500
+    check_the_log_cap_truncates_with_a_notice(executor, make_pipeline_dir)
 
 
 def test_metrics_are_sampled_with_peak_memory_and_soft_limit_notes(executor, make_pipeline_dir):
@@ -175,13 +156,7 @@ def test_metrics_are_sampled_with_peak_memory_and_soft_limit_notes(executor, mak
     )
     spec = make_spec(folder, mem_soft_limit=20 * 1024 * 1024, cpu_soft_limit=0.1)
     outcome = run_to_end(executor, spec)
-    assert outcome.succeeded
-    samples = metric_samples(spec)
-    assert samples and {"ts", "cpu_percent", "memory_bytes"} <= set(samples[0])
-    assert outcome.peak_memory_bytes >= 80 * 1024 * 1024
-    notes = [x for x in log_lines(spec) if x.startswith("[fastflow] ")]
-    assert sum("memory soft limit exceeded" in x for x in notes) == 1
-    assert sum("CPU soft limit exceeded" in x for x in notes) == 1
+    assert_metrics_with_one_note_per_soft_limit(spec, outcome, min_peak_bytes=80 * 1024 * 1024)
 
 
 def test_reattach_kills_a_survivor_and_returns_none(executor, make_pipeline_dir):
