@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from allauth.account.models import EmailAddress
+from allauth.socialaccount.models import SocialAccount, SocialApp, SocialToken
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.models import Group
@@ -29,14 +31,7 @@ from accounts_app.services import (
 
 # Not used by Fast-Flow: providers come from the environment, roles replace groups, and the
 # provider links live on User. Hiding them avoids two sources of truth in the admin.
-_UNUSED = [Group]
-try:
-    from allauth.account.models import EmailAddress
-    from allauth.socialaccount.models import SocialAccount, SocialApp, SocialToken
-
-    _UNUSED += [EmailAddress, SocialAccount, SocialApp, SocialToken]
-except ImportError:  # pragma: no cover - allauth is a hard dependency
-    pass
+_UNUSED = [Group, EmailAddress, SocialAccount, SocialApp, SocialToken]
 for _model in _UNUSED:
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
@@ -122,11 +117,15 @@ class UserAdmin(admin.ModelAdmin):
         return actions
 
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
-        if "email" in form.changed_data:
-            User.objects.filter(pk=obj.pk).update(email=obj.email)
         stored = User.objects.get(pk=obj.pk)
         try:
-            user_update(user=stored, actor=request.user, role=obj.role, blocked=obj.blocked)
+            user_update(
+                user=stored,
+                actor=request.user,
+                role=obj.role,
+                blocked=obj.blocked,
+                email=obj.email if "email" in form.changed_data else None,
+            )
         except AccountError as exc:  # a race lost since the form validated
             self.message_user(request, str(exc), messages.ERROR)
 

@@ -83,7 +83,7 @@ def _check_days(days: int, *, maximum: int, field_name: str = "days") -> int:
 # --- Invitations --------------------------------------------------------------------------------
 
 
-def invitation_link(raw_token: str) -> str:
+def _invitation_link(raw_token: str) -> str:
     return f"{settings.FASTFLOW_BASE_URL}/invite?{urlencode({'token': raw_token})}"
 
 
@@ -107,7 +107,7 @@ def invitation_create(
         expires_at=timezone.now() + timedelta(days=days),
         created_by=created_by,
     )
-    return invitation, invitation_link(raw)
+    return invitation, _invitation_link(raw)
 
 
 def invitation_find_valid(*, token: str) -> Invitation | None:
@@ -229,10 +229,19 @@ def user_unblock(*, user: User) -> User:
 
 
 def user_update(
-    *, user: User, actor: User | None, role: str | None = None, blocked: bool | None = None
+    *,
+    user: User,
+    actor: User | None,
+    role: str | None = None,
+    blocked: bool | None = None,
+    email: str | None = None,
 ) -> User:
-    """Apply an admin's edit of role and/or blocked through the guarded services, all or nothing."""
+    """Apply an admin's edit of email, role and/or blocked through the guarded services, all or
+    nothing."""
     with transaction.atomic():
+        if email is not None and email != user.email:
+            User.objects.filter(id=user.id).update(email=email)
+            user.email = email
         if role is not None and role != user.role:
             user_set_role(user=user, role=role)
         if blocked is True and not user.blocked:
