@@ -11,7 +11,7 @@ from pipelines_app.models import Pipeline
 from runs_app.errors import InvalidRunRequest
 from runs_app.models import ScheduledJob, ScheduleSource
 from runs_app.schedule_services import EDITABLE_FIELDS, scheduledjob_clean
-from runs_app.services import validate_parameters
+from runs_app.services import run_parameters_validate
 
 DEFAULT_RUN_CONFIG = ""
 
@@ -59,7 +59,7 @@ class RunNowForm(forms.Form):
     def clean_parameters(self) -> dict[str, str]:
         parameters = parse_parameter_lines(self.cleaned_data.get("parameters") or "")
         try:
-            return validate_parameters(parameters)
+            return run_parameters_validate(parameters=parameters)
         except InvalidRunRequest as exc:
             raise ValidationError(list(exc.fields.values()) or str(exc)) from exc
 

@@ -65,7 +65,7 @@ def _encodable(value: str) -> bool:
     return True
 
 
-def validate_parameters(parameters: object) -> dict[str, str]:
+def run_parameters_validate(*, parameters: object) -> dict[str, str]:
     """Parameters arrive as environment variables, so names and sizes are checked strictly."""
     if parameters is None:
         return {}
@@ -148,7 +148,7 @@ def run_enqueue(
         message = f"unknown trigger {triggered_by!r} (expected one of {', '.join(TRIGGERS)})"
         raise InvalidRunRequest(message, fields={"triggered_by": message})
     target = _pipeline_for_run(pipeline)
-    params = validate_parameters(parameters)
+    params = run_parameters_validate(parameters=parameters)
     config_id = (run_config_id or "").strip()
     if config_id and target.spec.run_config(config_id) is None:
         known = ", ".join(rc.id for rc in target.spec.schedules) or "none defined"

@@ -26,9 +26,9 @@ from runs_app.services import (
     run_enqueue,
     run_fail,
     run_finish,
+    run_parameters_validate,
     run_record_start,
     run_retry,
-    validate_parameters,
 )
 from tests.helpers_engine import claimed_run, finish_claimed, make_pipeline
 
@@ -130,12 +130,12 @@ def test_it_rejects_too_many_parameters(settings):
     settings.FASTFLOW_PARAMETERS_MAX_COUNT = 2
 
     with pytest.raises(InvalidRunRequest, match="too many parameters: 3 given, at most 2"):
-        validate_parameters({"A": "1", "B": "2", "C": "3"})
+        run_parameters_validate(parameters={"A": "1", "B": "2", "C": "3"})
 
 
 def test_it_rejects_parameters_that_are_not_an_object():
     with pytest.raises(InvalidRunRequest) as caught:
-        validate_parameters(["A=1"])
+        run_parameters_validate(parameters=["A=1"])
 
     assert "parameters" in caught.value.fields
 

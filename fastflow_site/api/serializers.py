@@ -25,7 +25,7 @@ class StringMapField(serializers.Field):
     """A JSON object passed through untouched: the run services validate keys and values.
 
     Only the container type is checked here so that a single rule (names, counts, sizes) lives in
-    `runs_app.services.validate_parameters` for the API, the webhook and the admin alike.
+    `runs_app.services.run_parameters_validate` for the API, the webhook and the admin alike.
     """
 
     default_error_messages = {"not_a_map": "expected a JSON object of string keys and values"}
