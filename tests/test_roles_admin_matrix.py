@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
 
 import pytest
 from django.contrib import admin
@@ -18,7 +17,6 @@ from django.contrib.admin.utils import quote
 from django.db import models
 from django.test import Client, RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
-from django.utils import timezone
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.views import APIView
 
@@ -26,6 +24,9 @@ from accounts_app.api_permissions import ReadOnlyRole, RoleRequired
 from accounts_app.models import Role, User
 from accounts_app.permissions import role_can_do
 from accounts_app.services import invitation_create, token_issue
+from pipelines_app.models import Pipeline
+from runs_app.models import EngineInstance, PipelineRun, ScheduledJob
+from secrets_app.models import Secret
 from tests.helpers_accounts import bearer, make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.helpers_accounts_urls")]
@@ -52,27 +53,12 @@ def world() -> World:
 
 def seed_rows(admin_user: User) -> None:
     """One row for each model whose shape we know, so change pages render a real object."""
-    from pipelines_app.models import Pipeline
-    from runs_app.models import EngineInstance, PipelineRun, ScheduledJob
-    from secrets_app.models import Secret
-
     pipeline = Pipeline.objects.create(pipeline_name="matrix")
     PipelineRun.objects.create(pipeline=pipeline)
     ScheduledJob.objects.create(pipeline=pipeline, trigger_type="interval", trigger_value="60")
     EngineInstance.objects.create(id="engine-1", hostname="h", pid=1, executor="local")
     Secret.objects.create(key="MATRIX_SECRET", value="ciphertext")
     invitation_create(email="matrix@example.com", role=Role.READONLY, created_by=admin_user)
-    try:
-        from django_apscheduler.models import DjangoJob, DjangoJobExecution
-
-        job = DjangoJob.objects.create(id="matrix-job", next_run_time=None, job_state=b"")
-        DjangoJobExecution.objects.create(
-            job=job,
-            status=DjangoJobExecution.SUCCESS,
-            run_time=timezone.now() - timedelta(minutes=1),
-        )
-    except ImportError:  # pragma: no cover - django_apscheduler is installed
-        pass
 
 
 def admin_models() -> list[type[models.Model]]:
