@@ -206,6 +206,30 @@ def test_a_missing_runner_image_fails_the_run_with_a_clear_infrastructure_error(
     assert "does-not-exist" in log_text(run)
 
 
+@pytest.mark.docker
+def test_a_docker_run_finishes_and_its_container_is_removed_afterwards(docker_engine, settings):
+    import docker
+
+    from tests.helpers_executor import use_runner_image
+
+    use_runner_image(settings)
+    settings.FASTFLOW_RUNNER_NETWORK = "none"
+    pipeline = make_pipeline("boxed", "print('inside')\nraise SystemExit(2)\n")
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+
+    def containers() -> list:
+        labels = f"fastflow.run_id={run.id}"
+        return docker.from_env().containers.list(all=True, filters={"label": labels})
+
+    with ThreadEngine(executor="docker") as engine:
+        wait_until_finished(run)
+        wait_for(lambda: not containers(), what="the run's container to be removed")
+        wait_for(lambda: engine.dispatcher.free_slots == engine.dispatcher.slots)
+
+    assert run.status == RunStatus.FAILED and run.exit_code == 2
+    assert "inside" in log_text(run)
+
+
 def test_a_queued_run_does_not_start_once_its_pipeline_is_disabled_or_broken(settings):
     """A run waiting in the queue (over a limit, a delayed retry) whose pipeline was then
     disabled, or whose pipeline.json broke, fails with the reason instead of running main.py

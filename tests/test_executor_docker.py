@@ -137,6 +137,21 @@ def test_parameters_arrive_as_env_vars_and_engine_variables_win(executor, make_p
     }
 
 
+def test_the_outcome_is_known_before_the_container_is_removed(executor, make_pipeline_dir):
+    """The engine records the run's status between `wait_for_outcome()` and `cleanup()`:
+    removing the container is a daemon round trip that must not delay it."""
+    spec = make_spec(make_pipeline_dir("quick", "print('hi')\nraise SystemExit(4)\n"))
+    execution = executor.start(spec)
+    outcome = execution.wait_for_outcome()
+    assert outcome.exit_code == 4 and not outcome.succeeded
+    assert user_lines(spec) == ["hi"]  # the log is complete
+    assert outcome.setup_duration is not None and outcome.uv_version
+    assert [c.status for c in containers_of(spec)] == ["exited"]
+    execution.cleanup()
+    assert containers_of(spec) == []
+    execution.cleanup()  # a second clean-up is harmless
+
+
 def test_the_container_is_locked_down(executor, make_pipeline_dir):
     folder = make_pipeline_dir(
         "inspected",

@@ -2,7 +2,8 @@
 
 Executors know nothing of the database, HTTP or the admin. The engine builds a `RunSpec`,
 calls `Executor.start()` (returns once the container/process exists), then blocks in
-`Execution.wait()` in a worker thread while the execution streams its log and metrics files.
+`Execution.wait_for_outcome()` in a worker thread while the execution streams its log and
+metrics files, records the outcome, and only then calls `Execution.cleanup()`.
 """
 
 from __future__ import annotations
@@ -63,9 +64,23 @@ class Execution(abc.ABC):
     handle_id: str  # container id / pid, stored on the run as container_id
     cancel_event: threading.Event = field(default_factory=threading.Event)
 
-    @abc.abstractmethod
     def wait(self) -> Outcome:
         """Block until the run ends (honouring spec.timeout and cancel()), then clean up."""
+        try:
+            return self.wait_for_outcome()
+        finally:
+            self.cleanup()
+
+    @abc.abstractmethod
+    def wait_for_outcome(self) -> Outcome:
+        """Block until the run ends (honouring spec.timeout and cancel()) and return as soon as
+        its outcome is known and its log and metrics files are complete. What is left to tidy
+        up (e.g. removing the container) waits for `cleanup()`, so the engine records the
+        run's status first."""
+
+    def cleanup(self) -> None:  # noqa: B027 - optional hook
+        """Release what an ended execution still holds (remove its container, its temporary
+        directory). Called once after `wait_for_outcome()` returned or raised; never raises."""
 
     def cancel(self) -> None:
         """Ask the run to stop: SIGTERM, then SIGKILL after the grace period; wait() returns."""

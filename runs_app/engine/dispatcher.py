@@ -1,4 +1,5 @@
-"""Claims PENDING runs and drives each one in a worker thread: spec → start → wait → finish.
+"""Claims PENDING runs and drives each one in a worker thread: spec → start → wait → finish →
+clean up (the container is removed after the run's status is recorded).
 
 No DB transaction is ever open while a worker talks to the executor: the claim, the start
 record and the finish are separate short transactions around the container/process I/O.
@@ -200,8 +201,14 @@ class Dispatcher:
                     return
                 if self.stopping and self.survives_restart:
                     return
-            outcome = active.execution.wait()
-            self._finish(run, outcome)
+            execution = active.execution
+            try:
+                outcome = execution.wait_for_outcome()
+                self._finish(run, outcome)
+            finally:
+                # After the result is recorded: removing a container costs a daemon round trip
+                # that must not delay the run's terminal status.
+                self._cleanup(run, execution)
         except Exception as exc:  # noqa: BLE001 - poison-pill guard: fail the run, keep the engine
             logger.exception("run %s: the engine failed while driving it", run.id)
             try:
@@ -237,6 +244,13 @@ class Dispatcher:
             execution.wait()
             return None
         return execution
+
+    @staticmethod
+    def _cleanup(run: PipelineRun, execution: Execution) -> None:
+        try:
+            execution.cleanup()
+        except Exception:  # noqa: BLE001 - reconcile removes what is left over
+            logger.exception("run %s: cleaning up its execution failed", run.id)
 
     def _finish(self, run: PipelineRun, outcome: Outcome) -> None:
         if self.stopping and not self.survives_restart and outcome.cancelled:

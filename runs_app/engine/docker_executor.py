@@ -64,6 +64,8 @@ OFFLINE_HINT = (
 )
 WAKE_INTERVAL = 0.25  # how often wait() looks at cancel/timeout when nothing else wakes it
 DRAIN_TIMEOUT = 10.0  # how long to wait for the last log lines after the container exited
+RUNNING_STATES = {"running", "paused", "restarting"}
+EXITED_STATES = {"exited", "dead"}  # final: State.ExitCode and State.OOMKilled are settled
 
 _uv_versions: dict[str, str] = {}
 _uv_versions_lock = threading.Lock()
@@ -321,12 +323,14 @@ class DockerExecution(Execution):
         self._wake = threading.Event()
         self._stop_sampling = threading.Event()
         self._log_error = ""
+        # The container's State once an inspect saw it exited (set by whichever thread saw it).
+        self._exit_state: dict[str, Any] | None = None
 
     def cancel(self) -> None:
         super().cancel()
         self._wake.set()
 
-    def wait(self) -> Outcome:
+    def wait_for_outcome(self) -> Outcome:
         spec = self.spec
         since, skip = resume_point(spec.log_file) if self._resume else (None, 0)
         try:
@@ -363,11 +367,18 @@ class DockerExecution(Execution):
                 target=self._sample, args=(metrics,), name=f"stats-{spec.run_id}", daemon=True
             ).start()
             self._supervise(log, outcome, started_at, follower)
-            result = self._container.wait()
-            follower.join(DRAIN_TIMEOUT)
-            self._container.reload()
-            state = self._container.attrs["State"]
-            outcome.exit_code = int(result.get("StatusCode", state.get("ExitCode", -1)))
+            state = None if follower.is_alive() else self._exit_state
+            if state is None:
+                # Stopped on cancel/timeout, or its state is not known yet: ask Docker.
+                result = self._container.wait()
+                follower.join(DRAIN_TIMEOUT)
+                self._container.reload()
+                state = self._container.attrs["State"]
+                outcome.exit_code = int(result.get("StatusCode", state.get("ExitCode", -1)))
+            else:
+                # The usual end: the log stream ended and the follower's inspect saw the
+                # container exited. Its State is final, no further round trip is needed.
+                outcome.exit_code = int(state.get("ExitCode", -1))
             outcome.oom_killed = bool(state.get("OOMKilled")) or (
                 outcome.exit_code == 137
                 and bool(spec.mem_hard_limit)
@@ -390,12 +401,18 @@ class DockerExecution(Execution):
             log.note(outcome.error)
         finally:
             self._stop_sampling.set()
-            _remove(self._container)
             log.close()
             metrics.close()
         outcome.peak_memory_bytes = metrics.peak_memory_bytes
         outcome.uv_version = self._executor.uv_version(self._image)
         return outcome
+
+    def cleanup(self) -> None:
+        """Remove the container: after the engine recorded the outcome, since removing takes
+        a daemon round trip or more (an engine that dies in between leaves an exited container
+        of a finished run, which reconcile removes)."""
+        self._stop_sampling.set()
+        _remove(self._container)
 
     def _lost(self, exc: Exception) -> Outcome:
         """The container cannot be inspected any more (removed behind our back, daemon gone)."""
@@ -403,7 +420,6 @@ class DockerExecution(Execution):
         log = LogWriter(self.spec.log_file, max_bytes=self.spec.log_max_bytes)
         log.note(error)
         log.close()
-        _remove(self._container)
         return Outcome(exit_code=None, error=error)
 
     def _supervise(
@@ -433,7 +449,7 @@ class DockerExecution(Execution):
                 return
             if follower.is_alive():
                 self._wake.wait(min(remaining, WAKE_INTERVAL))
-            elif self._still_running():
+            elif self._exit_state is None and self._still_running():
                 # The log stream failed but the container runs on: keep enforcing the limits.
                 self.cancel_event.wait(min(remaining, WAKE_INTERVAL))
             else:
@@ -444,7 +460,10 @@ class DockerExecution(Execution):
             self._container.reload()
         except DOCKER_ERRORS:
             return False
-        return self._container.status in {"running", "paused", "restarting"}
+        status = self._container.status
+        if status in EXITED_STATES:
+            self._exit_state = dict(self._container.attrs.get("State") or {})
+        return status in RUNNING_STATES
 
     def _follow_logs(self, log: LogWriter, since: datetime | None, skip: int) -> None:
         """Copy the container's output to the log until it exits.

@@ -253,7 +253,7 @@ class LocalExecution(Execution):
         super().cancel()
         self._wake.set()
 
-    def wait(self) -> Outcome:
+    def wait_for_outcome(self) -> Outcome:
         spec = self.spec
         log = LogWriter(
             spec.log_file,
@@ -299,9 +299,11 @@ class LocalExecution(Execution):
             _kill_group(self._process.pid, signal.SIGKILL)
             log.close()
             metrics.close()
-            shutil.rmtree(self._home, ignore_errors=True)
         outcome.peak_memory_bytes = metrics.peak_memory_bytes
         return outcome
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self._home, ignore_errors=True)
 
     def _reap(self) -> None:
         self._process.wait()
