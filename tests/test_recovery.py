@@ -20,6 +20,7 @@ from runs_app.models import EngineInstance, PipelineRun, RunStatus
 from runs_app.services import run_claim_next, run_enqueue, run_fail
 from tests.helpers_engine import (
     EngineProcess,
+    ThreadEngine,
     log_text,
     make_pipeline,
     run_refreshed,
@@ -268,3 +269,51 @@ def test_containers_without_an_active_run_are_removed(docker_env, settings):
     assert run_containers(run) == []
     assert docker.from_env().containers.list(all=True, filters={"id": stranger.handle_id}) == []
     assert os.path.exists(spec.pipeline_dir)  # only containers are touched
+
+
+# Prints three lines, waits (printing nothing) until the test creates the file `go` in the
+# pipeline folder (mounted at /app), then prints three more.
+GATED = (
+    "import os, time\n"
+    "for i in range(1, 4):\n    print('line', i, flush=True)\n"
+    "while not os.path.exists('/app/go'):\n    time.sleep(0.1)\n"
+    "for i in range(4, 7):\n    print('line', i, flush=True)\n"
+)
+
+
+@pytest.mark.docker
+def test_an_engine_whose_run_was_taken_over_stops_following_it(docker_env, settings):
+    """A live engine whose heartbeat went stale (e.g. a database stall) loses its run to
+    another engine, which re-attaches the container; the first engine must notice and stop
+    writing the log, or every later line would be written twice."""
+    settings.FASTFLOW_HEARTBEAT_STALE_SECONDS = 2
+    pipeline = make_pipeline("contested", GATED)
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+
+    with ThreadEngine(executor="docker") as first:
+        wait_for(lambda: "line 3" in log_text(run), timeout=120, what="the run to start")
+        assert run_refreshed(run).engine_id == first.engine_id
+        # Its heartbeat stops, as during a database stall; the engine itself carries on.
+        next(t for t in first._threads if t.name == "heartbeat").stop()
+        env = {**docker_env, "FASTFLOW_HEARTBEAT_STALE_SECONDS": "2"}
+        with EngineProcess("second", executor="docker", **env) as second:
+            second_id = second.wait_registered()
+            wait_for(
+                lambda: run_refreshed(run).engine_id == second_id,
+                timeout=60,
+                what="the second engine to take the run over",
+            )
+            wait_for(
+                lambda: str(run.id) not in first.dispatcher.active_run_ids(),
+                timeout=30,
+                what="the first engine to let go of the run",
+            )
+            wait_for(lambda: "re-attached" in second.read_output(), what="the re-attach")
+            (pipeline.folder / "go").write_text("")
+            wait_until_finished(run, timeout=120)
+            wait_for(lambda: not run_containers(run), what="the container to be removed")
+        assert first.dispatcher.free_slots == first.dispatcher.slots
+
+    assert run.status == RunStatus.SUCCESS, run.error_message
+    assert run.engine_id == second_id
+    assert user_lines(run) == [f"line {i}" for i in range(1, 7)]  # each line once

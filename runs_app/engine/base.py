@@ -63,6 +63,7 @@ class Execution(abc.ABC):
     spec: RunSpec
     handle_id: str  # container id / pid, stored on the run as container_id
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    abandoned: threading.Event = field(default_factory=threading.Event)
 
     def wait(self) -> Outcome:
         """Block until the run ends (honouring spec.timeout and cancel()), then clean up."""
@@ -85,6 +86,14 @@ class Execution(abc.ABC):
     def cancel(self) -> None:
         """Ask the run to stop: SIGTERM, then SIGKILL after the grace period; wait() returns."""
         self.cancel_event.set()
+
+    def abandon(self) -> None:
+        """Another engine took the run over (this engine's heartbeat went stale): stop writing
+        its log and metrics at once and let `wait_for_outcome()` return soon, with an outcome
+        nobody records. An execution that survives its engine (a container) is left running for
+        its new owner and `cleanup()` does not remove it; one that cannot (a local process,
+        which the new owner could not adopt) is killed."""
+        self.abandoned.set()
 
 
 class Executor(abc.ABC):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
+from django.db.models import Q
 
 from pipelines_app.models import Pipeline
 from runs_app.engine.base import Execution, Executor, InfrastructureError, Outcome, RunSpec
@@ -99,6 +100,7 @@ class _Active:
     thread: threading.Thread | None = None
     execution: Execution | None = None
     cancel_sent: bool = False
+    lost: bool = False  # another engine took the run over
 
 
 class Dispatcher:
@@ -158,22 +160,37 @@ class Dispatcher:
         thread.start()
 
     def check_cancellations(self) -> int:
-        """Stop executions whose run got a cancel request; returns how many were signalled."""
+        """Stop executions whose run got a cancel request, and let go of runs another engine
+        took over (one query for both); returns how many executions were signalled."""
         with self._lock:
-            candidates = {
-                rid: a for rid, a in self._active.items() if a.execution and not a.cancel_sent
-            }
+            candidates = {rid: a for rid, a in self._active.items() if a.execution and not a.lost}
         if not candidates:
             return 0
-        requested = PipelineRun.objects.filter(
-            id__in=list(candidates), cancel_requested_at__isnull=False
-        ).values_list("id", flat=True)
-        for run_id in requested:
+        rows = (
+            PipelineRun.objects.filter(id__in=list(candidates))
+            .filter(Q(cancel_requested_at__isnull=False) | ~Q(engine_id=self.engine_id))
+            .values_list("id", "engine_id")
+        )
+        signalled = 0
+        for run_id, owner in rows:
             active = candidates[str(run_id)]
-            active.cancel_sent = True
-            logger.info("run %s: cancel requested, stopping it", run_id)
-            active.execution.cancel()
-        return len(requested)
+            if owner != self.engine_id:
+                # Our heartbeat went stale (e.g. a database stall) and another engine
+                # re-attached the run: it follows the container now; two followers would
+                # write every line twice.
+                active.lost = True
+                logger.warning(
+                    "run %s was taken over by engine %s; no longer following it", run_id, owner
+                )
+                active.execution.abandon()
+            elif not active.cancel_sent:
+                active.cancel_sent = True
+                logger.info("run %s: cancel requested, stopping it", run_id)
+                active.execution.cancel()
+            else:
+                continue
+            signalled += 1
+        return signalled
 
     def stop(self, *, timeout: float) -> None:
         """Graceful shutdown. Executions that survive an engine restart are left running;
@@ -204,13 +221,16 @@ class Dispatcher:
             execution = active.execution
             try:
                 outcome = execution.wait_for_outcome()
-                self._finish(run, outcome)
+                if not active.lost:  # else its new owner records the result
+                    self._finish(run, outcome)
             finally:
                 # After the result is recorded: removing a container costs a daemon round trip
                 # that must not delay the run's terminal status.
                 self._cleanup(run, execution)
         except Exception as exc:  # noqa: BLE001 - poison-pill guard: fail the run, keep the engine
             logger.exception("run %s: the engine failed while driving it", run.id)
+            if active.lost:
+                return  # not ours to fail any more
             try:
                 run_fail(run=run, reason=f"engine error: {exc.__class__.__name__}: {exc}")
             except Exception:  # noqa: BLE001

@@ -325,6 +325,27 @@ class DockerExecution(Execution):
         self._log_error = ""
         # The container's State once an inspect saw it exited (set by whichever thread saw it).
         self._exit_state: dict[str, Any] | None = None
+        self._writers: tuple[LogWriter, MetricsRecorder] | None = None
+        self._stream: Any = None  # the Docker log stream being followed
+
+    def abandon(self) -> None:
+        super().abandon()
+        writers = self._writers
+        if writers is not None:
+            self._release(*writers)
+        self._wake.set()
+
+    def _release(self, log: LogWriter, metrics: MetricsRecorder) -> None:
+        """No more writes: the container's new owner writes the log and metrics."""
+        log.abandon()
+        metrics.close()
+        self._stop_sampling.set()
+        stream = self._stream
+        if stream is not None:
+            try:
+                stream.close()  # unblocks the follower; it leaves the container alone
+            except Exception:  # noqa: BLE001 - it ends with the container anyway
+                logger.debug("closing the log stream of %s failed", self._container.id)
 
     def cancel(self) -> None:
         super().cancel()
@@ -352,6 +373,9 @@ class DockerExecution(Execution):
             cpu_soft_limit=spec.cpu_soft_limit,
             mem_soft_limit=spec.mem_soft_limit,
         )
+        self._writers = (log, metrics)
+        if self.abandoned.is_set():  # abandoned before the writers existed
+            self._release(log, metrics)
         outcome = Outcome(exit_code=None)
         try:
             # Daemon threads: an engine shutting down leaves running containers alone and must
@@ -367,6 +391,9 @@ class DockerExecution(Execution):
                 target=self._sample, args=(metrics,), name=f"stats-{spec.run_id}", daemon=True
             ).start()
             self._supervise(log, outcome, started_at, follower)
+            if self.abandoned.is_set():
+                outcome.error = "abandoned: another engine took the run over"
+                return outcome
             state = None if follower.is_alive() else self._exit_state
             if state is None:
                 # Stopped on cancel/timeout, or its state is not known yet: ask Docker.
@@ -412,7 +439,8 @@ class DockerExecution(Execution):
         a daemon round trip or more (an engine that dies in between leaves an exited container
         of a finished run, which reconcile removes)."""
         self._stop_sampling.set()
-        _remove(self._container)
+        if not self.abandoned.is_set():  # else its new owner removes it
+            _remove(self._container)
 
     def _lost(self, exc: Exception) -> Outcome:
         """The container cannot be inspected any more (removed behind our back, daemon gone)."""
@@ -430,6 +458,8 @@ class DockerExecution(Execution):
         if self.spec.timeout:
             deadline = started_at.timestamp() + self.spec.timeout
         while True:
+            if self.abandoned.is_set():
+                return  # the container is another engine's now: leave it running
             if self.cancel_event.is_set():
                 grace = settings.FASTFLOW_CANCEL_GRACE_SECONDS
                 log.note(f"cancelled: stopping the container (SIGTERM, SIGKILL after {grace:g} s)")
@@ -475,11 +505,15 @@ class DockerExecution(Execution):
         try:
             while True:
                 last, count = self._copy_stream(log, since, skip)
-                if not self._still_running():
+                if self.abandoned.is_set() or not self._still_running():
                     return
                 # The stream broke while the container still runs (daemon hiccup): resume.
                 since, skip = last or since, count if last else skip
-        except DOCKER_ERRORS as exc:
+        except Exception as exc:
+            if self.abandoned.is_set():
+                return  # the stream was closed under it on purpose
+            if not isinstance(exc, DOCKER_ERRORS):
+                raise
             self._log_error = str(exc)
         finally:
             self._wake.set()
@@ -493,7 +527,12 @@ class DockerExecution(Execution):
             kwargs["since"] = since.timestamp() - 0.001
         last: datetime | None = None
         count = 0
-        for frame in self._container.logs(**kwargs):
+        self._stream = self._container.logs(**kwargs)
+        if self.abandoned.is_set():
+            self._stream.close()
+        for frame in self._stream:
+            if self.abandoned.is_set():
+                break
             stamp, _, data = frame.partition(b" ")
             try:
                 at = parse_timestamp(stamp.decode())

@@ -248,9 +248,18 @@ class LocalExecution(Execution):
         self._started_at = started_at
         self._home = home
         self._wake = threading.Event()
+        self._writers: tuple[LogWriter, MetricsRecorder] | None = None
 
     def cancel(self) -> None:
         super().cancel()
+        self._wake.set()
+
+    def abandon(self) -> None:
+        super().abandon()
+        writers = self._writers
+        if writers is not None:
+            writers[0].abandon()
+            writers[1].close()
         self._wake.set()
 
     def wait_for_outcome(self) -> Outcome:
@@ -268,6 +277,10 @@ class LocalExecution(Execution):
             cpu_soft_limit=spec.cpu_soft_limit,
             mem_soft_limit=spec.mem_soft_limit,
         )
+        self._writers = (log, metrics)
+        if self.abandoned.is_set():
+            log.abandon()
+            metrics.close()
         stop_sampling = threading.Event()
         outcome = Outcome(exit_code=None, uv_version=uv_version())
         try:
@@ -320,6 +333,10 @@ class LocalExecution(Execution):
     def _supervise(self, log: LogWriter, outcome: Outcome) -> None:
         deadline = time.monotonic() + self.spec.timeout if self.spec.timeout else None
         while self._process.poll() is None:
+            if self.abandoned.is_set():
+                # Its new owner could not adopt a local process and failed the run: stop it.
+                _kill_group(self._process.pid, signal.SIGKILL)
+                return
             if self.cancel_event.is_set():
                 grace = settings.FASTFLOW_CANCEL_GRACE_SECONDS
                 log.note(

@@ -130,6 +130,8 @@ class LogWriter:
         """Write an engine note. Notes bypass the size cap: they are few and explain the end
         of a run (timeout, OOM, cancel). With `once`, only the first note of that kind counts."""
         with self._lock:
+            if self._file.closed:  # closed or abandoned: the run's log is complete
+                return
             if once:
                 if once in self._noted:
                     return
@@ -138,6 +140,13 @@ class LogWriter:
             self._file.write(entry)
             self._file.flush()
             self._written += len(entry)
+
+    def abandon(self) -> None:
+        """Stop writing at once, dropping an unterminated last line: another engine took the
+        run over and writes its log from now on. Later feeds and notes are ignored."""
+        with self._lock:
+            self._buffer.clear()
+            self._file.close()
 
     def close(self) -> None:
         """Write what is left of an unterminated last line and close the file."""
@@ -181,7 +190,7 @@ class LogWriter:
         return format_timestamp(at).encode() + b" " + text.decode("utf-8", "replace").encode()
 
     def _write(self, lines: list[bytes]) -> None:
-        if not lines:
+        if not lines or self._file.closed:
             return
         data = b"".join(lines)
         self._file.write(data)
