@@ -307,6 +307,16 @@ def token_authenticate(*, token: str) -> Session | None:
     return session
 
 
+def user_access_alive(*, user: User, session: Session | None = None) -> bool:
+    """Whether a request authenticated earlier may go on (long responses such as log streams):
+    the user is not blocked and, for a bearer token, its row still exists and is unexpired."""
+    if not User.objects.filter(pk=user.pk, blocked=False).exists():
+        return False
+    if session is None:
+        return True
+    return Session.objects.filter(pk=session.pk, expires_at__gt=timezone.now()).exists()
+
+
 def tokens_visible_to(*, user: User) -> QuerySet[Session]:
     qs = Session.objects.select_related("user")
     return qs if user.role == Role.ADMIN else qs.filter(user=user)

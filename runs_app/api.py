@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -17,6 +19,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts_app.api_permissions import ReadOnlyRole, WriteRole
+from accounts_app.models import Session
+from accounts_app.services import user_access_alive
 from fastflow_site.api.negotiation import FirstRendererNegotiation
 from fastflow_site.api.pagination import paginated_response, paginated_schema
 from fastflow_site.api.serializers import LenientChoiceField, error_responses
@@ -240,8 +244,11 @@ class RunLogStreamApi(APIView):
         if offset < 0:
             raise ValidationError({"offset": f"expected a non-negative byte offset, got {raw!r}"})
         run = run_get(run_id)
+        session = request.auth if isinstance(request.auth, Session) else None
+        still_allowed = partial(user_access_alive, user=request.user, session=session)
         response = StreamingHttpResponse(
-            log_events(run=run, offset=offset), content_type="text/event-stream"
+            log_events(run=run, offset=offset, still_allowed=still_allowed),
+            content_type="text/event-stream",
         )
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from django.db import DatabaseError, connection
@@ -65,7 +65,9 @@ def _refresh(run: PipelineRun) -> bool:
     return True
 
 
-def log_events(*, run: PipelineRun, offset: int = 0) -> Iterator[str]:
+def log_events(
+    *, run: PipelineRun, offset: int = 0, still_allowed: Callable[[], bool] | None = None
+) -> Iterator[str]:
     """The SSE body: existing lines, then new ones, then `event: end`.
 
     1. Read whole lines from `offset` and send them as they come, without sleeping.
@@ -85,6 +87,10 @@ def log_events(*, run: PipelineRun, offset: int = 0) -> Iterator[str]:
             last_sent = time.monotonic()
             continue
         if time.monotonic() - checked >= STATUS_POLL_SECONDS:
+            # A stream can outlive its authorisation: a revoked token or a blocked user ends it.
+            if still_allowed is not None and not still_allowed():
+                yield _event(json.dumps({"detail": "access revoked"}), event="error")
+                return
             exists = _refresh(run)
             checked = time.monotonic()
         if not exists or run.status in TERMINAL_STATUSES:

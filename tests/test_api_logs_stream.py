@@ -130,3 +130,28 @@ def test_it_answers_errors_as_json_before_streaming():
         401,
         "not_authenticated",
     )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("revoke", ["delete the token", "block the user"])
+def test_it_ends_a_live_stream_when_access_is_revoked(bounded_stream, revoke):
+    from accounts_app.models import Session, User
+
+    run = make_run(make_pipeline("etl"), RunStatus.RUNNING, started_at=timezone.now())
+    run_log_path(run).write_bytes(b"first\n")
+    client = client_for("READONLY")
+    response = client.get(f"/api/runs/{run.id}/logs/stream/")
+    assert response.status_code == 200
+    stream = iter(response.streaming_content)
+    received = next(stream) + next(stream)  # the opening comment, then the first line
+    assert b"first" in received
+
+    if revoke == "delete the token":
+        Session.objects.all().delete()
+    else:
+        User.objects.update(blocked=True)
+    events = parse_events(b"".join(stream))  # ends by itself; the run is still RUNNING
+
+    assert events[-1]["event"] == "error"
+    assert json.loads(events[-1]["data"]) == {"detail": "access revoked"}
+    assert PipelineRun.objects.get(id=run.id).status == RunStatus.RUNNING
