@@ -10,7 +10,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts_app.api_permissions import AdminRole, AnyRole
-from accounts_app.errors import AccountError, InvalidInput, LastAdminError
 from accounts_app.models import Invitation, Role, Session, User
 from accounts_app.services import (
     INVITATION_DEFAULT_DAYS,
@@ -23,16 +22,8 @@ from accounts_app.services import (
     tokens_visible_to,
     user_update,
 )
-from fastflow_site.api.errors import ApiError
 from fastflow_site.api.pagination import paginated_response, paginated_schema
 from fastflow_site.api.serializers import error_responses
-
-
-def api_error(exc: AccountError) -> ApiError:
-    if isinstance(exc, LastAdminError):
-        return ApiError(str(exc), code=exc.code, status_code=status.HTTP_409_CONFLICT)
-    fields = exc.fields if isinstance(exc, InvalidInput) else {}
-    return ApiError(str(exc), code=exc.code, status_code=status.HTTP_400_BAD_REQUEST, fields=fields)
 
 
 class UserOutputSerializer(serializers.ModelSerializer):
@@ -102,10 +93,7 @@ class UserDetailApi(APIView):
             raise NotFound("user not found")
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            user_update(user=user, actor=request.user, **serializer.validated_data)
-        except AccountError as exc:
-            raise api_error(exc) from exc
+        user_update(user=user, actor=request.user, **serializer.validated_data)
         user.refresh_from_db()
         return Response(UserOutputSerializer(user).data)
 
@@ -168,12 +156,7 @@ class InvitationListApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            invitation, link = invitation_create(
-                created_by=request.user, **serializer.validated_data
-            )
-        except AccountError as exc:
-            raise api_error(exc) from exc
+        invitation, link = invitation_create(created_by=request.user, **serializer.validated_data)
         invitation.link = link
         return Response(self.CreatedSerializer(invitation).data, status=status.HTTP_201_CREATED)
 
@@ -240,10 +223,7 @@ class TokenListApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            session, jwt = token_issue(user=request.user, **serializer.validated_data)
-        except AccountError as exc:
-            raise api_error(exc) from exc
+        session, jwt = token_issue(user=request.user, **serializer.validated_data)
         session.token = jwt  # the row keeps only the hash; this instance is not saved again
         return Response(self.CreatedSerializer(session).data, status=status.HTTP_201_CREATED)
 

@@ -1,10 +1,13 @@
-"""Errors the account services raise; every interface maps them to its own response."""
+"""Errors the account services raise; every interface maps them through the one
+`ServiceError` contract (fastflow_site/errors.py)."""
 
 from __future__ import annotations
 
+from fastflow_site.errors import ServiceError
 
-class AccountError(Exception):
-    """Base class. `code` is a stable machine-readable identifier for API error bodies."""
+
+class AccountError(ServiceError):
+    """Base class of the account services' errors."""
 
     code = "account_error"
 
@@ -14,15 +17,12 @@ class InvalidInput(AccountError):
 
     code = "invalid"
 
-    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.fields = fields or {}
-
 
 class LastAdminError(AccountError):
     """The change would leave no unblocked ADMIN."""
 
     code = "last_admin"
+    http_status = 409
 
 
 class InvitationInvalid(AccountError):
@@ -39,6 +39,7 @@ class LoginRefused(AccountError):
     """Nobody let this social login in (no match, no invitation, or a blocked account)."""
 
     code = "login_refused"
+    http_status = 403
 
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)

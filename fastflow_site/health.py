@@ -1,15 +1,27 @@
-"""Liveness and readiness probes: unauthenticated, cheap, no sessions touched."""
+"""Liveness and readiness probes: unauthenticated, cheap, no sessions touched.
+
+Ready means the database answers and every readiness check an app registered passes (runs_app
+registers "some runscheduler heartbeat is fresh" in its AppConfig.ready), so the site knows no
+app.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 
-from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils import timezone
 from django.views.decorators.http import require_safe
+
+# Each returns "" when its part is ready, else the reason shown in the 503 body; it may query
+# the database (a DatabaseError is reported as the database being unavailable).
+ReadinessCheck = Callable[[], str]
+_readiness_checks: list[ReadinessCheck] = []
+
+
+def readiness_check_register(check: ReadinessCheck) -> None:
+    if check not in _readiness_checks:
+        _readiness_checks.append(check)
 
 
 def _probe(payload: dict, status: int = 200) -> JsonResponse:
@@ -27,27 +39,17 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @require_safe
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready = the database answers and some runscheduler heartbeat is fresh."""
-    from runs_app.models import EngineInstance
-
+    """Ready = the database answers and every registered readiness check passes."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        cutoff = timezone.now() - timedelta(seconds=settings.FASTFLOW_HEARTBEAT_STALE_SECONDS)
-        engine_alive = EngineInstance.objects.filter(heartbeat_at__gte=cutoff).exists()
+        reasons = [reason for check in _readiness_checks if (reason := check())]
     except DatabaseError as exc:
         return _probe(
             {"status": "unavailable", "reason": f"database: {exc.__class__.__name__}"}, 503
         )
-    if not engine_alive:
-        return _probe(
-            {
-                "status": "unavailable",
-                "reason": "no runscheduler heartbeat in the last "
-                f"{settings.FASTFLOW_HEARTBEAT_STALE_SECONDS:g} s (is the engine running?)",
-            },
-            503,
-        )
+    if reasons:
+        return _probe({"status": "unavailable", "reason": "; ".join(reasons)}, 503)
     return _probe({"status": "ok"})
 
 

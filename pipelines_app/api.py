@@ -15,11 +15,9 @@ from rest_framework.views import APIView
 
 from accounts_app.api_permissions import ReadOnlyRole, RoleRequired, WriteRole
 from accounts_app.models import Role
-from fastflow_site.api.errors import ApiError
 from fastflow_site.api.pagination import paginated_response, paginated_schema
 from fastflow_site.api.serializers import StringMapField, error_responses
 from pipelines_app import services as pipeline_services
-from pipelines_app.errors import PipelinesDirError
 from pipelines_app.models import Pipeline
 from runs_app import services as run_services
 from runs_app.api import RunOutputSerializer
@@ -251,10 +249,7 @@ class PipelineSyncApi(APIView):
         description="Scan the pipelines directory now (the engine also does so periodically).",
     )
     def post(self, request: Request) -> Response:
-        try:
-            report = pipeline_services.pipelines_sync()
-        except PipelinesDirError as exc:
-            raise ApiError(str(exc), code="pipelines_dir_unusable", status_code=503) from None
+        report = pipeline_services.pipelines_sync()
         data = {
             "summary": report.summary(),
             "found": [found.name for found in report.pipelines],

@@ -1,4 +1,8 @@
+"""Errors of discovery and pipeline.json parsing."""
+
 from __future__ import annotations
+
+from fastflow_site.errors import ServiceError
 
 
 class SpecError(ValueError):
@@ -14,5 +18,8 @@ class SpecError(ValueError):
         self.errors = errors or [message]
 
 
-class PipelinesDirError(Exception):
+class PipelinesDirError(ServiceError):
     """The pipelines directory itself is unusable (missing, not a directory)."""
+
+    code = "pipelines_dir_unusable"
+    http_status = 503

@@ -6,12 +6,12 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from runs_app.errors import ScheduleReadOnly
 from runs_app.forms import ScheduledJobForm
 from runs_app.models import ScheduledJob, ScheduleSource
 from runs_app.schedule_services import (
@@ -72,7 +72,7 @@ class ScheduledJobAdmin(admin.ModelAdmin):
         for job in queryset:
             try:
                 scheduledjob_update(job=job, enabled=enabled)
-            except ValidationError:
+            except ScheduleReadOnly:
                 kept.append(str(job))
             else:
                 changed += 1

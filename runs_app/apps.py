@@ -7,3 +7,9 @@ class RunsAppConfig(AppConfig):
     name = "runs_app"
     verbose_name = "Runs"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from fastflow_site.health import readiness_check_register
+        from runs_app.readiness import engine_heartbeat_readiness
+
+        readiness_check_register(engine_heartbeat_readiness)

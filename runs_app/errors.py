@@ -1,22 +1,27 @@
-"""Errors the run services raise; every interface maps them to its own response."""
+"""Errors the run and schedule services raise; every interface maps them through the one
+`ServiceError` contract (fastflow_site/errors.py)."""
 
 from __future__ import annotations
 
+from fastflow_site.errors import ServiceError
 
-class RunError(Exception):
-    """Base class. `code` is a stable machine-readable identifier for API error bodies."""
+
+class RunError(ServiceError):
+    """Base class of the run services' errors."""
 
     code = "run_error"
 
 
 class PipelineNotFound(RunError):
     code = "pipeline_not_found"
+    http_status = 404
 
 
 class PipelineNotRunnable(RunError):
     """Disabled, broken (discovery error) or missing pipeline."""
 
     code = "pipeline_not_runnable"
+    http_status = 409
 
 
 class InvalidRunRequest(RunError):
@@ -24,12 +29,22 @@ class InvalidRunRequest(RunError):
 
     code = "invalid"
 
-    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.fields = fields or {}
-
 
 class RunStateConflict(RunError):
     """The transition is not allowed from the run's current status (e.g. cancel a finished run)."""
 
     code = "conflict"
+    http_status = 409
+
+
+class ScheduleError(ServiceError):
+    """Base class of the schedule services' refusals (bad input stays a ValidationError)."""
+
+    code = "schedule_error"
+
+
+class ScheduleReadOnly(ScheduleError):
+    """The schedule is defined in pipeline.json: discovery owns it, so it is not edited here."""
+
+    code = "read_only"
+    http_status = 409

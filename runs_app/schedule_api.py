@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
@@ -12,7 +11,6 @@ from rest_framework.views import APIView
 
 from accounts_app.api_permissions import RoleRequired
 from accounts_app.models import Role
-from fastflow_site.api.errors import ApiError
 from fastflow_site.api.pagination import paginated_response, paginated_schema
 from fastflow_site.api.serializers import LenientChoiceField, error_responses
 from pipelines_app.models import Pipeline
@@ -80,13 +78,6 @@ def schedule_get(schedule_id: object) -> ScheduledJob:
     return job
 
 
-def _refused_as_conflict(exc: DjangoValidationError) -> ApiError | None:
-    """Schedules defined in pipeline.json cannot be edited here: that is a 409, not bad input."""
-    if not hasattr(exc, "error_dict") and any(e.code == "read_only" for e in exc.error_list):
-        return ApiError("; ".join(exc.messages), code="read_only", status_code=409)
-    return None
-
-
 class ScheduleListApi(APIView):
     permission_classes = [ReadOrWrite]
 
@@ -147,10 +138,7 @@ class ScheduleDetailApi(APIView):
         job = schedule_get(schedule_id)
         serializer = ScheduleInputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        try:
-            job = schedule_services.scheduledjob_update(job=job, **serializer.validated_data)
-        except DjangoValidationError as exc:
-            raise _refused_as_conflict(exc) or exc from None
+        job = schedule_services.scheduledjob_update(job=job, **serializer.validated_data)
         return Response(ScheduleOutputSerializer(job).data)
 
     @extend_schema(
@@ -159,8 +147,5 @@ class ScheduleDetailApi(APIView):
     )
     def delete(self, request: Request, schedule_id: str) -> Response:
         job = schedule_get(schedule_id)
-        try:
-            schedule_services.scheduledjob_delete(job=job)
-        except DjangoValidationError as exc:
-            raise _refused_as_conflict(exc) or exc from None
+        schedule_services.scheduledjob_delete(job=job)
         return Response(status=status.HTTP_204_NO_CONTENT)

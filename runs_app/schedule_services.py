@@ -15,6 +15,7 @@ from django.db import transaction
 
 from pipelines_app.models import Pipeline
 from pipelines_app.spec import SpecError, cron_trigger, next_fire_times, validate_cron
+from runs_app.errors import ScheduleReadOnly
 from runs_app.models import ScheduledJob, ScheduleSource, TriggerType
 
 EDITABLE_FIELDS = (
@@ -84,10 +85,9 @@ def scheduledjob_clean(*, job: ScheduledJob) -> None:
 
 def _refuse_file_defined(job: ScheduledJob, verb: str) -> None:
     if job.source == ScheduleSource.PIPELINE_JSON:
-        raise ValidationError(
+        raise ScheduleReadOnly(
             f"This schedule is defined in {job.pipeline_id}/pipeline.json and cannot be {verb} "
-            "here: edit the file (the next pipeline sync applies it).",
-            code="read_only",
+            "here: edit the file (the next pipeline sync applies it)."
         )
 
 

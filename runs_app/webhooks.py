@@ -18,11 +18,12 @@ from django.core.cache import cache
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from fastflow_site.api.errors import error_json
+from fastflow_site.api.errors import error_json, service_error_json
+from fastflow_site.errors import ServiceError
 from pipelines_app.errors import SpecError
 from pipelines_app.models import Pipeline
 from runs_app import services
-from runs_app.errors import InvalidRunRequest, PipelineNotFound, PipelineNotRunnable
+from runs_app.errors import PipelineNotFound, PipelineNotRunnable
 from secrets_app.services import MissingSecretError, secrets_resolve
 
 SIGNATURE_WINDOW_SECONDS = 300
@@ -31,21 +32,20 @@ IDEMPOTENCY_KEY_MAX_LENGTH = 200
 _DUMMY_KEY = "x" * 64
 
 
-class WebhookRefused(Exception):
+class WebhookRefused(ServiceError):
+    """A refusal of the webhook view itself (body, signature, rate); the run services' own
+    errors pass through unchanged, since they are ServiceErrors too."""
+
     def __init__(
-        self,
-        status: int,
-        code: str,
-        detail: str,
-        fields: dict | None = None,
-        headers: dict[str, str] | None = None,
+        self, status: int, code: str, detail: str, *, headers: dict[str, str] | None = None
     ) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail, self.fields = status, code, detail, fields
-        self.headers = headers or {}
+        super().__init__(detail, headers=headers)
+        self.http_status, self.code = status, code
 
 
-NOT_FOUND = WebhookRefused(404, "not_found", "no such webhook")
+def _not_found() -> WebhookRefused:
+    # One answer for an unknown pipeline and a wrong key, so keys cannot be probed.
+    return WebhookRefused(404, "not_found", "no such webhook")
 
 
 def _match(pipeline: Pipeline | None, key: str) -> tuple[bool, str | None]:
@@ -171,9 +171,10 @@ def _trigger(request: HttpRequest, pipeline_name: str, webhook_key: str) -> Json
     pipeline = Pipeline.objects.filter(pipeline_name=pipeline_name).first()
     matched, run_config_id = _match(pipeline, webhook_key)
     if not matched or pipeline is None:
-        raise NOT_FOUND
+        raise _not_found()
     if not pipeline.is_runnable:
-        raise WebhookRefused(409, "pipeline_not_runnable", pipeline.not_runnable_reason)
+        # Before the signature check, as run_enqueue would refuse it anyway (same error).
+        raise PipelineNotRunnable(pipeline.not_runnable_reason)
     if pipeline.spec.webhook_secret_env:
         _verify_signature(request, body, pipeline.spec.webhook_secret_env)
     # Counted only for authenticated calls, so strangers cannot use up a pipeline's budget.
@@ -187,18 +188,14 @@ def _trigger(request: HttpRequest, pipeline_name: str, webhook_key: str) -> Json
             run_config_id=run_config_id,
             idempotency_key=_idempotency_key(request, pipeline),
         )
-    except InvalidRunRequest as exc:
-        raise WebhookRefused(400, exc.code, str(exc), exc.fields) from None
-    except PipelineNotRunnable as exc:
-        raise WebhookRefused(409, exc.code, str(exc)) from None
     except PipelineNotFound:
-        raise NOT_FOUND from None
+        raise _not_found() from None  # deleted since the key matched: still "no such webhook"
     return JsonResponse({"run_id": str(run.id), "status": run.status}, status=202)
 
 
 @csrf_exempt
 def webhook_not_found(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
-    return error_json(NOT_FOUND.code, NOT_FOUND.detail, status=NOT_FOUND.status)
+    return service_error_json(_not_found())
 
 
 @csrf_exempt
@@ -211,10 +208,5 @@ def webhook_trigger(request: HttpRequest, pipeline_name: str, webhook_key: str) 
         return response
     try:
         return _trigger(request, pipeline_name, webhook_key)
-    except WebhookRefused as refusal:
-        response = error_json(
-            refusal.code, refusal.detail, status=refusal.status, fields=refusal.fields
-        )
-        for name, value in refusal.headers.items():
-            response[name] = value
-        return response
+    except ServiceError as refusal:
+        return service_error_json(refusal)

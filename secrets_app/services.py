@@ -5,6 +5,7 @@ import re
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from fastflow_site.errors import ServiceError
 from secrets_app import crypto
 from secrets_app.models import Secret
 
@@ -13,8 +14,11 @@ SECRET_KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SECRET_KEY_MAX_LENGTH = 255
 
 
-class MissingSecretError(Exception):
+class MissingSecretError(ServiceError):
     """A pipeline asked for a secret that does not exist (or cannot be decrypted)."""
+
+    code = "secret_missing"
+    http_status = 409
 
 
 def secret_validate(*, key: str, value: str) -> None:

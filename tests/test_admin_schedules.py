@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from accounts_app.models import Role
+from runs_app.errors import ScheduleReadOnly
 from runs_app.models import EngineInstance, ScheduledJob, ScheduleSource, TriggerType
 from runs_app.schedule_services import (
     scheduledjob_create,
@@ -212,12 +212,12 @@ def test_the_services_refuse_to_change_pipeline_json_schedules() -> None:
         source=ScheduleSource.PIPELINE_JSON,
     )
 
-    with pytest.raises(ValidationError) as update_error:
+    with pytest.raises(ScheduleReadOnly) as update_error:
         scheduledjob_update(job=job, enabled=False)
-    with pytest.raises(ValidationError):
+    with pytest.raises(ScheduleReadOnly):
         scheduledjob_delete(job=job)
 
-    assert update_error.value.error_list[0].code == "read_only"
+    assert update_error.value.code == "read_only"
     assert ScheduledJob.objects.get(pk=job.pk).enabled is True
 
 

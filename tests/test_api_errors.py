@@ -6,6 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from fastflow_site.api.errors import api_exception_handler
+from fastflow_site.errors import ServiceError
 from runs_app.errors import (
     InvalidRunRequest,
     PipelineNotFound,
@@ -134,3 +135,21 @@ def test_it_maps_run_service_errors_to_statuses():
         assert response.data["error"] == code
         assert response.data["detail"] == str(exc)
     assert response.data["fields"] == {"parameters.X": "too long"}
+
+
+def test_any_service_error_leaves_with_its_own_code_status_fields_and_headers():
+    class SlowDown(ServiceError):
+        code = "slow_down"
+        http_status = 429
+
+    response = api_exception_handler(
+        SlowDown("try later", {"name": "busy"}, headers={"Retry-After": "7"}), {}
+    )
+
+    assert response.status_code == 429
+    assert response.data == {
+        "error": "slow_down",
+        "detail": "try later",
+        "fields": {"name": "busy"},
+    }
+    assert response["Retry-After"] == "7"

@@ -1,7 +1,8 @@
 """One error body for the whole API: `{"error": code, "detail": text, "fields": {...}}`.
 
-DRF's own exceptions, the run services' errors and Django's validation errors are all turned into
-that shape here, so views never build error responses by hand.
+DRF's own exceptions, every service's `ServiceError` (fastflow_site/errors.py: its code, status
+and fields) and Django's validation errors are all turned into that shape here, so views never
+build error responses by hand. Nothing here knows an app: the errors carry their own status.
 """
 
 from __future__ import annotations
@@ -19,16 +20,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from runs_app import errors as run_errors
+from fastflow_site.errors import ServiceError
 
 logger = logging.getLogger(__name__)
-
-RUN_ERROR_STATUS: dict[type[run_errors.RunError], int] = {
-    run_errors.PipelineNotFound: status.HTTP_404_NOT_FOUND,
-    run_errors.PipelineNotRunnable: status.HTTP_409_CONFLICT,
-    run_errors.InvalidRunRequest: status.HTTP_400_BAD_REQUEST,
-    run_errors.RunStateConflict: status.HTTP_409_CONFLICT,
-}
 
 
 class ApiError(exceptions.APIException):
@@ -61,6 +55,14 @@ def error_json(
 ) -> JsonResponse:
     """The same body for plain Django views (webhooks, the API's catch-all 404)."""
     return JsonResponse(error_body(code, detail, fields), status=status)
+
+
+def service_error_json(exc: ServiceError) -> JsonResponse:
+    """A service's refusal as a plain Django response (the webhook view), headers included."""
+    response = error_json(exc.code, str(exc), status=exc.http_status, fields=exc.fields)
+    for name, value in exc.headers.items():
+        response[name] = value
+    return response
 
 
 def flatten_errors(detail: Any, prefix: str = "") -> dict[str, str]:
@@ -122,12 +124,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             headers["Retry-After"] = str(int(exc.wait))
         code, detail, fields = _from_api_exception(exc)
         status_code = exc.status_code
-    elif isinstance(exc, run_errors.RunError):
-        status_code = next(
-            (s for cls, s in RUN_ERROR_STATUS.items() if isinstance(exc, cls)),
-            status.HTTP_400_BAD_REQUEST,
-        )
-        code, detail, fields = exc.code, str(exc), dict(getattr(exc, "fields", {}) or {})
+    elif isinstance(exc, ServiceError):
+        code, detail, fields = exc.code, str(exc), dict(exc.fields)
+        status_code = exc.http_status
+        headers.update(exc.headers)
     elif isinstance(exc, DjangoValidationError):
         if hasattr(exc, "error_dict"):
             fields = {k: "; ".join(v) for k, v in exc.message_dict.items()}
