@@ -32,7 +32,7 @@ from bench.common import Bench, summary, table, wait_finished  # noqa: E402
 
 
 def first_line_time(log_file: str):
-    from runs_app.engine.logstream import NOTE_PREFIX, parse_timestamp
+    from runs_app.logs import NOTE_PREFIX, parse_timestamp
 
     for line in Path(log_file).read_text().splitlines():
         stamp, _, text = line.partition(" ")

@@ -1,15 +1,73 @@
-"""Reading a run's log and metrics files, for the admin and the API (tailing by byte offset)."""
+"""A run's files: where its log and metrics live, the log's line format, engine notes appended
+after the end, and reading both back for the admin and the API (tailing by byte offset).
+
+Log format: every line is `<UTC time> <text>\\n`, the time as `2026-11-27T22:45:01.123Z` (ISO
+8601, milliseconds, `Z`). Engine notes are ordinary lines whose text starts with `[fastflow] `.
+Metrics: one JSON object per line. The engine's writers (`engine/logstream.py`,
+`engine/metrics.py`) produce these files; everything else reads or appends through here.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from runs_app.models import PipelineRun
+if TYPE_CHECKING:  # only for annotations: the executors' writers import this module
+    from runs_app.models import PipelineRun
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK = 256 * 1024
+NOTE_PREFIX = "[fastflow] "
+
+
+def format_timestamp(moment: datetime) -> str:
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse our line prefix or Docker's RFC 3339 nano timestamps (more than 6 digits)."""
+    text = text.strip().removesuffix("Z")
+    whole, _, fraction = text.partition(".")
+    moment = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    if fraction:
+        fraction = fraction.split("+")[0][:6].ljust(6, "0")
+        moment = moment.replace(microsecond=int(fraction))
+    return moment
+
+
+def run_log_file(run: PipelineRun) -> Path:
+    """Where a new run's log goes (`logs/<pipeline>/<run id>.log` in the data dir)."""
+    return Path(settings.LOGS_DIR) / run.pipeline_id / f"{run.id}.log"
+
+
+def run_metrics_file(run: PipelineRun) -> Path:
+    return Path(settings.METRICS_DIR) / f"{run.id}.jsonl"
+
+
+def log_append_notes(*, run: PipelineRun, notes: list[str]) -> None:
+    """Append engine notes to a finished run's log (retries queued, downstream runs, ...).
+
+    A plain timestamped append: notes are few and explain the end of a run, so like the
+    writer's own notes they bypass the log size cap. A log that cannot be written is logged.
+    """
+    if not notes or not run.log_file:
+        return
+    path = Path(run.log_file)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab") as fh:
+            for note in notes:
+                line = f"{format_timestamp(datetime.now(UTC))} {NOTE_PREFIX}{note}\n"
+                fh.write(line.encode("utf-8", "replace"))
+    except OSError as exc:
+        logger.warning("run %s: cannot append to %s: %s", run.id, run.log_file, exc)
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -20,7 +20,6 @@ from django.utils import timezone
 
 from pipelines_app.models import Pipeline
 from pipelines_app.spec import PipelineSpec
-from runs_app.engine.base import Outcome
 from runs_app.errors import (
     InvalidRunRequest,
     PipelineNotFound,
@@ -28,8 +27,9 @@ from runs_app.errors import (
     RunError,
     RunStateConflict,
 )
-from runs_app.logs import data_file
+from runs_app.logs import data_file, log_append_notes
 from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus, ScheduledJob
+from runs_app.outcome import Outcome, classify_exit
 
 logger = logging.getLogger(__name__)
 
@@ -327,20 +327,6 @@ def run_take_over(*, run: PipelineRun, engine_id: str) -> bool:
     return bool(taken)
 
 
-def _describe_failure(outcome: Outcome) -> str:
-    if outcome.error:
-        return outcome.error
-    if outcome.timed_out:
-        return "timed out"
-    if outcome.oom_killed:
-        return "killed: out of memory"
-    if outcome.cancelled:
-        return "stopped by the engine"
-    if outcome.exit_code is None:
-        return "ended without an exit code"
-    return f"exited with code {outcome.exit_code}"
-
-
 def _cancelled_or(value: str) -> Case:
     # A requested cancel wins over whatever the execution reported: the user asked to stop it.
     return Case(
@@ -360,7 +346,8 @@ def run_finish(*, run: PipelineRun, outcome: Outcome) -> PipelineRun:
     """RUNNING → SUCCESS / FAILED (or CANCELLED if a cancel was requested), with counters and
     follow-ups (retry, downstream) in the same transaction."""
     status = RunStatus.SUCCESS if outcome.succeeded else RunStatus.FAILED
-    message = "" if outcome.succeeded else _describe_failure(outcome)
+    # The executor's wording (it knows the run's limits), else the same vocabulary without them.
+    message = "" if outcome.succeeded else (outcome.error or classify_exit(outcome))
     with transaction.atomic():
         finished = PipelineRun.objects.filter(id=run.id, status=RunStatus.RUNNING).update(
             status=_cancelled_or(status),
@@ -506,17 +493,4 @@ def _queue_downstream(run: PipelineRun, pipeline: Pipeline, notes: list[str]) ->
 def _log_notes(run: PipelineRun, notes: list[str]) -> None:
     for note in notes:
         logger.info("run %s: %s", run.id, note)
-    if not notes or not run.log_file:
-        return
-    from runs_app.engine.logstream import LogWriter
-
-    try:
-        writer = LogWriter(Path(run.log_file), max_bytes=settings.FASTFLOW_LOG_MAX_BYTES)
-    except OSError as exc:
-        logger.warning("run %s: cannot append to %s: %s", run.id, run.log_file, exc)
-        return
-    try:
-        for note in notes:
-            writer.note(note)
-    finally:
-        writer.close()
+    log_append_notes(run=run, notes=notes)

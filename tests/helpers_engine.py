@@ -18,10 +18,10 @@ from django.db import connection
 
 from pipelines_app.models import Pipeline
 from pipelines_app.services import pipelines_sync
-from runs_app.engine.base import Outcome
 from runs_app.engine.executors import get_executor
 from runs_app.engine.loop import Engine
 from runs_app.models import PipelineRun
+from runs_app.outcome import Outcome
 from runs_app.services import run_claim_next, run_enqueue, run_finish
 from tests.conftest import write_pipeline
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from runs_app.engine.base import Execution, Executor, Outcome, RunSpec
+from runs_app.engine.base import Execution, Executor, RunSpec
+from runs_app.outcome import Outcome
 
 TEST_IMAGE = "fastflow-runner:python{python_version}"
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"

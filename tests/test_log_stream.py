@@ -6,14 +6,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from runs_app.engine.logstream import (
-    LogWriter,
-    Masker,
-    format_timestamp,
-    noted_setup_duration,
-    parse_timestamp,
-    resume_point,
-)
+from runs_app.engine.logstream import LogWriter, Masker, noted_setup_duration, resume_point
+from runs_app.logs import format_timestamp, parse_timestamp
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (.*)$")
 MARKER = "__fastflow_ready_test__"

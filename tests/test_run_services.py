@@ -11,7 +11,6 @@ from django.utils import timezone
 
 from pipelines_app.models import Pipeline
 from pipelines_app.services import pipeline_set_enabled
-from runs_app.engine.base import Outcome
 from runs_app.errors import (
     InvalidRunRequest,
     PipelineNotFound,
@@ -19,6 +18,7 @@ from runs_app.errors import (
     RunStateConflict,
 )
 from runs_app.models import PipelineRun, RunStatus
+from runs_app.outcome import Outcome
 from runs_app.services import (
     run_cancel,
     run_claim_next,
@@ -286,7 +286,7 @@ def test_finish_failure_says_why(pipeline):
 
     assert run.status == RunStatus.FAILED
     assert run.exit_code == 3
-    assert run.error_message == "exited with code 3"
+    assert run.error_message == "pipeline exited with code 3"
     pipeline.refresh_from_db()
     assert (pipeline.total_runs, pipeline.failed_runs) == (1, 1)
 

@@ -13,6 +13,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runs_app.outcome import Outcome
+
 
 class InfrastructureError(Exception):
     """The executor could not run the pipeline (no Docker daemon, missing image, ...).
@@ -38,22 +40,6 @@ class RunSpec:
     mem_soft_limit: int | None = None  # bytes; breaches noted in the log
     timeout: float | None = None  # seconds; None = no limit
     log_max_bytes: int = 50 * 1024 * 1024
-
-
-@dataclass
-class Outcome:
-    exit_code: int | None
-    timed_out: bool = False
-    oom_killed: bool = False
-    cancelled: bool = False
-    setup_duration: float | None = None  # seconds from start until user code begins
-    uv_version: str = ""
-    peak_memory_bytes: int | None = None
-    error: str = ""  # infrastructure or classification message for the run's error_message
-
-    @property
-    def succeeded(self) -> bool:
-        return self.exit_code == 0 and not (self.timed_out or self.oom_killed or self.cancelled)
 
 
 @dataclass

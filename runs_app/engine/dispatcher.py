@@ -19,9 +19,11 @@ from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Q
 
 from pipelines_app.models import Pipeline
-from runs_app.engine.base import Execution, Executor, InfrastructureError, Outcome, RunSpec
+from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
 from runs_app.environment import RunEnvironment, RunEnvironmentError, run_environment
+from runs_app.logs import run_log_file, run_metrics_file
 from runs_app.models import PipelineRun
+from runs_app.outcome import Outcome
 from runs_app.services import run_claim_next, run_fail, run_finish, run_record_start
 
 logger = logging.getLogger(__name__)
@@ -36,14 +38,6 @@ class RunSpecError(Exception):
 
 def pipeline_dir(name: str) -> Path:
     return Pipeline(pipeline_name=name).folder
-
-
-def run_log_file(run: PipelineRun) -> Path:
-    return Path(settings.LOGS_DIR) / run.pipeline_id / f"{run.id}.log"
-
-
-def run_metrics_file(run: PipelineRun) -> Path:
-    return Path(settings.METRICS_DIR) / f"{run.id}.jsonl"
 
 
 def run_spec_build(

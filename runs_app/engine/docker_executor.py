@@ -32,16 +32,12 @@ from docker.models.images import Image
 from docker.types import Mount
 
 from runs_app.engine import wrapper
-from runs_app.engine.base import Execution, Executor, InfrastructureError, Outcome, RunSpec
-from runs_app.engine.logstream import (
-    LogWriter,
-    noted_setup_duration,
-    parse_timestamp,
-    resume_point,
-)
-from runs_app.engine.metrics import DockerStatsSampler, MetricsRecorder, format_bytes
-from runs_app.engine.outcome import classify_exit
+from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
+from runs_app.engine.logstream import LogWriter, noted_setup_duration, resume_point
+from runs_app.engine.metrics import DockerStatsSampler, MetricsRecorder
 from runs_app.engine.uvcache import is_warm, uv_cache_dir, warm_stamp
+from runs_app.logs import parse_timestamp
+from runs_app.outcome import Outcome, classify_exit, format_bytes
 
 logger = logging.getLogger(__name__)
 # docker-py lets connection failures through as plain requests exceptions.
@@ -422,7 +418,9 @@ class DockerExecution(Execution):
                 log.note(OFFLINE_HINT)
             if self._log_error:
                 log.note(f"log stream from Docker interrupted: {self._log_error}")
-            outcome.error = classify_exit(outcome, spec)
+            outcome.error = classify_exit(
+                outcome, timeout=spec.timeout, mem_limit=spec.mem_hard_limit
+            )
         except DOCKER_ERRORS as exc:
             outcome.error = f"Docker engine error: {exc}"
             log.note(outcome.error)

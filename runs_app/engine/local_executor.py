@@ -31,11 +31,11 @@ import uv
 from django.conf import settings
 
 from runs_app.engine import wrapper
-from runs_app.engine.base import Execution, Executor, InfrastructureError, Outcome, RunSpec
+from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
 from runs_app.engine.logstream import LogWriter
-from runs_app.engine.metrics import MetricsRecorder, ProcessTreeSampler, format_bytes, run_in_thread
-from runs_app.engine.outcome import classify_exit
+from runs_app.engine.metrics import MetricsRecorder, ProcessTreeSampler, run_in_thread
 from runs_app.engine.uvcache import is_warm, uv_cache_dir, warm_stamp
+from runs_app.outcome import Outcome, classify_exit, format_bytes
 
 OFFLINE_HINT = (
     "requirements were resolved offline from the warm cache; if packages are missing, "
@@ -306,7 +306,9 @@ class LocalExecution(Execution):
                 log.note(f"out of memory: the pipeline exceeded its {limit} limit (RLIMIT_AS)")
             if outcome.exit_code and log.ready_at is None and self._offline:
                 log.note(OFFLINE_HINT)
-            outcome.error = classify_exit(outcome, spec)
+            outcome.error = classify_exit(
+                outcome, timeout=spec.timeout, mem_limit=spec.mem_hard_limit
+            )
         finally:
             stop_sampling.set()
             _kill_group(self._process.pid, signal.SIGKILL)

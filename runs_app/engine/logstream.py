@@ -1,8 +1,8 @@
 """Writing a run's output to its log file as it arrives: timestamped, masked, capped.
 
-Format: every line is `<UTC time> <text>\\n`, the time as `2026-11-27T22:45:01.123Z` (ISO 8601,
-milliseconds, `Z`). It is when the line reached the engine (local executor) or the Docker daemon
-(docker executor). Engine notes are ordinary lines whose text starts with `[fastflow] `.
+The line format (`<UTC time> <text>`, engine notes prefixed `[fastflow] `) is defined with the
+run's files in `runs_app/logs.py`. The time is when the line reached the engine (local executor)
+or the Docker daemon (docker executor).
 
 Both executors feed raw bytes in whatever chunks the pipe or the Docker API delivers; this
 module joins them into lines, so a secret split across two reads is still masked. The setup
@@ -16,29 +16,14 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-NOTE_PREFIX = "[fastflow] "
+from runs_app.logs import NOTE_PREFIX, format_timestamp, parse_timestamp
+
 MASK = b"***"
 MIN_SECRET_LENGTH = 4
 READY_NOTE = "environment ready in "
 # A line longer than this without a newline is written in pieces (each its own log line), so a
 # program printing megabytes with no newline neither grows memory nor stalls the live view.
 MAX_LINE_BYTES = 64 * 1024
-
-
-def format_timestamp(moment: datetime) -> str:
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def parse_timestamp(text: str) -> datetime:
-    """Parse our line prefix or Docker's RFC 3339 nano timestamps (more than 6 digits)."""
-    text = text.strip().removesuffix("Z")
-    whole, _, fraction = text.partition(".")
-    moment = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    if fraction:
-        fraction = fraction.split("+")[0][:6].ljust(6, "0")
-        moment = moment.replace(microsecond=int(fraction))
-    return moment
 
 
 class Masker:

@@ -16,13 +16,9 @@ from pathlib import Path
 
 import psutil
 
-from runs_app.engine.logstream import LogWriter, format_timestamp
-
-MIB = 1024 * 1024
-
-
-def format_bytes(value: float) -> str:
-    return f"{value / MIB:.1f} MiB"
+from runs_app.engine.logstream import LogWriter
+from runs_app.logs import format_timestamp
+from runs_app.outcome import format_bytes
 
 
 class MetricsRecorder:

@@ -18,14 +18,10 @@ from datetime import timedelta
 from django.utils import timezone
 
 from runs_app.engine.base import Executor, InfrastructureError
-from runs_app.engine.dispatcher import (
-    Dispatcher,
-    RunSpecError,
-    run_log_file,
-    run_spec_build,
-)
+from runs_app.engine.dispatcher import Dispatcher, RunSpecError, run_spec_build
 from runs_app.engine.housekeeping import engines_sweep, live_engine_ids
 from runs_app.environment import RunEnvironmentError
+from runs_app.logs import run_log_file
 from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus
 from runs_app.services import run_fail, run_take_over
 

@@ -1,0 +1,68 @@
+"""How a run ended (`Outcome`, what an execution reports) and the one vocabulary for it.
+
+Beside the domain rather than in the engine: executors fill an `Outcome`, the run services
+record it, and both word a failure with `classify_exit`, so one ending reads the same wherever
+it is shown.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+
+_EXIT_MEANINGS = {
+    126: "the command could not be executed",
+    127: "command not found (is uv on the runner image's PATH?)",
+}
+
+
+@dataclass
+class Outcome:
+    exit_code: int | None
+    timed_out: bool = False
+    oom_killed: bool = False
+    cancelled: bool = False
+    setup_duration: float | None = None  # seconds from start until user code begins
+    uv_version: str = ""
+    peak_memory_bytes: int | None = None
+    error: str = ""  # infrastructure or classification message for the run's error_message
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0 and not (self.timed_out or self.oom_killed or self.cancelled)
+
+
+def format_bytes(value: float) -> str:
+    """Sizes in run messages and log notes: always MiB, so notes of one run compare at a glance."""
+    return f"{value / MIB:.1f} MiB"
+
+
+def classify_exit(
+    outcome: Outcome, *, timeout: float | None = None, mem_limit: int | None = None
+) -> str:
+    """Empty for a success, else the reason shown as the run's error. `timeout` (seconds) and
+    `mem_limit` (bytes) are the run's limits, named in the reason when known."""
+    if outcome.succeeded:
+        return ""
+    if outcome.cancelled:
+        return "cancelled"
+    if outcome.timed_out:
+        return f"timed out after {timeout:g} s" if timeout else "timed out"
+    if outcome.oom_killed:
+        if mem_limit:
+            return f"out of memory: exceeded the {format_bytes(mem_limit)} memory limit"
+        return "out of memory"
+    code = outcome.exit_code
+    if code is None:
+        return "ended without an exit code"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return f"pipeline killed by signal {name}"
+    if code in _EXIT_MEANINGS:
+        return f"exit code {code}: {_EXIT_MEANINGS[code]}"
+    return f"pipeline exited with code {code}"
