@@ -11,8 +11,9 @@ from accounts_app.models import Session, User
 from accounts_app.services import token_issue
 from pipelines_app.models import Pipeline
 from runs_app.engine.executors import get_executor
-from runs_app.engine.housekeeping import CacheWarmer, LeaderChores
+from runs_app.engine.housekeeping import LeaderChores
 from runs_app.engine.lease import lease_acquire, lease_holder, lease_release
+from runs_app.engine.warmup import CacheWarmer
 from runs_app.models import EngineInstance, ScheduledJob
 from tests.conftest import write_pipeline
 from tests.helpers_engine import ThreadEngine, wait_for
@@ -163,7 +164,7 @@ def test_an_engine_in_another_pid_namespace_on_the_same_host_name_is_not_declare
     import socket
     import subprocess
 
-    from runs_app.engine.housekeeping import engine_identity, live_engine_ids
+    from runs_app.engine.identity import engine_identity, live_engine_ids
 
     finished = subprocess.Popen(["true"])
     finished.wait()

@@ -18,7 +18,6 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Q
 
-from pipelines_app.models import Pipeline
 from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
 from runs_app.environment import RunEnvironment, RunEnvironmentError, run_environment
 from runs_app.logs import run_log_file, run_metrics_file
@@ -34,10 +33,6 @@ DB_RETRY_PAUSE = 2.0
 
 class RunSpecError(Exception):
     """The run cannot be prepared (pipeline folder gone, configuration vanished)."""
-
-
-def pipeline_dir(name: str) -> Path:
-    return Pipeline(pipeline_name=name).folder
 
 
 def run_spec_build(
@@ -116,8 +111,8 @@ class Dispatcher:
 
     @property
     def survives_restart(self) -> bool:
-        """Whether executions outlive the engine process (docker containers do)."""
-        return getattr(self.executor, "survives_engine_restart", self.executor.name != "local")
+        """Whether executions outlive the engine process (see Executor.survives_engine_restart)."""
+        return self.executor.survives_engine_restart
 
     @property
     def free_slots(self) -> int:

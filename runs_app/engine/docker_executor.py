@@ -14,11 +14,14 @@ not be able to point uv at another cache or make it download interpreters.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
+import tempfile
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,15 @@ from runs_app.engine import wrapper
 from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
 from runs_app.engine.logstream import LogWriter, noted_setup_duration, resume_point
 from runs_app.engine.metrics import DockerStatsSampler, MetricsRecorder
-from runs_app.engine.uvcache import is_warm, uv_cache_dir, warm_stamp
+from runs_app.engine.uvcache import (
+    WARM_INSTALL,
+    WARM_RESOLVE,
+    is_warm,
+    mark_warm,
+    uv_cache_dir,
+    warm_stamp,
+    warm_step_failed,
+)
 from runs_app.logs import parse_timestamp
 from runs_app.outcome import Outcome, classify_exit, format_bytes
 
@@ -53,6 +64,7 @@ LABEL_PIPELINE = "fastflow.pipeline"
 LABEL_SCOPE = "fastflow.scope"
 LABEL_MARKER = "fastflow.marker"
 LABEL_OFFLINE = "fastflow.offline"
+LABEL_WARMUP = "fastflow.warmup"  # a cache warm-up container, never a run
 UV_VERSION_LABEL = "org.fastflow.runner.uv-version"
 OFFLINE_HINT = (
     "requirements were resolved offline from the warm cache; if packages are missing, "
@@ -103,6 +115,21 @@ def uv_command(
     if offline:
         command.append("--offline")
     return [*command, *program]
+
+
+def _warmup_spec(name: str, pipeline_dir: Path, python_version: str) -> RunSpec:
+    """A stand-in run for building a warm-up container (it writes no log or metrics)."""
+    return RunSpec(
+        run_id=f"warmup-{uuid.uuid4()}",
+        pipeline_name=name,
+        pipeline_dir=pipeline_dir,
+        has_requirements=True,
+        python_version=python_version,
+        env={},
+        mask_values=(),
+        log_file=Path(tempfile.gettempdir()) / "unused.log",
+        metrics_file=Path(tempfile.gettempdir()) / "unused.jsonl",
+    )
 
 
 class DockerExecutor(Executor):
@@ -235,6 +262,74 @@ class DockerExecutor(Executor):
                 _remove(container)
             raise InfrastructureError(f"could not start the run's container: {exc}") from exc
         return DockerExecution(spec=spec, executor=self, container=container, image=image)
+
+    def warm(
+        self, *, pipeline_name: str, pipeline_dir: Path, python_version: str, timeout: float
+    ) -> str:
+        """The warm-up steps in throwaway containers of the runner image, with a run's mounts
+        and limits (the pipeline folder read-only, the lock file in the container's tmpfs)."""
+        image = self.ensure_image(python_version)
+        spec = _warmup_spec(pipeline_name, Path(pipeline_dir), python_version)
+        # Of the requirements as they are now: an edit during the warm-up is not marked warm.
+        stamp = self.warm_stamp(spec, image)
+        lock = f"{CONTAINER_TMP}/requirements.lock"
+        steps = [
+            (
+                WARM_RESOLVE,
+                ["uv", "pip", "compile", "--python", python_version]
+                + [f"{APP_DIR}/requirements.txt", "-o", lock],
+            ),
+            (
+                WARM_INSTALL,
+                uv_command(
+                    python_version=python_version,
+                    requirements=True,
+                    program=["python", "-c", "pass"],
+                ),
+            ),
+        ]
+        deadline = time.monotonic() + timeout
+        for what, command in steps:
+            failure = self._warm_step(
+                spec, image, what, command, max(deadline - time.monotonic(), 1), timeout
+            )
+            if failure:
+                return failure
+        mark_warm(stamp)
+        return ""
+
+    def _warm_step(
+        self,
+        spec: RunSpec,
+        image: Image,
+        what: str,
+        command: list[str],
+        wait: float,
+        timeout: float,
+    ) -> str:
+        # Not labelled fastflow.managed=1: reconciliation must not take it for an orphan run.
+        options = self.container_options(
+            spec, image=image, command=command, labels={LABEL_WARMUP: spec.pipeline_name}
+        )
+        options["labels"].pop(LABEL_MANAGED, None)
+        container = None
+        try:
+            container = self.client.containers.create(**options)
+            container.start()
+            try:
+                result = container.wait(timeout=wait)
+            except requests.exceptions.RequestException:
+                return f"{what} timed out after {timeout:g} s"
+            output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+        except DOCKER_ERRORS as exc:
+            raise InfrastructureError(f"{what}: Docker engine error: {exc}") from exc
+        finally:
+            if container is not None:
+                with contextlib.suppress(*DOCKER_ERRORS):
+                    container.remove(force=True)
+        if result.get("StatusCode") != 0:
+            return warm_step_failed(what, result.get("StatusCode"), output)
+        return ""
 
     def reattach(self, spec: RunSpec, handle_id: str) -> DockerExecution | None:
         try:

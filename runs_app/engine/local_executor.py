@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,7 +35,15 @@ from runs_app.engine import wrapper
 from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
 from runs_app.engine.logstream import LogWriter
 from runs_app.engine.metrics import MetricsRecorder, ProcessTreeSampler, run_in_thread
-from runs_app.engine.uvcache import is_warm, uv_cache_dir, warm_stamp
+from runs_app.engine.uvcache import (
+    WARM_INSTALL,
+    WARM_RESOLVE,
+    is_warm,
+    mark_warm,
+    uv_cache_dir,
+    warm_stamp,
+    warm_step_failed,
+)
 from runs_app.outcome import Outcome, classify_exit, format_bytes
 
 OFFLINE_HINT = (
@@ -202,6 +211,60 @@ class LocalExecutor(Executor):
             home=home,
             offline=offline,
         )
+
+    def warm(
+        self, *, pipeline_name: str, pipeline_dir: Path, python_version: str, timeout: float
+    ) -> str:
+        """The warm-up steps with the engine's uv and interpreter, in a temporary home (the lock
+        file goes there, never into the pipeline folder)."""
+        pipeline_dir = Path(pipeline_dir)
+        # Of the requirements as they are now: an edit during the warm-up is not marked warm.
+        stamp = local_warm_stamp(pipeline_dir=pipeline_dir, python_version=python_version)
+        with tempfile.TemporaryDirectory(prefix=f"fastflow-warmup-{pipeline_name}-") as tmp:
+            env = local_env(
+                run_id=f"warmup-{uuid.uuid4()}",
+                pipeline_name=pipeline_name,
+                user_env={},
+                home=Path(tmp),
+            )
+            steps = [
+                (
+                    WARM_RESOLVE,
+                    [uv_binary(), "pip", "compile", "--python", local_python(python_version)]
+                    + [
+                        str(pipeline_dir / "requirements.txt"),
+                        "-o",
+                        str(Path(tmp) / "requirements.lock"),
+                    ],
+                ),
+                (
+                    WARM_INSTALL,
+                    local_uv_command(
+                        pipeline_dir=pipeline_dir, python_version=python_version, requirements=True
+                    )
+                    + ["python", "-c", "pass"],
+                ),
+            ]
+            deadline = time.monotonic() + timeout
+            for what, command in steps:
+                try:
+                    done = subprocess.run(
+                        command,
+                        cwd=tmp,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        capture_output=True,
+                        text=True,
+                        timeout=max(deadline - time.monotonic(), 1),
+                    )
+                except subprocess.TimeoutExpired:
+                    return f"{what} timed out after {timeout:g} s"
+                except OSError as exc:
+                    raise InfrastructureError(f"{what} could not start: {exc}") from exc
+                if done.returncode != 0:
+                    return warm_step_failed(what, done.returncode, done.stdout + done.stderr)
+        mark_warm(stamp)
+        return ""
 
     def reattach(self, spec: RunSpec, handle_id: str) -> None:
         """A subprocess's pipes die with the engine that started it, so it cannot be adopted.

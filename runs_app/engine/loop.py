@@ -17,10 +17,8 @@ from django.utils import timezone
 
 from runs_app.engine.base import Executor, InfrastructureError
 from runs_app.engine.dispatcher import Dispatcher
-from runs_app.engine.housekeeping import (
-    CacheWarmer,
-    LeaderChores,
-    Periodic,
+from runs_app.engine.housekeeping import LeaderChores, Periodic
+from runs_app.engine.identity import (
     engine_heartbeat,
     engine_identity,
     engine_register,
@@ -30,6 +28,7 @@ from runs_app.engine.housekeeping import (
 from runs_app.engine.lease import RENEW_SECONDS, SCHEDULER_LEASE, lease_acquire, lease_release
 from runs_app.engine.reconcile import reconcile
 from runs_app.engine.scheduler import ScheduleMirror
+from runs_app.engine.warmup import CacheWarmer
 from runs_app.models import PipelineRun, RunStatus
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from runs_app.engine.base import Executor, InfrastructureError
 from runs_app.engine.dispatcher import Dispatcher, RunSpecError, run_spec_build
-from runs_app.engine.housekeeping import engines_sweep, live_engine_ids
+from runs_app.engine.identity import engines_sweep, live_engine_ids
 from runs_app.environment import RunEnvironmentError
 from runs_app.logs import run_log_file
 from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus

@@ -60,3 +60,17 @@ def mark_warm(stamp: Path | None) -> None:
     if stamp is not None:
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(datetime.now(UTC).isoformat())
+
+
+# The two warm-up steps every executor runs, in this order, with its own uv and interpreter:
+# resolving first gives a readable error for unresolvable requirements; installing with the
+# same `uv run --with-requirements` as a run fills the cache the next run uses.
+WARM_RESOLVE = "resolving requirements (uv pip compile)"
+WARM_INSTALL = "installing requirements (uv run --with-requirements)"
+WARM_OUTPUT_TAIL_LINES = 30
+
+
+def warm_step_failed(what: str, exit_code: object, output: str) -> str:
+    """The warm-up error shown on the pipeline: the step, its exit code and its last lines."""
+    tail = "\n".join(output.strip().splitlines()[-WARM_OUTPUT_TAIL_LINES:])
+    return f"{what} failed (exit code {exit_code}):\n{tail}"
