@@ -22,6 +22,7 @@ from accounts_app.services import (
     tokens_visible_to,
     user_update,
 )
+from fastflow_site.api.lookups import get_or_404
 from fastflow_site.api.pagination import paginated_response, paginated_schema
 from fastflow_site.api.serializers import error_responses
 
@@ -88,9 +89,7 @@ class UserDetailApi(APIView):
         "409 when it would leave no unblocked ADMIN.",
     )
     def patch(self, request: Request, user_id: str) -> Response:
-        user = User.objects.filter(id=user_id).first()
-        if user is None:
-            raise NotFound("user not found")
+        user = get_or_404(User, "user not found", id=user_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user_update(user=user, actor=request.user, **serializer.validated_data)
@@ -168,9 +167,7 @@ class InvitationDetailApi(APIView):
         operation_id="invitations_destroy", responses={204: None} | error_responses(401, 403, 404)
     )
     def delete(self, request: Request, invitation_id: str) -> Response:
-        invitation = Invitation.objects.filter(id=invitation_id).first()
-        if invitation is None:
-            raise NotFound("invitation not found")
+        invitation = get_or_404(Invitation, "invitation not found", id=invitation_id)
         invitation_revoke(invitation=invitation)
         return Response(status=status.HTTP_204_NO_CONTENT)
 

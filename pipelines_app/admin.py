@@ -12,9 +12,7 @@ from django.db.models import (
     Case,
     F,
     FloatField,
-    OuterRef,
     QuerySet,
-    Subquery,
     Value,
     When,
 )
@@ -31,11 +29,10 @@ from django.utils.text import Truncator
 from accounts_app.permissions import role_can
 from pipelines_app.admin_display import metadata_html, problems_box, schedules_html, state_badge
 from pipelines_app.errors import PipelinesDirError
-from pipelines_app.models import Pipeline
+from pipelines_app.models import Pipeline, PipelineState
 from pipelines_app.services import pipeline_set_enabled, pipelines_sync
 from runs_app.admin_display import status_badge
 from runs_app.admin_views import RunNowAdminMixin
-from runs_app.models import PipelineRun
 
 MAX_NAMES_IN_MESSAGE = 10
 
@@ -45,19 +42,11 @@ class StateFilter(admin.SimpleListFilter):
     parameter_name = "state"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple]:
-        return [("ok", "OK"), ("disabled", "Disabled"), ("error", "Error"), ("missing", "Missing")]
+        return PipelineState.choices
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        present = queryset.filter(is_missing=False)
-        match self.value():
-            case "ok":
-                return present.filter(discovery_error="", enabled=True)
-            case "disabled":
-                return present.filter(discovery_error="", enabled=False)
-            case "error":
-                return present.exclude(discovery_error="")
-            case "missing":
-                return queryset.filter(is_missing=True)
+        if self.value() in PipelineState.values:
+            return queryset.in_state(self.value())
         return queryset
 
 
@@ -151,15 +140,14 @@ class PipelineAdmin(RunNowAdminMixin, admin.ModelAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        # One query for the whole list: the latest run's status is a correlated subquery (it
-        # uses the (pipeline_name, queued_at DESC) index) and the rate comes from the counters.
-        latest = PipelineRun.objects.filter(pipeline=OuterRef("pk")).order_by("-queued_at")
+        # One query for the whole list: the latest run comes from a correlated subquery and
+        # the rate from the counters.
         rate = Cast(F("successful_runs"), FloatField()) * 100.0 / F("total_runs")
         return (
             super()
             .get_queryset(request)
+            .with_last_run()
             .annotate(
-                last_run_status=Subquery(latest.values("status")[:1]),
                 success_rate=Case(
                     When(total_runs=0, then=Value(None)), default=rate, output_field=FloatField()
                 ),
@@ -314,4 +302,4 @@ class PipelineAdmin(RunNowAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="pipeline.json (normalised)")
     def metadata_column(self, obj: Pipeline) -> SafeString:
-        return metadata_html(obj.metadata)
+        return metadata_html(obj)

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from pipelines_app.cron import cron_trigger, next_fire_times
 from pipelines_app.errors import SpecError
-from pipelines_app.models import Pipeline
+from pipelines_app.models import Pipeline, PipelineState
 from pipelines_app.spec import PipelineSpec
 
-STATE_COLOURS = {"ok": "#198754", "disabled": "#6c757d", "error": "#dc3545", "missing": "#fd7e14"}
+STATE_COLOURS = {
+    PipelineState.READY: "#198754",
+    PipelineState.DISABLED: "#6c757d",
+    PipelineState.BROKEN: "#dc3545",
+    PipelineState.MISSING: "#fd7e14",
+}
 ERROR_STYLE = "color:#dc3545;font-weight:600;"
-MASK = "********"
 NEXT_FIRE_COUNT = 3
 
 
@@ -63,21 +66,10 @@ def _split(error: str) -> list[str]:
     return [part for part in error.split("; ") if part]
 
 
-def _masked(data: Any, key: str = "") -> Any:
-    # READONLY users may view pipelines: webhook keys are credentials (the original leaked them).
-    if key == "webhook_key" and data:
-        return MASK
-    if key == "encrypted_env" and isinstance(data, dict):
-        return dict.fromkeys(data, "<encrypted>")
-    if isinstance(data, dict):
-        return {k: _masked(v, k) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_masked(item) for item in data]
-    return data
-
-
-def metadata_html(metadata: dict[str, Any]) -> SafeString:
-    text = json.dumps(_masked(metadata), indent=2, ensure_ascii=False)
+def metadata_html(pipeline: Pipeline) -> SafeString:
+    # Redacted for every role: the page is read on shared screens, and an ADMIN who needs a
+    # webhook key reads it from the file or the API.
+    text = json.dumps(pipeline.metadata_redacted(), indent=2, ensure_ascii=False)
     return format_html('<pre style="white-space:pre-wrap;margin:0;">{}</pre>', text)
 
 

@@ -2,78 +2,41 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from django.db.models import OuterRef, QuerySet, Subquery
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts_app.api_permissions import ReadOnlyRole, RoleRequired, WriteRole
 from accounts_app.models import Role
+from fastflow_site.api.lookups import get_or_404
 from fastflow_site.api.pagination import paginated_response, paginated_schema
 from fastflow_site.api.serializers import StringMapField, error_responses
 from pipelines_app import services as pipeline_services
-from pipelines_app.models import Pipeline
+from pipelines_app.models import Pipeline, PipelineState
 from runs_app import services as run_services
 from runs_app.api import RunOutputSerializer
-from runs_app.models import PipelineRun
 
 ReadOrWrite = RoleRequired.of(Role.WRITE, safe_minimum_role=Role.READONLY)
-HIDDEN = "***"
-
-
-def pipeline_state(pipeline: Pipeline) -> str:
-    if pipeline.is_missing:
-        return "missing"
-    if pipeline.discovery_error:
-        return "broken"
-    return "ready" if pipeline.enabled else "disabled"
-
-
-def metadata_for(pipeline: Pipeline, *, reveal_keys: bool) -> dict[str, Any]:
-    """The normalised pipeline.json; webhook keys (credentials) only for admins.
-
-    `encrypted_env` values are ciphertext, but they are hidden from non-admins as well: they
-    are of no use to a reader and would be to someone who later obtains the key.
-    """
-    data = copy.deepcopy(pipeline.metadata or {})
-    if reveal_keys:
-        return data
-    for section in [data, *(data.get("schedules") or [])]:
-        if not isinstance(section, dict):
-            continue
-        if section.get("webhook_key"):
-            section["webhook_key"] = HIDDEN
-        if isinstance(section.get("encrypted_env"), dict):
-            section["encrypted_env"] = dict.fromkeys(section["encrypted_env"], HIDDEN)
-    return data
-
-
-def pipelines_with_last_run() -> QuerySet[Pipeline]:
-    last = PipelineRun.objects.filter(pipeline=OuterRef("pk")).order_by("-queued_at")
-    return Pipeline.objects.annotate(
-        last_run_status=Subquery(last.values("status")[:1]),
-        last_run_at=Subquery(last.values("queued_at")[:1]),
-    ).order_by("pipeline_name")
 
 
 def pipeline_get(name: str) -> Pipeline:
-    pipeline = pipelines_with_last_run().filter(pipeline_name=name).first()
-    if pipeline is None:
-        raise NotFound(f"pipeline {name!r} not found")
-    return pipeline
+    pipelines = Pipeline.objects.with_last_run()
+    return get_or_404(pipelines, f"pipeline {name!r} not found", pipeline_name=name)
 
 
 class PipelineOutputSerializer(serializers.ModelSerializer):
     name = serializers.CharField(source="pipeline_name")
     description = serializers.CharField()
     tags = serializers.ListField(child=serializers.CharField())
-    state = serializers.SerializerMethodField(help_text="ready, disabled, broken or missing")
+    state = serializers.ChoiceField(
+        choices=PipelineState.choices,
+        read_only=True,
+        help_text="ready, disabled, broken or missing",
+    )
     is_runnable = serializers.BooleanField()
     not_runnable_reason = serializers.CharField()
     last_run_status = serializers.CharField(allow_null=True, default=None)
@@ -104,9 +67,6 @@ class PipelineOutputSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    def get_state(self, pipeline: Pipeline) -> str:
-        return pipeline_state(pipeline)
-
 
 class PipelineDetailOutputSerializer(PipelineOutputSerializer):
     metadata = serializers.SerializerMethodField(
@@ -119,7 +79,8 @@ class PipelineDetailOutputSerializer(PipelineOutputSerializer):
 
     def get_metadata(self, pipeline: Pipeline) -> dict[str, Any]:
         user = self.context["request"].user
-        return metadata_for(pipeline, reveal_keys=getattr(user, "role", None) == Role.ADMIN)
+        reveal = getattr(user, "role", None) == Role.ADMIN
+        return pipeline.metadata_redacted(reveal_credentials=reveal)
 
 
 class PipelineListApi(APIView):
@@ -139,7 +100,7 @@ class PipelineListApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         wanted = filters.validated_data
-        pipelines = pipelines_with_last_run()
+        pipelines = Pipeline.objects.with_last_run().order_by("pipeline_name")
         if wanted.get("enabled") is not None:
             pipelines = pipelines.filter(enabled=wanted["enabled"])
         if "tag" in wanted:

@@ -13,7 +13,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 from accounts_app.api_permissions import ReadOnlyRole, WriteRole
 from accounts_app.models import Session
 from accounts_app.services import user_access_alive
+from fastflow_site.api.lookups import get_or_404
 from fastflow_site.api.negotiation import FirstRendererNegotiation
 from fastflow_site.api.pagination import paginated_response, paginated_schema
 from fastflow_site.api.serializers import LenientChoiceField, error_responses
@@ -94,10 +95,7 @@ class RunOutputSerializer(serializers.ModelSerializer):
 
 
 def run_get(run_id: object) -> PipelineRun:
-    run = PipelineRun.objects.filter(id=run_id).first()
-    if run is None:
-        raise NotFound(f"run {run_id} not found")
-    return run
+    return get_or_404(PipelineRun, f"run {run_id} not found", id=run_id)
 
 
 class RunListApi(APIView):

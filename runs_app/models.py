@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 
@@ -15,6 +18,14 @@ class RunStatus(models.TextChoices):
 
 
 TERMINAL_STATUSES = (RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class PipelineRunQuerySet(models.QuerySet):
+    def due(self, now: datetime) -> PipelineRunQuerySet:
+        """PENDING runs that may start at `now` (no `not_before`, or it has passed)."""
+        return self.filter(status=RunStatus.PENDING).filter(
+            Q(not_before__isnull=True) | Q(not_before__lte=now)
+        )
 
 
 class PipelineRun(models.Model):
@@ -62,6 +73,8 @@ class PipelineRun(models.Model):
     container_id = models.CharField(max_length=128, blank=True, default="")
     peak_memory_bytes = models.BigIntegerField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=255, blank=True, default="", db_index=True)
+
+    objects = PipelineRunQuerySet.as_manager()
 
     class Meta:
         db_table = "pipeline_runs"
@@ -135,6 +148,13 @@ class ScheduledJob(models.Model):
         return self.pipeline_id
 
 
+class EngineInstanceQuerySet(models.QuerySet):
+    def with_fresh_heartbeat(self) -> EngineInstanceQuerySet:
+        """Engines whose heartbeat is younger than FASTFLOW_HEARTBEAT_STALE_SECONDS."""
+        stale = timedelta(seconds=settings.FASTFLOW_HEARTBEAT_STALE_SECONDS)
+        return self.filter(heartbeat_at__gte=timezone.now() - stale)
+
+
 class EngineInstance(models.Model):
     """A running `runscheduler` process and its heartbeat (engine bookkeeping)."""
 
@@ -144,6 +164,8 @@ class EngineInstance(models.Model):
     executor = models.CharField(max_length=16)
     started_at = models.DateTimeField(default=timezone.now)
     heartbeat_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = EngineInstanceQuerySet.as_manager()
 
     class Meta:
         db_table = "engine_instances"

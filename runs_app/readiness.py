@@ -5,18 +5,14 @@ Registered with the site's probe in `RunsAppConfig.ready`, so `fastflow_site` im
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.conf import settings
-from django.utils import timezone
 
 from runs_app.models import EngineInstance
 
 
 def engine_heartbeat_readiness() -> str:
     """Empty while some heartbeat is younger than FASTFLOW_HEARTBEAT_STALE_SECONDS, else why."""
-    stale = settings.FASTFLOW_HEARTBEAT_STALE_SECONDS
-    cutoff = timezone.now() - timedelta(seconds=stale)
-    if EngineInstance.objects.filter(heartbeat_at__gte=cutoff).exists():
+    if EngineInstance.objects.with_fresh_heartbeat().exists():
         return ""
+    stale = settings.FASTFLOW_HEARTBEAT_STALE_SECONDS
     return f"no runscheduler heartbeat in the last {stale:g} s (is the engine running?)"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts_app.api_permissions import RoleRequired
 from accounts_app.models import Role
+from fastflow_site.api.lookups import get_or_404
 from fastflow_site.api.pagination import paginated_response, paginated_schema
 from fastflow_site.api.serializers import LenientChoiceField, error_responses
 from pipelines_app.models import Pipeline
@@ -72,10 +72,7 @@ class ScheduleInputSerializer(serializers.Serializer):
 
 
 def schedule_get(schedule_id: object) -> ScheduledJob:
-    job = ScheduledJob.objects.filter(id=schedule_id).first()
-    if job is None:
-        raise NotFound(f"schedule {schedule_id} not found")
-    return job
+    return get_or_404(ScheduledJob, f"schedule {schedule_id} not found", id=schedule_id)
 
 
 class ScheduleListApi(APIView):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Count, F, Q, Value, When
+from django.db.models import Case, Count, F, Value, When
 from django.utils import timezone
 
 from pipelines_app.models import Pipeline
@@ -247,12 +247,6 @@ def run_delete(*, run: PipelineRun) -> None:
 # --- Engine side ---------------------------------------------------------------------------------
 
 
-def _max_instances(pipeline_name: str) -> int | None:
-    pipeline = Pipeline.objects.filter(pipeline_name=pipeline_name).first()
-    spec = _spec_or_none(pipeline) if pipeline else None
-    return spec.max_instances if spec else None
-
-
 def run_claim_next(*, engine_id: str) -> PipelineRun | None:
     """Claim the oldest due PENDING run that fits the concurrency limits, or return None.
 
@@ -271,17 +265,20 @@ def run_claim_next(*, engine_id: str) -> PipelineRun | None:
             .annotate(n=Count("id"))
             .values_list("pipeline", "n")
         )
-        full = []
-        for name, count in per_pipeline.items():
-            limit = _max_instances(name)
-            if limit is not None and count >= limit:
-                full.append(name)
-        due = (
-            PipelineRun.objects.filter(status=RunStatus.PENDING)
-            .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
-            .exclude(pipeline_id__in=full)
-            .order_by("queued_at", "id")
-        )
+        # One query for the limits of every pipeline with running runs, inside the lock.
+        limits = {
+            pipeline.pipeline_name: spec.max_instances
+            for pipeline in Pipeline.objects.filter(pipeline_name__in=per_pipeline).only(
+                "pipeline_name", "metadata"
+            )
+            if (spec := _spec_or_none(pipeline)) is not None
+        }
+        full = [
+            name
+            for name, count in per_pipeline.items()
+            if limits.get(name) is not None and count >= limits[name]
+        ]
+        due = PipelineRun.objects.due(now).exclude(pipeline_id__in=full).order_by("queued_at", "id")
         for candidate in due[:5]:
             claimed = PipelineRun.objects.filter(id=candidate.id, status=RunStatus.PENDING).update(
                 status=RunStatus.RUNNING, started_at=now, engine_id=engine_id

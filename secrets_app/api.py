@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from accounts_app.api_permissions import AdminRole
 from fastflow_site.api.errors import ApiError
+from fastflow_site.api.lookups import get_or_404
 from fastflow_site.api.pagination import paginated_response, paginated_schema
 from fastflow_site.api.serializers import error_responses
 from secrets_app.models import Secret
@@ -48,10 +49,7 @@ class SecretCreateSerializer(SecretValueSerializer):
 
 
 def secret_get(key: str) -> Secret:
-    secret = Secret.objects.filter(key=key).first()
-    if secret is None:
-        raise NotFound(f"secret {key!r} not found")
-    return secret
+    return get_or_404(Secret, f"secret {key!r} not found", key=key)
 
 
 class SecretListApi(APIView):

@@ -102,7 +102,7 @@ def test_search_finds_descriptions_and_tags(client, make_pipeline_dir) -> None:
 
 @pytest.mark.parametrize(
     ("state", "expected"),
-    [("ok", ["good"]), ("disabled", ["off"]), ("error", ["bad"]), ("missing", ["gone"])],
+    [("ready", ["good"]), ("disabled", ["off"]), ("broken", ["bad"]), ("missing", ["gone"])],
 )
 def test_the_state_filter(client, make_pipeline_dir, state: str, expected: list[str]) -> None:
     make_pipeline_dir("good")
@@ -154,7 +154,7 @@ def test_the_form_shows_schedules_and_masks_webhook_keys(client, make_pipeline_d
     assert "pipeline-level-webhook-key-0001" not in html
     assert "nightly-run-config-webhook-key" not in html
     assert "gAAAAABciphertext" not in html
-    assert "********" in html
+    assert "&quot;webhook_key&quot;: &quot;***&quot;" in html
 
 
 def test_saving_the_form_changes_only_enabled(client, make_pipeline_dir) -> None:

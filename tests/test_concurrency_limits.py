@@ -7,6 +7,7 @@ import threading
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from runs_app.models import PipelineRun, RunStatus
 from runs_app.services import run_claim_next, run_enqueue
@@ -45,6 +46,30 @@ def test_max_instances_holds_back_only_that_pipeline(settings):
 
     finish_claimed(PipelineRun.objects.get(id=s1.id), 0)
     assert run_claim_next(engine_id="e").id == s2.id
+
+
+@pytest.mark.django_db
+def test_the_claim_reads_every_running_pipelines_limit_in_one_query(settings):
+    """The claim holds the global lock: its queries must not grow with the running pipelines."""
+    settings.FASTFLOW_MAX_CONCURRENT_RUNS = 100
+
+    def claim_queries() -> int:
+        run_enqueue(pipeline=make_pipeline("next"), triggered_by="manual")
+        with CaptureQueriesContext(connection) as captured:
+            assert run_claim_next(engine_id="e") is not None
+        return len(captured)
+
+    for index in range(2):
+        claim = make_pipeline(f"busy{index}", pipeline_json={"max_instances": 3})
+        run_enqueue(pipeline=claim, triggered_by="manual")
+        run_claim_next(engine_id="e")
+    with_two = claim_queries()
+    for index in range(2, 8):
+        claim = make_pipeline(f"busy{index}", pipeline_json={"max_instances": 3})
+        run_enqueue(pipeline=claim, triggered_by="manual")
+        run_claim_next(engine_id="e")
+
+    assert claim_queries() == with_two
 
 
 @pytest.mark.django_db(transaction=True)

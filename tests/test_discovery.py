@@ -528,10 +528,10 @@ def test_syncpipelines_prints_a_table_of_states(make_pipeline_dir) -> None:
     lines = out.getvalue().splitlines()
     assert lines[0].split() == ["PIPELINE", "REQUIREMENTS", "SCHEDULES", "STATE"]
     rows = {line.split()[0]: line.split(maxsplit=3)[1:] for line in lines[1:5]}
-    assert rows["good"] == ["yes", "1", "ok"]
+    assert rows["good"] == ["yes", "1", "ready"]
     assert rows["off"] == ["no", "0", "disabled"]
     assert rows["bad"][:2] == ["no", "-"]
-    assert rows["bad"][2].startswith("ERROR: pipeline.json: invalid JSON")
+    assert rows["bad"][2].startswith("broken: pipeline.json: invalid JSON")
     assert rows["gone"] == ["no", "0", "missing"]
     assert "warning: off: pipeline.json: key 'colour': unknown key, ignored" in out.getvalue()
     assert "skipped: gone: no main.py" in out.getvalue()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -76,9 +75,8 @@ def live_engine_ids(*, me: str) -> set[str]:
     """Engines with a fresh heartbeat, minus those on this host (and in this PID namespace)
     whose process is gone (a kill -9 is then noticed at once instead of after
     FASTFLOW_HEARTBEAT_STALE_SECONDS)."""
-    cutoff = timezone.now() - timedelta(seconds=settings.FASTFLOW_HEARTBEAT_STALE_SECONDS)
     live = {me}
-    for engine in EngineInstance.objects.filter(heartbeat_at__gte=cutoff):
+    for engine in EngineInstance.objects.with_fresh_heartbeat():
         if engine.id != me and _pid_visible_here(engine) and _process_gone(engine.pid):
             continue
         live.add(engine.id)

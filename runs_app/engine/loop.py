@@ -12,7 +12,6 @@ import time
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
-from django.db.models import Q
 from django.utils import timezone
 
 from runs_app.engine.base import Executor, InfrastructureError
@@ -29,7 +28,7 @@ from runs_app.engine.lease import RENEW_SECONDS, SCHEDULER_LEASE, lease_acquire,
 from runs_app.engine.reconcile import reconcile
 from runs_app.engine.scheduler import ScheduleMirror
 from runs_app.engine.warmup import CacheWarmer
-from runs_app.models import PipelineRun, RunStatus
+from runs_app.models import PipelineRun
 
 logger = logging.getLogger(__name__)
 
@@ -142,11 +141,7 @@ class Engine:
 
     @staticmethod
     def _runs_due() -> bool:
-        return (
-            PipelineRun.objects.filter(status=RunStatus.PENDING)
-            .filter(Q(not_before__isnull=True) | Q(not_before__lte=timezone.now()))
-            .exists()
-        )
+        return PipelineRun.objects.due(timezone.now()).exists()
 
     def check_executor(self) -> None:
         try:

@@ -3,17 +3,18 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pipelines_app.errors import PipelinesDirError
-from pipelines_app.models import Pipeline
+from pipelines_app.models import Pipeline, PipelineState
 from pipelines_app.services import SyncReport, pipelines_sync
 
 # The state goes last: it may be a long error message, and it is the one column not padded.
 HEADERS = ("PIPELINE", "REQUIREMENTS", "SCHEDULES", "STATE")
 
 
-def pipeline_state(pipeline: Pipeline) -> str:
-    if pipeline.state == "error":
-        return f"ERROR: {pipeline.discovery_error}"
-    return pipeline.state
+def state_cell(pipeline: Pipeline) -> str:
+    """The state word; a broken pipeline's error follows it, since that is what to fix."""
+    if pipeline.state == PipelineState.BROKEN:
+        return f"{pipeline.state}: {pipeline.discovery_error}"
+    return str(pipeline.state)
 
 
 def table_lines(rows: list[tuple[str, ...]]) -> list[str]:
@@ -50,7 +51,7 @@ class Command(BaseCommand):
         for pipeline in Pipeline.objects.all():
             schedules = "-" if pipeline.discovery_error else str(pipeline.spec.schedule_count)
             requirements = "yes" if pipeline.has_requirements else "no"
-            rows.append((pipeline.pipeline_name, requirements, schedules, pipeline_state(pipeline)))
+            rows.append((pipeline.pipeline_name, requirements, schedules, state_cell(pipeline)))
         for line in table_lines(rows):
             self.stdout.write(line)
         for name, warnings in sorted(report.warnings.items()):
