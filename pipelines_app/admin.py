@@ -31,8 +31,7 @@ from pipelines_app.admin_display import metadata_html, problems_box, schedules_h
 from pipelines_app.errors import PipelinesDirError
 from pipelines_app.models import Pipeline, PipelineState
 from pipelines_app.services import pipeline_set_enabled, pipelines_sync
-from runs_app.admin_display import status_badge
-from runs_app.admin_views import RunNowAdminMixin
+from runs_app.admin_views import PipelineRunsAdminMixin  # the one tie to runs, documented there
 
 MAX_NAMES_IN_MESSAGE = 10
 
@@ -57,7 +56,7 @@ def _names(pipelines: list[str]) -> str:
 
 
 @admin.register(Pipeline)
-class PipelineAdmin(RunNowAdminMixin, admin.ModelAdmin):
+class PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin):
     change_list_template = "admin/pipelines_app/pipeline/sync_change_list.html"
     list_display = (
         "pipeline_name",
@@ -258,11 +257,6 @@ class PipelineAdmin(RunNowAdminMixin, admin.ModelAdmin):
     @admin.display(description="Tags")
     def tags_column(self, obj: Pipeline) -> str:
         return ", ".join(obj.tags) or "—"
-
-    @admin.display(description="Last run", ordering="last_run_status")
-    def last_status_column(self, obj: Pipeline) -> SafeString | str:
-        status = getattr(obj, "last_run_status", None)
-        return status_badge(status) if status else "—"
 
     @admin.display(description="Success rate", ordering="success_rate")
     def success_rate_column(self, obj: Pipeline) -> str:

@@ -1,11 +1,12 @@
-"""Pipelines over the API: list, detail, enable/disable, start a run, run discovery."""
+"""Pipelines over the API: list, detail, enable/disable, run discovery (starting a run is in
+runs_app/api.py, under the same /api/pipelines/<name>/runs/ URL)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,11 +15,9 @@ from accounts_app.api_permissions import ReadOnlyRole, RoleRequired, WriteRole
 from accounts_app.models import Role
 from fastflow_site.api.lookups import get_or_404
 from fastflow_site.api.pagination import paginated_response, paginated_schema
-from fastflow_site.api.serializers import StringMapField, error_responses
+from fastflow_site.api.serializers import error_responses
 from pipelines_app import services as pipeline_services
 from pipelines_app.models import Pipeline, PipelineState
-from runs_app import services as run_services
-from runs_app.api import RunOutputSerializer
 
 ReadOrWrite = RoleRequired.of(Role.WRITE, safe_minimum_role=Role.READONLY)
 
@@ -151,36 +150,6 @@ class PipelineDetailApi(APIView):
         )
         output = PipelineDetailOutputSerializer(pipeline_get(name), context={"request": request})
         return Response(output.data)
-
-
-class PipelineRunCreateApi(APIView):
-    permission_classes = [WriteRole]
-
-    class InputSerializer(serializers.Serializer):
-        parameters = StringMapField(
-            required=False,
-            default=dict,
-            help_text="environment variables for this run: valid names, string values",
-        )
-        run_config_id = serializers.CharField(
-            required=False, allow_null=True, allow_blank=True, max_length=255, default=None
-        )
-
-    @extend_schema(
-        operation_id="pipelines_runs_create",
-        request=InputSerializer,
-        responses={201: RunOutputSerializer} | error_responses(400, 401, 403, 404, 409, 413),
-    )
-    def post(self, request: Request, name: str) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        run = run_services.run_enqueue(
-            pipeline=name,
-            triggered_by="manual",
-            parameters=serializer.validated_data["parameters"],
-            run_config_id=serializer.validated_data["run_config_id"] or None,
-        )
-        return Response(RunOutputSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
 class PipelineSyncApi(APIView):

@@ -10,9 +10,5 @@ urlpatterns = [
     # Before <name>/: a pipeline folder called "sync" is reachable for runs, not GET/PATCH.
     path("pipelines/sync/", api.PipelineSyncApi.as_view(), name="api-pipelines-sync"),
     path("pipelines/<name:name>/", api.PipelineDetailApi.as_view(), name="api-pipeline"),
-    path(
-        "pipelines/<name:name>/runs/",
-        api.PipelineRunCreateApi.as_view(),
-        name="api-pipeline-runs",
-    ),
+    # pipelines/<name>/runs/ (start a run) is routed by runs_app/api_urls.py.
 ]

@@ -1,9 +1,14 @@
-""" "Run now" for the Pipeline admin, as a mixin so the pipeline admin stays the discovery team's.
+"""What the Pipeline admin shows and does about runs, as one mixin: the one place where
+`pipelines_app` uses run pieces (the deliberate upward tie, allowed by the import contracts in
+pyproject.toml), so the pipeline admin stays the discovery team's and imports nothing else of
+`runs_app`.
 
-`PipelineAdmin(RunNowAdminMixin, admin.ModelAdmin)` gains:
+`PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin)` gains:
 - `<pipeline>/run/`: a form (run configuration + KEY=value parameters) that enqueues a run;
 - the changelist action "Run now (no parameters)";
-- `has_run_permission` in the change form context, for the "Run now" button.
+- `has_run_permission` in the change form context, for the "Run now" button;
+- `last_status_column`: the latest run's status badge, from the `last_run_status` annotation
+  (`PipelineQuerySet.with_last_run()`), for `list_display` / `readonly_fields`.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from accounts_app.permissions import role_can
 from pipelines_app.models import Pipeline
+from runs_app.admin_display import status_badge
 from runs_app.errors import InvalidRunRequest, PipelineNotFound, PipelineNotRunnable, RunError
 from runs_app.forms import RunNowForm
 from runs_app.services import run_enqueue
@@ -36,7 +43,7 @@ def _form_field_for(error_key: str, form: RunNowForm) -> str | None:
     return name if name in form.fields else None
 
 
-class RunNowAdminMixin:
+class PipelineRunsAdminMixin:
     run_now_template = "admin/pipelines_app/pipeline/run_now.html"
 
     def has_run_permission(self, request: HttpRequest) -> bool:
@@ -66,6 +73,11 @@ class RunNowAdminMixin:
     ) -> TemplateResponse:
         context["has_run_permission"] = self.has_run_permission(request)
         return super().render_change_form(request, context, *args, **kwargs)
+
+    @admin.display(description="Last run", ordering="last_run_status")
+    def last_status_column(self, obj: Pipeline) -> SafeString | str:
+        status = getattr(obj, "last_run_status", None)  # absent on an unannotated instance
+        return status_badge(status) if status else "—"
 
     @admin.action(description="Run now (no parameters)")
     def run_now_without_parameters(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -1,4 +1,5 @@
-"""Runs over the API: list, detail, cancel, retry, log tailing, log streaming, metrics."""
+"""Runs over the API: start (POST /api/pipelines/<name>/runs/), list, detail, cancel, retry,
+log tailing, log streaming, metrics."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from accounts_app.services import user_access_alive
 from fastflow_site.api.lookups import get_or_404
 from fastflow_site.api.negotiation import FirstRendererNegotiation
 from fastflow_site.api.pagination import paginated_response, paginated_schema
-from fastflow_site.api.serializers import LenientChoiceField, error_responses
+from fastflow_site.api.serializers import LenientChoiceField, StringMapField, error_responses
 from runs_app import services
 from runs_app.logs import DEFAULT_CHUNK, log_read, metrics_read
 from runs_app.models import PipelineRun, RunStatus
@@ -96,6 +97,36 @@ class RunOutputSerializer(serializers.ModelSerializer):
 
 def run_get(run_id: object) -> PipelineRun:
     return get_or_404(PipelineRun, f"run {run_id} not found", id=run_id)
+
+
+class PipelineRunCreateApi(APIView):
+    permission_classes = [WriteRole]
+
+    class InputSerializer(serializers.Serializer):
+        parameters = StringMapField(
+            required=False,
+            default=dict,
+            help_text="environment variables for this run: valid names, string values",
+        )
+        run_config_id = serializers.CharField(
+            required=False, allow_null=True, allow_blank=True, max_length=255, default=None
+        )
+
+    @extend_schema(
+        operation_id="pipelines_runs_create",
+        request=InputSerializer,
+        responses={201: RunOutputSerializer} | error_responses(400, 401, 403, 404, 409, 413),
+    )
+    def post(self, request: Request, name: str) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        run = services.run_enqueue(
+            pipeline=name,
+            triggered_by="manual",
+            parameters=serializer.validated_data["parameters"],
+            run_config_id=serializer.validated_data["run_config_id"] or None,
+        )
+        return Response(RunOutputSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
 class RunListApi(APIView):

@@ -2,9 +2,15 @@ from __future__ import annotations
 
 from django.urls import path
 
+import fastflow_site.api.converters  # noqa: F401 - registers <name:...>
 from runs_app import api, schedule_api
 
 urlpatterns = [
+    path(
+        "pipelines/<name:name>/runs/",
+        api.PipelineRunCreateApi.as_view(),
+        name="api-pipeline-runs",
+    ),
     path("runs/", api.RunListApi.as_view(), name="api-runs"),
     path("runs/<uuid:run_id>/", api.RunDetailApi.as_view(), name="api-run"),
     path("runs/<uuid:run_id>/cancel/", api.RunCancelApi.as_view(), name="api-run-cancel"),
