@@ -219,7 +219,9 @@ def test_a_docker_run_finishes_and_its_container_is_removed_afterwards(docker_en
 
     def containers() -> list:
         labels = f"fastflow.run_id={run.id}"
-        return docker.from_env().containers.list(all=True, filters={"label": labels})
+        return docker.from_env().containers.list(
+            all=True, filters={"label": labels}, ignore_removed=True
+        )
 
     with ThreadEngine(executor="docker") as engine:
         wait_until_finished(run)

@@ -50,7 +50,9 @@ def executor(docker_engine, settings) -> DockerExecutor:
 
 def containers_of(spec: RunSpec) -> list:
     client = docker.from_env()
-    return client.containers.list(all=True, filters={"label": f"fastflow.run_id={spec.run_id}"})
+    return client.containers.list(
+        all=True, filters={"label": f"fastflow.run_id={spec.run_id}"}, ignore_removed=True
+    )
 
 
 def test_it_runs_a_pipeline_and_removes_its_container(executor, make_pipeline_dir):

@@ -44,7 +44,7 @@ def user_lines(run: PipelineRun) -> list[str]:
 
 def run_containers(run: PipelineRun) -> list:
     return docker.from_env().containers.list(
-        all=True, filters={"label": f"fastflow.run_id={run.id}"}
+        all=True, filters={"label": f"fastflow.run_id={run.id}"}, ignore_removed=True
     )
 
 
@@ -80,12 +80,13 @@ def test_a_docker_run_survives_an_engine_crash_and_finishes_with_its_full_log(do
     with EngineProcess("recovering", executor="docker", **docker_env) as engine:
         new_id = engine.wait_registered()
         wait_until_finished(run, timeout=120)
+        # The container is removed just after the status is recorded (cleanup follows finish).
+        wait_for(lambda: run_containers(run) == [], what="the run's container to be removed")
 
     assert run.status == RunStatus.SUCCESS, run.error_message
     assert run.engine_id == new_id
     assert user_lines(run) == [f"line {i}" for i in range(1, 9)]  # nothing lost, nothing twice
     assert run.setup_duration is not None
-    assert run_containers(run) == []
     assert not EngineInstance.objects.filter(id=crashed_engine).exists()
 
 
@@ -101,11 +102,11 @@ def test_a_docker_run_that_ended_while_no_engine_ran_is_finished_from_its_exit_c
     with EngineProcess("recovering", executor="docker", **docker_env) as engine:
         engine.wait_registered()
         wait_until_finished(run, timeout=60)
+        wait_for(lambda: run_containers(run) == [], what="the run's container to be removed")
 
     assert run.status == RunStatus.FAILED
     assert run.exit_code == 4
     assert user_lines(run) == ["started"]
-    assert run_containers(run) == []
 
 
 @pytest.mark.docker

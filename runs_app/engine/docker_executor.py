@@ -353,7 +353,7 @@ class DockerExecutor(Executor):
     def running_handles(self) -> dict[str, str]:
         filters = {"label": [f"{LABEL_MANAGED}=1", f"{LABEL_SCOPE}={installation_scope()}"]}
         try:
-            containers = self.client.containers.list(all=True, filters=filters)
+            containers = self.client.containers.list(all=True, filters=filters, ignore_removed=True)
         except DOCKER_ERRORS as exc:
             raise InfrastructureError(f"Docker engine error while listing runs: {exc}") from exc
         return {c.labels.get(LABEL_RUN_ID, ""): c.id for c in containers}
