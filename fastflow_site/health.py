@@ -2,7 +2,8 @@
 
 Ready means the database answers and every readiness check an app registered passes (runs_app
 registers "some runscheduler heartbeat is fresh" in its AppConfig.ready), so the site knows no
-app.
+app. Endpoints that authenticate a bearer token themselves (/metrics) register here too, to be
+answered before the host check like the probes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,15 @@ _readiness_checks: list[ReadinessCheck] = []
 def readiness_check_register(check: ReadinessCheck) -> None:
     if check not in _readiness_checks:
         _readiness_checks.append(check)
+
+
+# Paths whose view checks an Authorization header itself (runs_app's /metrics): requests to
+# them carrying one are answered here, before the host check, like the probes.
+_bearer_endpoints: dict[str, Callable[[HttpRequest], HttpResponse]] = {}
+
+
+def bearer_endpoint_register(path: str, view: Callable[[HttpRequest], HttpResponse]) -> None:
+    _bearer_endpoints[path] = view
 
 
 def _probe(payload: dict, status: int = 200) -> JsonResponse:
@@ -72,4 +82,10 @@ class HealthProbeMiddleware:
         probe = PROBES.get(request.path_info)
         if probe is not None:
             return probe(request)
+        bearer_view = _bearer_endpoints.get(request.path_info)
+        if bearer_view is not None and "HTTP_AUTHORIZATION" in request.META:
+            # Scrapers come by IP or service name too; a request carrying its own credential
+            # needs neither the host check nor a session. Without one it takes the normal
+            # stack (a logged-in browser session).
+            return bearer_view(request)
         return self.get_response(request)

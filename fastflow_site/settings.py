@@ -70,6 +70,22 @@ def env_str(name: str, default: str) -> str:
     return _read(name, env.str, default)
 
 
+def env_path_map(name: str) -> tuple[tuple[str, str], ...]:
+    """ "/data=/srv/data,/pipelines=/srv/pipes" → ((engine prefix, host prefix), …), the
+    longest engine prefix first."""
+    pairs = []
+    for item in (part.strip() for part in env_str(name, "").split(",")):
+        if not item:
+            continue
+        left, sep, right = (side.strip() for side in item.partition("="))
+        if not sep or not left.startswith("/") or not right.startswith("/"):
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not '<absolute engine path>=<absolute host path>'"
+            )
+        pairs.append((os.path.normpath(left), os.path.normpath(right)))
+    return tuple(sorted(pairs, key=lambda pair: len(pair[0]), reverse=True))
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env_str(name, default).strip().lower()
     if value not in choices:
@@ -173,7 +189,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: /healthz and /readyz answer whatever the Host header (probes come by IP).
+    # Every log record of a request carries its id (FASTFLOW_LOG_FORMAT=json prints it).
+    "fastflow_site.logformat.RequestIdMiddleware",
+    # Then: /healthz and /readyz answer whatever the Host header (probes come by IP).
     "fastflow_site.health.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -367,9 +385,9 @@ APSCHEDULER_RUN_NOW_TIMEOUT = 25
 
 # --- The run engine -----------------------------------------------------------------------------
 FASTFLOW_EXECUTOR = env_choice("FASTFLOW_EXECUTOR", "docker", ("docker", "local"))
-FASTFLOW_RUNNER_IMAGE = env_str(
-    "FASTFLOW_RUNNER_IMAGE", "ghcr.io/astral-sh/uv:python{python_version}-bookworm-slim"
-)
+RUNNER_IMAGE_DEFAULT = "ghcr.io/astral-sh/uv:python{python_version}-bookworm-slim"
+# Empty means the default (compose passes unset variables through as "").
+FASTFLOW_RUNNER_IMAGE = env_str("FASTFLOW_RUNNER_IMAGE", "").strip() or RUNNER_IMAGE_DEFAULT
 FASTFLOW_DEFAULT_PYTHON_VERSION = env_str("FASTFLOW_DEFAULT_PYTHON_VERSION", "3.11")
 FASTFLOW_RUNNER_NETWORK = env_str("FASTFLOW_RUNNER_NETWORK", "bridge")
 FASTFLOW_RUNNER_CA_BUNDLE = env_str("FASTFLOW_RUNNER_CA_BUNDLE", "")
@@ -377,6 +395,9 @@ FASTFLOW_RUNNER_USER = env_str("FASTFLOW_RUNNER_USER", "65534:65534")
 FASTFLOW_RUNNER_PIDS_LIMIT = env_int("FASTFLOW_RUNNER_PIDS_LIMIT", 512, minimum=16)
 FASTFLOW_RUNNER_TMPFS_SIZE = env_str("FASTFLOW_RUNNER_TMPFS_SIZE", "256m")
 FASTFLOW_DOCKER_HOST = env_str("FASTFLOW_DOCKER_HOST", "")
+# Engine path prefix = Docker host path prefix, for bind mounts of an engine that runs in a
+# container (runs_app.engine.hostpaths); empty: read from the engine's own container mounts.
+FASTFLOW_DOCKER_PATH_MAP = env_path_map("FASTFLOW_DOCKER_PATH_MAP")
 FASTFLOW_UV_CACHE_DIR = Path(env_str("FASTFLOW_UV_CACHE_DIR", str(DATA_DIR / "uv-cache")))
 FASTFLOW_LOG_MAX_BYTES = env_int("FASTFLOW_LOG_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
 FASTFLOW_MAX_CONCURRENT_RUNS = env_int("FASTFLOW_MAX_CONCURRENT_RUNS", 10, minimum=1)
@@ -395,18 +416,31 @@ FASTFLOW_PARAMETER_VALUE_MAX_BYTES = env_int(
     "FASTFLOW_PARAMETER_VALUE_MAX_BYTES", 16 * 1024, minimum=1
 )
 FASTFLOW_TOKEN_DEFAULT_DAYS = env_int("FASTFLOW_TOKEN_DEFAULT_DAYS", 30, minimum=1)
+# /metrics: a bearer token for Prometheus (besides any user's API token or login session).
+FASTFLOW_METRICS_TOKEN = env_str("FASTFLOW_METRICS_TOKEN", "").strip()
+if FASTFLOW_METRICS_TOKEN and len(FASTFLOW_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured(
+        "FASTFLOW_METRICS_TOKEN: use at least 16 characters (e.g. python -c "
+        "'import secrets; print(secrets.token_urlsafe(32))')"
+    )
 
 # --- Logging ------------------------------------------------------------------------------------
+# text: human-readable lines; json: one JSON object per line (request id, engine id, run id,
+# pipeline where they apply; fastflow_site.logformat), for Loki / ELK.
+FASTFLOW_LOG_FORMAT = env_choice("FASTFLOW_LOG_FORMAT", "text", ("text", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "fastflow_site.logformat.JsonFormatter"},
+    },
     # Login-link and invitation tokens never reach a log line (accounts_app.logfilters).
     "filters": {"redact_link_tokens": {"()": "accounts_app.logfilters.RedactLinkTokens"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": "json" if FASTFLOW_LOG_FORMAT == "json" else "plain",
             "filters": ["redact_link_tokens"],
         }
     },
@@ -418,3 +452,8 @@ LOGGING = {
         "django.request": {"filters": ["redact_link_tokens"]},
     },
 }
+if FASTFLOW_LOG_FORMAT == "json":
+    # Django's defaults give `django` (in DEBUG) and runserver's `django.server` plain handlers
+    # of their own: every line goes through the JSON console handler instead.
+    LOGGING["loggers"]["django"] = {"handlers": [], "level": "INFO"}
+    LOGGING["loggers"]["django.server"] = {"handlers": ["console"], "propagate": False}

@@ -10,4 +10,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("fastflow_site.api.urls")),
     path("webhooks/", include("runs_app.webhook_urls")),
+    path("", include("runs_app.prometheus_urls")),
 ]

@@ -9,7 +9,10 @@ class RunsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from fastflow_site.health import readiness_check_register
+        from fastflow_site.health import bearer_endpoint_register, readiness_check_register
+        from runs_app.prometheus import metrics
         from runs_app.readiness import engine_heartbeat_readiness
 
         readiness_check_register(engine_heartbeat_readiness)
+        # Prometheus scrapes by IP or service name: a bearer scrape skips the host check.
+        bearer_endpoint_register("/metrics", metrics)

@@ -186,3 +186,35 @@ class EngineLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} → {self.holder}"
+
+
+class RunStat(models.Model):
+    """Run statistics that /metrics exports: counters and histogram buckets, one row per
+    (pipeline, family, final status, bucket), updated in the transaction that finishes a run
+    (`runs_app.stats`). Kept apart from `pipeline_runs` so a scrape reads a few hundred rows
+    whatever the number of runs, and so deleting old runs never makes a counter go down."""
+
+    id = models.AutoField(primary_key=True)  # a few rows per pipeline: integer is plenty
+    pipeline = models.ForeignKey(
+        "pipelines_app.Pipeline",
+        on_delete=models.CASCADE,
+        db_column="pipeline_name",
+        related_name="+",
+    )
+    family = models.CharField(max_length=32)
+    status = models.CharField(max_length=16, choices=RunStatus.choices)
+    # A histogram bucket's upper bound as Prometheus prints it ("0.5", "+Inf"); "" for a counter.
+    le = models.CharField(max_length=16, blank=True, default="")
+    count = models.BigIntegerField(default=0)
+    total = models.FloatField(default=0.0)
+
+    class Meta:
+        db_table = "run_stats"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pipeline", "family", "status", "le"], name="run_stat_series_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline_id} {self.family} {self.status} {self.le}: {self.count}"

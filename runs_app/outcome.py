@@ -12,6 +12,14 @@ from dataclasses import dataclass
 
 MIB = 1024 * 1024
 
+# A run that failed while uv set up its environment because the index's TLS certificate did
+# not verify (engine/logstream.py spots uv's words); the cache warm-up says it the same way.
+CA_BUNDLE_HINT = (
+    "setting up the environment failed: uv could not verify the package index's TLS "
+    "certificate ({detail}). Behind a TLS-intercepting proxy, set FASTFLOW_RUNNER_CA_BUNDLE "
+    "to a CA bundle file that trusts it (e.g. the host's /etc/ssl/certs/ca-certificates.crt)"
+)
+
 _EXIT_MEANINGS = {
     126: "the command could not be executed",
     127: "command not found (is uv on the runner image's PATH?)",

@@ -20,6 +20,26 @@ from pipelines_app.models import Pipeline
 from runs_app.models import ScheduledJob, ScheduleSource, TriggerType
 
 ONCE_INTERVAL_SECONDS = 86400  # any positive value: the window admits a single fire
+SCHEDULE_KEY_PREFIX = "schedule:"
+
+
+def schedule_idempotency_key(*, job_id: object, fire_time: str) -> str:
+    """The idempotency key of the run a schedule tick enqueues: one run per job and tick."""
+    return f"{SCHEDULE_KEY_PREFIX}{job_id}:{fire_time}"
+
+
+def schedule_fire_time(idempotency_key: str) -> datetime | None:
+    """The tick a scheduled run was enqueued for, read back from its idempotency key."""
+    if not idempotency_key.startswith(SCHEDULE_KEY_PREFIX):
+        return None
+    # "schedule:<uuid>:<ISO time>"; the time itself contains colons.
+    _, _, rest = idempotency_key.partition(":")
+    _, _, tick = rest.partition(":")
+    try:
+        moment = datetime.fromisoformat(tick)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from runs_app.errors import (
 from runs_app.logs import data_file, log_append_notes
 from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus, ScheduledJob
 from runs_app.outcome import Outcome, classify_exit
+from runs_app.stats import run_stats_record
 
 logger = logging.getLogger(__name__)
 
@@ -189,12 +190,16 @@ def run_enqueue(
 def run_cancel(*, run: PipelineRun) -> PipelineRun:
     """PENDING → CANCELLED at once; RUNNING → cancel requested (the owning engine stops it)."""
     now = timezone.now()
-    cancelled = PipelineRun.objects.filter(id=run.id, status=RunStatus.PENDING).update(
-        status=RunStatus.CANCELLED,
-        finished_at=now,
-        cancel_requested_at=now,
-        error_message="cancelled before it started",
-    )
+    with transaction.atomic():
+        cancelled = PipelineRun.objects.filter(id=run.id, status=RunStatus.PENDING).update(
+            status=RunStatus.CANCELLED,
+            finished_at=now,
+            cancel_requested_at=now,
+            error_message="cancelled before it started",
+        )
+        if cancelled:
+            run.refresh_from_db()
+            run_stats_record(run=run)
     if not cancelled:
         PipelineRun.objects.filter(
             id=run.id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True
@@ -398,6 +403,7 @@ def _after_finish(run: PipelineRun) -> list[str]:
     if run.triggered_by == "webhook":
         counters["webhook_runs"] = F("webhook_runs") + 1
     Pipeline.objects.filter(pipeline_name=run.pipeline_id).update(**counters)
+    run_stats_record(run=run)
 
     if run.status == RunStatus.CANCELLED:
         return []

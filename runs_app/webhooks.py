@@ -24,6 +24,7 @@ from pipelines_app.errors import SpecError
 from pipelines_app.models import Pipeline
 from runs_app import services
 from runs_app.errors import PipelineNotFound, PipelineNotRunnable
+from runs_app.prometheus import webhook_response_counted
 from secrets_app.services import MissingSecretError, secrets_resolve
 
 SIGNATURE_WINDOW_SECONDS = 300
@@ -195,11 +196,15 @@ def _trigger(request: HttpRequest, pipeline_name: str, webhook_key: str) -> Json
 
 @csrf_exempt
 def webhook_not_found(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
-    return service_error_json(_not_found())
+    return webhook_response_counted(service_error_json(_not_found()))
 
 
 @csrf_exempt
 def webhook_trigger(request: HttpRequest, pipeline_name: str, webhook_key: str) -> JsonResponse:
+    return webhook_response_counted(_respond(request, pipeline_name, webhook_key))
+
+
+def _respond(request: HttpRequest, pipeline_name: str, webhook_key: str) -> JsonResponse:
     if request.method != "POST":
         response = error_json(
             "method_not_allowed", f"method {request.method} not allowed; use POST", status=405

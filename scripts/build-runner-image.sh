@@ -55,7 +55,7 @@ done
 
 SCRIPT_PATH="$(readlink -f "${BASH_SOURCE[0]}")"
 SCRIPT_DIR="$(dirname "$SCRIPT_PATH")"
-INPUTS_HASH="$( { cat "$SCRIPT_PATH"; printf 'uv=%s\n' "$UV_VERSION"; } | sha256sum | cut -c1-64)"
+INPUTS_HASH="$( { cat "$SCRIPT_PATH" "$SCRIPT_DIR/lib/rootfs.sh"; printf 'uv=%s\n' "$UV_VERSION"; } | sha256sum | cut -c1-64)"
 
 # ---- docker engine ---------------------------------------------------------
 if ! docker info >/dev/null 2>&1; then
@@ -120,50 +120,16 @@ case "$(uname -m)" in
     *) die "unsupported architecture $(uname -m)" ;;
 esac
 
-# ---- 1. rootfs tarball (cached) ---------------------------------------------
+# ---- 1. rootfs tarball (cached, scripts/lib/rootfs.sh) ------------------------
+# shellcheck source=lib/rootfs.sh
+. "$SCRIPT_DIR/lib/rootfs.sh"
 build_rootfs() {  # $1 = target dir; everything that shapes the rootfs lives here
-    local dir="$1"
-    debootstrap --variant=minbase --arch="$DEB_ARCH" --include="$ROOTFS_PACKAGES" \
-        "$SUITE" "$dir" "$MIRROR" || return 1   # (set -e is off inside `f || ...`)
-    # apt sources for anyone extending the image
-    printf 'deb %s %s main\n' "$MIRROR" "$SUITE" >"$dir/etc/apt/sources.list"
-    # keep it small: package caches, lists, docs, man pages, locales, logs
-    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/cache/apt/*.bin \
-           "$dir"/var/lib/apt/lists/* "$dir"/var/log/* "$dir"/var/cache/debconf/*-old \
-           "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/info/* \
-           "$dir"/usr/share/locale/* "$dir"/usr/share/lintian "$dir"/usr/share/bug \
-           "$dir"/debootstrap 2>/dev/null || true
-    # host-specific files debootstrap copied in; docker provides these at run time
-    : >"$dir/etc/resolv.conf"; : >"$dir/etc/hostname"
-    rm -f "$dir/etc/machine-id"; : >"$dir/etc/machine-id"
-    mkdir -p "$dir/app" "$dir/cache/uv" "$dir/usr/local/bin"
-    chmod 1777 "$dir/tmp" "$dir/cache/uv"
+    rootfs_debootstrap "$1" "$ROOTFS_PACKAGES" || return 1
+    mkdir -p "$1/app" "$1/cache/uv" "$1/usr/local/bin"
+    chmod 1777 "$1/tmp" "$1/cache/uv"
 }
-ROOTFS_KEY="$( { declare -f build_rootfs; echo "$SUITE $ROOTFS_PACKAGES $DEB_ARCH"; } | sha256sum | cut -c1-16)"
-ROOTFS_TAR="$CACHE_DIR/rootfs-$SUITE-$DEB_ARCH-$ROOTFS_KEY.tar"
-
 t_start=$SECONDS
-if [ -s "$ROOTFS_TAR" ]; then
-    say "using cached rootfs $ROOTFS_TAR"
-else
-    command -v debootstrap >/dev/null 2>&1 || {
-        say "installing debootstrap"
-        apt-get install -y -q debootstrap >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 || true; apt-get install -y -q debootstrap >/dev/null; }
-    }
-    rootfs_dir="$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")"
-    trap 'rm -rf "$rootfs_dir"' EXIT
-    say "debootstrap $SUITE ($DEB_ARCH, minbase + $ROOTFS_PACKAGES) from $MIRROR ..."
-    build_rootfs "$rootfs_dir" >"$CACHE_DIR/debootstrap.log" 2>&1 \
-        || { tail -n 30 "$CACHE_DIR/debootstrap.log" >&2; die "debootstrap failed (log: $CACHE_DIR/debootstrap.log)"; }
-    have_py="$(chroot "$rootfs_dir" /usr/bin/python3 -c 'import sys;print("%d.%d"%sys.version_info[:2])')"
-    [ "$have_py" = "$PYTHON_VERSION" ] || die "rootfs python3 is $have_py, expected $PYTHON_VERSION (fix PYTHON_VERSION)"
-    tar -C "$rootfs_dir" --numeric-owner -cf "$ROOTFS_TAR.tmp" .
-    mv "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
-    rm -rf "$rootfs_dir"; trap - EXIT
-    # drop rootfs tarballs of older recipes
-    find "$CACHE_DIR" -maxdepth 1 -name "rootfs-$SUITE-$DEB_ARCH-*.tar" ! -name "$(basename "$ROOTFS_TAR")" -delete
-    say "rootfs cached: $ROOTFS_TAR ($(du -h "$ROOTFS_TAR" | cut -f1), $((SECONDS - t_start))s)"
-fi
+ROOTFS_TAR="$(rootfs_cached rootfs "$PYTHON_VERSION" build_rootfs "$ROOTFS_PACKAGES")"
 
 # ---- 2. uv binary from the PyPI wheel (cached) -------------------------------
 UV_DIR="$CACHE_DIR/uv-$UV_VERSION-$WHEEL_PLATFORM"

@@ -263,3 +263,11 @@ def test_processes_starting_together_on_a_fresh_data_dir_agree_on_the_keys(tmp_p
     secret_key, encryption_key = outputs[0][0].split()
     assert (tmp_path / "data" / "secret_key").read_text() == secret_key
     assert (tmp_path / "data" / "encryption.key").read_text() == encryption_key
+
+
+def test_an_empty_runner_image_means_the_default(tmp_path):
+    # compose passes variables the operator did not set as "".
+    result = run_django(tmp_path, "print(settings.FASTFLOW_RUNNER_IMAGE)", FASTFLOW_RUNNER_IMAGE="")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ghcr.io/astral-sh/uv:python{python_version}-bookworm-slim"

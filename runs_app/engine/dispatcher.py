@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Q
 
+from fastflow_site.logformat import log_context
 from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
 from runs_app.environment import RunEnvironment, RunEnvironmentError, run_environment
 from runs_app.logs import run_log_file, run_metrics_file
@@ -199,6 +200,10 @@ class Dispatcher:
     # --- one run, in its worker thread -----------------------------------------------------------
 
     def _work(self, active: _Active) -> None:
+        with log_context(run_id=str(active.run.id), pipeline=active.run.pipeline_id):
+            self._drive(active)
+
+    def _drive(self, active: _Active) -> None:
         run = active.run
         try:
             if active.execution is None:

@@ -3,7 +3,7 @@
     docker run --user 65534:65534 --read-only --tmpfs /tmp --cap-drop ALL
       --security-opt no-new-privileges --pids-limit N [--memory M --memory-swap M] [--cpus C]
       -v <pipeline>:/app:ro -v <uv cache>/docker:/cache/uv
-      [-v <ca bundle>:/etc/ssl/certs/fastflow-ca.pem:ro]
+      [-v <ca bundle>:/etc/ssl/certs/fastflow-ca.pem:ro]      (sources: see hostpaths.py)
       --label fastflow.managed=1 --label fastflow.run_id=… --network <net> -w /app <image>
       uv run --no-project --python X.Y [--with-requirements /app/requirements.txt]
         python -u -c <wrapper>
@@ -36,7 +36,13 @@ from docker.types import Mount
 
 from runs_app.engine import wrapper
 from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
-from runs_app.engine.logstream import LogWriter, noted_setup_duration, resume_point
+from runs_app.engine.hostpaths import HostPaths
+from runs_app.engine.logstream import (
+    LogWriter,
+    note_setup_failure,
+    noted_setup_duration,
+    resume_point,
+)
 from runs_app.engine.metrics import DockerStatsSampler, MetricsRecorder
 from runs_app.engine.uvcache import (
     WARM_INSTALL,
@@ -83,10 +89,12 @@ def image_name(python_version: str) -> str:
     return settings.FASTFLOW_RUNNER_IMAGE.format(python_version=python_version)
 
 
-def installation_scope() -> str:
-    """Labels containers with the installation they belong to (by its data dir), so that an
-    engine never lists or removes containers of another Fast-Flow sharing the Docker daemon."""
-    return hashlib.sha256(str(Path(settings.DATA_DIR).resolve()).encode()).hexdigest()[:16]
+def installation_scope(data_dir: str | None = None) -> str:
+    """Labels containers with the installation they belong to (by its data dir as the Docker
+    host sees it), so that an engine never lists or removes containers of another Fast-Flow
+    sharing the Docker daemon — engines in containers all see their data dir as /data."""
+    where = data_dir or str(Path(settings.DATA_DIR).resolve())
+    return hashlib.sha256(where.encode()).hexdigest()[:16]
 
 
 def engine_env(*, run_id: str, pipeline_name: str) -> dict[str, str]:
@@ -139,6 +147,21 @@ class DockerExecutor(Executor):
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
+        # Bind-mount sources as the daemon sees them (differ when the engine is containerised).
+        self.host_paths = HostPaths(self.inspect_container)
+
+    def scope(self) -> str:
+        """This installation's `fastflow.scope` label (see installation_scope)."""
+        return installation_scope(self.host_paths.source(settings.DATA_DIR))
+
+    def inspect_container(self, ident: str) -> dict[str, Any]:
+        """A container's attributes; LookupError when the daemon has no such container."""
+        try:
+            return self.client.api.inspect_container(ident)
+        except NotFound:
+            raise LookupError(ident) from None
+        except DOCKER_ERRORS as exc:
+            raise InfrastructureError(f"Docker engine error inspecting {ident}: {exc}") from exc
 
     @property
     def client(self) -> docker.DockerClient:
@@ -196,15 +219,16 @@ class DockerExecutor(Executor):
     ) -> dict[str, Any]:
         """The locked-down `containers.create()` arguments (also used by the cache warm-up)."""
         # Mount objects, not "src:dst:mode" strings: a folder name may contain a colon.
+        source = self.host_paths.source
         mounts = [
-            Mount(APP_DIR, str(Path(spec.pipeline_dir).resolve()), type="bind", read_only=True),
-            Mount(CACHE_DIR, str(uv_cache_dir(self.name, world_writable=True)), type="bind"),
+            Mount(APP_DIR, source(spec.pipeline_dir), type="bind", read_only=True),
+            Mount(CACHE_DIR, source(uv_cache_dir(self.name, world_writable=True)), type="bind"),
         ]
         if settings.FASTFLOW_RUNNER_CA_BUNDLE:
             ca = Path(settings.FASTFLOW_RUNNER_CA_BUNDLE)
             if not ca.is_file():
                 raise InfrastructureError(f"FASTFLOW_RUNNER_CA_BUNDLE: {ca} is not a file")
-            mounts.append(Mount(CA_PATH, str(ca.resolve()), type="bind", read_only=True))
+            mounts.append(Mount(CA_PATH, source(ca), type="bind", read_only=True))
         env = {k: v for k, v in spec.env.items() if k != "PATH"}
         env.update(engine_env(run_id=spec.run_id, pipeline_name=spec.pipeline_name))
         options: dict[str, Any] = {
@@ -220,7 +244,7 @@ class DockerExecutor(Executor):
             "mounts": mounts,
             "environment": env,
             "network_mode": settings.FASTFLOW_RUNNER_NETWORK,
-            "labels": {LABEL_MANAGED: "1", LABEL_SCOPE: installation_scope(), **labels},
+            "labels": {LABEL_MANAGED: "1", LABEL_SCOPE: self.scope(), **labels},
             "stdin_open": False,
             "tty": False,
         }
@@ -351,7 +375,7 @@ class DockerExecutor(Executor):
         )
 
     def running_handles(self) -> dict[str, str]:
-        filters = {"label": [f"{LABEL_MANAGED}=1", f"{LABEL_SCOPE}={installation_scope()}"]}
+        filters = {"label": [f"{LABEL_MANAGED}=1", f"{LABEL_SCOPE}={self.scope()}"]}
         try:
             containers = self.client.containers.list(all=True, filters=filters, ignore_removed=True)
         except DOCKER_ERRORS as exc:
@@ -516,6 +540,7 @@ class DockerExecution(Execution):
             outcome.error = classify_exit(
                 outcome, timeout=spec.timeout, mem_limit=spec.mem_hard_limit
             )
+            note_setup_failure(outcome, log)
         except DOCKER_ERRORS as exc:
             outcome.error = f"Docker engine error: {exc}"
             log.note(outcome.error)

@@ -33,7 +33,7 @@ from django.conf import settings
 
 from runs_app.engine import wrapper
 from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
-from runs_app.engine.logstream import LogWriter
+from runs_app.engine.logstream import LogWriter, note_setup_failure
 from runs_app.engine.metrics import MetricsRecorder, ProcessTreeSampler, run_in_thread
 from runs_app.engine.uvcache import (
     WARM_INSTALL,
@@ -372,6 +372,7 @@ class LocalExecution(Execution):
             outcome.error = classify_exit(
                 outcome, timeout=spec.timeout, mem_limit=spec.mem_hard_limit
             )
+            note_setup_failure(outcome, log)
         finally:
             stop_sampling.set()
             _kill_group(self._process.pid, signal.SIGKILL)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from runs_app.logs import NOTE_PREFIX, format_timestamp, parse_timestamp
+from runs_app.outcome import CA_BUNDLE_HINT, Outcome
 
 MASK = b"***"
 MIN_SECRET_LENGTH = 4
@@ -24,6 +25,13 @@ READY_NOTE = "environment ready in "
 # A line longer than this without a newline is written in pieces (each its own log line), so a
 # program printing megabytes with no newline neither grows memory nor stalls the live view.
 MAX_LINE_BYTES = 64 * 1024
+# What uv prints when the package index's TLS certificate does not verify (rustls, native TLS,
+# OpenSSL wording), e.g. behind a TLS-intercepting proxy whose CA the runner does not trust.
+TLS_FAILURE = re.compile(
+    rb"invalid peer certificate|certificate verify failed|unable to get local issuer "
+    rb"certificate|self[- ]signed certificate in certificate chain",
+    re.IGNORECASE,
+)
 
 
 class Masker:
@@ -75,6 +83,8 @@ class LogWriter:
         self.ready_at: datetime | None = None  # when the setup marker arrived
         self.started_at = started_at  # with it, the marker becomes an "environment ready" note
         self.events: set[str] = set()  # words after the marker, e.g. "oom"
+        # The first setup-phase line (before the marker) reporting a TLS certificate failure.
+        self.tls_failure = ""
         self._masker = Masker(mask_values)
         self._marker = marker.encode()
         self._max_line = max(max_line_bytes, self._masker.max_length + 1)
@@ -159,6 +169,9 @@ class LogWriter:
             if rest and rest.isalpha():
                 self.events.add(rest.decode())
                 return
+        setup_phase = self._marker and self.ready_at is None
+        if setup_phase and not self.tls_failure and TLS_FAILURE.search(raw):
+            self.tls_failure = raw.decode("utf-8", "replace").strip()[:300]
         if self.truncated:
             return  # keep draining the stream, write nothing
         entry = self._entry(at, self._masker.mask(raw))
@@ -241,3 +254,14 @@ def noted_setup_duration(path: Path) -> float | None:
             except (IndexError, ValueError):
                 return None
     return None
+
+
+def note_setup_failure(outcome: Outcome, log: LogWriter) -> None:
+    """Name the cause when the run failed while uv set up its environment and uv's output
+    (in the log before the ready marker) says why: a bare "exited with code 2" would not."""
+    if outcome.cancelled or outcome.timed_out or outcome.oom_killed or not outcome.exit_code:
+        return
+    if log.ready_at is not None or not log.tls_failure:
+        return
+    outcome.error = CA_BUNDLE_HINT.format(detail=log.tls_failure)
+    log.note(outcome.error)

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
+from fastflow_site.logformat import log_process_fields
 from runs_app.engine.base import Executor, InfrastructureError
 from runs_app.engine.dispatcher import Dispatcher
 from runs_app.engine.housekeeping import LeaderChores, Periodic
@@ -70,6 +71,7 @@ class Engine:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        log_process_fields(engine_id=self.engine_id)
         engine_register(engine_id=self.engine_id, executor=self.executor.name)
         self.check_executor()
         if self.healthy:

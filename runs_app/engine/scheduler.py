@@ -26,6 +26,7 @@ from django_apscheduler.jobstores import DjangoJobStore
 
 from runs_app.errors import RunError
 from runs_app.models import ScheduledJob
+from runs_app.schedules import schedule_idempotency_key
 from runs_app.services import run_enqueue
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def fire_schedule(scheduled_job_id: str, version: str = "", fire_time: str = "")
             triggered_by="scheduler",
             scheduled_job=job,
             run_config_id=job.run_config_id or None,
-            idempotency_key=f"schedule:{job.id}:{tick}",
+            idempotency_key=schedule_idempotency_key(job_id=job.id, fire_time=tick),
         )
     except RunError as exc:
         logger.warning("schedule %s (%s) did not start a run at %s: %s", job.id, job, tick, exc)

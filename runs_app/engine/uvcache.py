@@ -20,6 +20,9 @@ from pathlib import Path
 
 from django.conf import settings
 
+from runs_app.engine.logstream import TLS_FAILURE
+from runs_app.outcome import CA_BUNDLE_HINT
+
 
 def uv_cache_dir(executor_name: str, *, world_writable: bool = False) -> Path:
     """Create (if needed) and return the executor's cache directory.
@@ -73,4 +76,8 @@ WARM_OUTPUT_TAIL_LINES = 30
 def warm_step_failed(what: str, exit_code: object, output: str) -> str:
     """The warm-up error shown on the pipeline: the step, its exit code and its last lines."""
     tail = "\n".join(output.strip().splitlines()[-WARM_OUTPUT_TAIL_LINES:])
-    return f"{what} failed (exit code {exit_code}):\n{tail}"
+    message = f"{what} failed (exit code {exit_code}):\n{tail}"
+    found = TLS_FAILURE.search(output.encode())
+    if found:  # a run would fail the same way: say what to configure
+        message += "\n" + CA_BUNDLE_HINT.format(detail=found.group(0).decode())
+    return message

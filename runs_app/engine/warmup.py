@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from fastflow_site.logformat import log_context
 from pipelines_app.models import Pipeline
 from runs_app.engine.base import Executor, InfrastructureError
 from runs_app.engine.executors import get_executor
@@ -92,7 +93,8 @@ class CacheWarmer(threading.Thread):
             with self._lock:
                 self.queued.discard(name)
             try:
-                self.warm(name)
+                with log_context(pipeline=name):
+                    self.warm(name)
             except Exception:  # noqa: BLE001
                 logger.exception("cache warm-up of %s failed", name)
             finally:

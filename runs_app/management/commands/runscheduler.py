@@ -49,9 +49,17 @@ class Command(BaseCommand):
             help="Never become the scheduler leader (dispatch only).",
         )
 
+    def say(self, message: str) -> None:
+        """Progress for the operator: a plain line, or a log record when logs are JSON (so
+        every line of the engine's output parses)."""
+        if settings.FASTFLOW_LOG_FORMAT == "json":
+            logger.info(message)
+        else:
+            self.stdout.write(message)
+
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
         desc = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminate"}.get(signum, signum)
-        self.stdout.write(f"{desc}, finishing...")
+        self.say(f"{desc}, finishing...")
         self.shutdown = True
         if self.engine is not None:
             self.engine.wake()
@@ -73,7 +81,7 @@ class Command(BaseCommand):
         executor = get_executor(options["executor"])
         self.engine = Engine(executor=executor, schedules=not options["no_schedules"], slots=slots)
         self.engine.start()
-        self.stdout.write(f"runscheduler {self.engine.engine_id} ({executor.name}) started")
+        self.say(f"runscheduler {self.engine.engine_id} ({executor.name}) started")
         left: set[str] = set()
         try:
             while not self.shutdown:
@@ -90,9 +98,10 @@ class Command(BaseCommand):
         if left:
             # Worker threads are still following containers that keep running (the next engine
             # re-attaches them); waiting for those threads would mean waiting for the runs.
-            self.stdout.write(f"Done; {len(left)} run(s) left running for the next engine.")
+            self.say(f"Done; {len(left)} run(s) left running for the next engine.")
             self.stdout.flush()
             sys.stderr.flush()
             logging.shutdown()
             os._exit(0)
-        return "Done."
+        self.say("Done.")
+        return ""
