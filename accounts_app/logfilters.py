@@ -4,7 +4,8 @@ One-time login links carry their token in the path (`/login-link/<token>`) and i
 in the query string (`/invite?token=…`). Django logs the path of every 4xx/5xx answer
 (`django.request`) and the development server logs every request line (`django.server`), so a
 refused-but-later-valid link (a blocked user unblocked within 15 minutes, a rate-limited click)
-would otherwise sit in the log in usable form.
+would otherwise sit in the log in usable form. Webhook keys are path segments too
+(`/webhooks/<pipeline>/<key>`): a call refused with 400 or 409 was made with the right key.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 _SECRETS = (
     (re.compile(r"(/login-link/)[^\s?#\"']+"), r"\1[redacted]"),
     (re.compile(r"([?&]token=)[^&\s#\"']+"), r"\1[redacted]"),
+    (re.compile(r"(/webhooks/[^/\s?#\"']+/)[^/\s?#\"']+"), r"\1[redacted]"),
 )
 
 

@@ -115,6 +115,9 @@ def load_json(path: Path, label: str) -> Any:
         ) from None
     except SpecError as exc:
         raise _Unreadable(f"{label}: invalid JSON: {exc}") from None
+    except RecursionError:
+        # Deeper than the decoder's recursion limit: not a ValueError, it would escape the sync.
+        raise _Unreadable(f"{label}: invalid JSON: nested too deeply") from None
 
 
 def _display_name(name: str) -> str:

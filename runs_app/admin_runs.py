@@ -21,6 +21,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from accounts_app.permissions import role_can
+from fastflow_site.api.errors import service_error_json
 from runs_app.admin_display import (
     format_bytes,
     format_seconds,
@@ -29,8 +30,8 @@ from runs_app.admin_display import (
     sparkline,
     status_badge,
 )
-from runs_app.errors import RunError
-from runs_app.logs import log_path, log_read, metrics_read
+from runs_app.errors import InvalidRunRequest, RunError
+from runs_app.logs import log_offset_parse, log_path, log_read, metrics_read
 from runs_app.models import PipelineRun, RunStatus
 from runs_app.services import TRIGGERS, run_cancel, run_delete, run_retry
 
@@ -362,12 +363,11 @@ class PipelineRunAdmin(admin.ModelAdmin):
         # The status is read before the log: the engine writes the last lines before it marks
         # the run finished, so a terminal status means this read sees the whole log.
         run = self._viewable_run(request, object_id)
-        raw = request.GET.get("offset", "0")
-        if not raw.isdigit():
-            return JsonResponse(
-                {"error": f"offset must be a non-negative integer, got {raw!r}"}, status=400
-            )
-        data, next_offset = log_read(run=run, offset=int(raw))
+        try:
+            offset = log_offset_parse(raw=request.GET.get("offset", "0"))
+        except InvalidRunRequest as exc:
+            return service_error_json(exc)
+        data, next_offset = log_read(run=run, offset=offset)
         response = JsonResponse(
             {
                 "text": data.decode("utf-8", errors="replace"),

@@ -14,7 +14,6 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -27,12 +26,18 @@ from fastflow_site.api.negotiation import FirstRendererNegotiation
 from fastflow_site.api.pagination import paginated_response, paginated_schema
 from fastflow_site.api.serializers import LenientChoiceField, StringMapField, error_responses
 from runs_app import services
-from runs_app.logs import DEFAULT_CHUNK, log_read, metrics_read
+from runs_app.logs import (
+    DEFAULT_CHUNK,
+    MAX_LOG_OFFSET,
+    log_offset_parse,
+    log_read,
+    metrics_read,
+)
 from runs_app.models import PipelineRun, RunStatus
 from runs_app.sse import log_events
 
 MAX_LOG_CHUNK = 4 * 1024 * 1024
-OFFSET_SCHEMA = {"type": "integer", "minimum": 0}
+OFFSET_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_LOG_OFFSET}
 
 # Documentation of one server-sent event (the stream is a sequence of these).
 LogStreamEvent = inline_serializer(
@@ -208,7 +213,9 @@ class RunLogsApi(APIView):
     content_negotiation_class = FirstRendererNegotiation
 
     class FilterSerializer(serializers.Serializer):
-        offset = serializers.IntegerField(required=False, default=0, min_value=0)
+        offset = serializers.IntegerField(
+            required=False, default=0, min_value=0, max_value=MAX_LOG_OFFSET
+        )
         limit = serializers.IntegerField(
             required=False, default=DEFAULT_CHUNK, min_value=1, max_value=MAX_LOG_CHUNK
         )
@@ -266,12 +273,8 @@ class RunLogStreamApi(APIView):
     )
     def get(self, request: Request, run_id: str) -> StreamingHttpResponse:
         raw = request.headers.get("Last-Event-ID") or request.query_params.get("offset") or "0"
-        try:
-            offset = int(raw)
-        except ValueError:
-            offset = -1
-        if offset < 0:
-            raise ValidationError({"offset": f"expected a non-negative byte offset, got {raw!r}"})
+        # Checked before the response starts: once streaming, an error can no longer be a 400.
+        offset = log_offset_parse(raw=raw)
         run = run_get(run_id)
         session = request.auth if isinstance(request.auth, Session) else None
         still_allowed = partial(user_access_alive, user=request.user, session=session)

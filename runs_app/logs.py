@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from django.conf import settings
+
+from runs_app.errors import InvalidRunRequest
 
 if TYPE_CHECKING:  # only for annotations: the executors' writers import this module
     from runs_app.models import PipelineRun
@@ -23,6 +26,9 @@ if TYPE_CHECKING:  # only for annotations: the executors' writers import this mo
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK = 256 * 1024
+# The largest offset a file can be seeked to (off_t is signed 64-bit); anything beyond it made
+# `seek()` raise instead of returning an empty read.
+MAX_LOG_OFFSET = 2**63 - 1
 NOTE_PREFIX = "[fastflow] "
 
 
@@ -93,6 +99,27 @@ def log_path(*, run: PipelineRun) -> Path | None:
     return data_file(run.log_file)
 
 
+def log_offset_parse(*, raw: str) -> int:
+    """A byte offset from a query parameter or `Last-Event-ID`, for every log endpoint alike."""
+    try:
+        offset = int(raw)
+    except ValueError:
+        offset = -1
+    if not 0 <= offset <= MAX_LOG_OFFSET:
+        message = f"offset must be an integer from 0 to {MAX_LOG_OFFSET}, got {raw[:40]!r}"
+        raise InvalidRunRequest(message, fields={"offset": message})
+    return offset
+
+
+def read_from(fh: BinaryIO, offset: int, limit: int = -1) -> bytes:
+    """Up to `limit` bytes from `offset`; nothing past the end. Filesystems refuse to seek far
+    beyond their largest file size (EINVAL), so an offset past the end is never seeked to."""
+    if offset >= os.fstat(fh.fileno()).st_size:
+        return b""
+    fh.seek(offset)
+    return fh.read(limit)
+
+
 def log_read(*, run: PipelineRun, offset: int = 0, limit: int = DEFAULT_CHUNK) -> tuple[bytes, int]:
     """Bytes of the log from `offset` (at most `limit`), and the offset to ask for next.
 
@@ -104,8 +131,7 @@ def log_read(*, run: PipelineRun, offset: int = 0, limit: int = DEFAULT_CHUNK) -
         return b"", max(offset, 0)
     offset = max(offset, 0)
     with path.open("rb") as fh:
-        fh.seek(offset)
-        data = fh.read(limit)
+        data = read_from(fh, offset, limit)
     if data and not data.endswith(b"\n"):
         cut = data.rfind(b"\n")
         if cut >= 0:

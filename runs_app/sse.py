@@ -14,7 +14,7 @@ from pathlib import Path
 
 from django.db import DatabaseError, connection
 
-from runs_app.logs import log_path, log_read
+from runs_app.logs import log_path, log_read, read_from
 from runs_app.models import TERMINAL_STATUSES, PipelineRun
 
 POLL_SECONDS = 0.25
@@ -45,8 +45,7 @@ def _tail_bytes(run: PipelineRun, offset: int) -> bytes:
     if path is None:
         return b""
     with path.open("rb") as fh:
-        fh.seek(offset)
-        return fh.read()
+        return read_from(fh, offset)
 
 
 def _refresh(run: PipelineRun) -> bool:

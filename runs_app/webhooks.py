@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import time
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from fastflow_site.api.errors import error_json, service_error_json
+from fastflow_site.api.parsers import NESTED_TOO_DEEPLY
 from fastflow_site.errors import ServiceError
 from pipelines_app.errors import SpecError
 from pipelines_app.models import Pipeline
@@ -26,6 +28,8 @@ from runs_app import services
 from runs_app.errors import PipelineNotFound, PipelineNotRunnable
 from runs_app.prometheus import webhook_response_counted
 from secrets_app.services import MissingSecretError, secrets_resolve
+
+logger = logging.getLogger(__name__)
 
 SIGNATURE_WINDOW_SECONDS = 300
 IDEMPOTENCY_KEY_MAX_LENGTH = 200
@@ -146,6 +150,8 @@ def _parameters(body: bytes) -> dict:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise WebhookRefused(400, "parse_error", f"malformed JSON body: {exc}") from None
+    except RecursionError:
+        raise WebhookRefused(400, "parse_error", NESTED_TOO_DEEPLY) from None
     if not isinstance(data, dict):
         raise WebhookRefused(
             400, "invalid", "the body must be a JSON object of parameters (string values)"
@@ -215,3 +221,8 @@ def _respond(request: HttpRequest, pipeline_name: str, webhook_key: str) -> Json
         return _trigger(request, pipeline_name, webhook_key)
     except ServiceError as refusal:
         return service_error_json(refusal)
+    except Exception:
+        # The same JSON shape as the API's 500, never Django's error page: that page (with
+        # DEBUG on) shows the request path, and the path holds the webhook key.
+        logger.exception("webhook of pipeline %r failed", pipeline_name)
+        return error_json("server_error", "internal server error", status=500)

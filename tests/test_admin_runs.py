@@ -203,7 +203,9 @@ def test_the_log_endpoint_rejects_a_bad_offset() -> None:
     response = client_for(Role.READONLY).get(log_url(run), {"offset": "-3"})
 
     assert response.status_code == 400
-    assert "offset must be a non-negative integer" in response.json()["error"]
+    body = response.json()
+    assert body["error"] == "invalid"
+    assert "offset must be an integer from 0" in body["fields"]["offset"]
 
 
 def test_the_log_endpoint_404s_for_an_unknown_run() -> None:

@@ -129,6 +129,7 @@ def test_invalid_json_is_an_error_with_its_position(make_pipeline_dir) -> None:
         ("", "pipeline.json: invalid JSON: Expecting value (line 1, column 1)"),
         ('{"timeout": 1, "timeout": 2}', "pipeline.json: invalid JSON: key 'timeout' appears more"),
         ('{"cpu_hard_limit": NaN}', "pipeline.json: invalid JSON: NaN is not valid JSON"),
+        ('{"tags": ' + "[" * 100_000, "pipeline.json: invalid JSON: nested too deeply"),
         ("[1, 2]", "pipeline.json: expected a JSON object at the top level, got array"),
         ('{"schedule_cron": "0 0 *"}', "pipeline.json: key 'schedule_cron': expected 5 fields"),
         ('{"tags": "etl"}', "pipeline.json: key 'tags': expected an array of strings, got string"),

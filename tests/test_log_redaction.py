@@ -62,3 +62,18 @@ def test_redact_leaves_other_text_alone():
     assert redact("GET /admin/pipelines_app/pipeline/?q=token HTTP/1.1") == (
         "GET /admin/pipelines_app/pipeline/?q=token HTTP/1.1"
     )
+
+
+def test_a_refused_webhook_call_is_logged_without_its_key(client, caplog):
+    from tests.helpers_api import make_pipeline
+
+    key = "the-real-webhook-key-0123"
+    make_pipeline("etl", {"webhook_key": key}, enabled=False)
+
+    with caplog.at_level(logging.INFO):
+        assert client.post(f"/webhooks/etl/{key}").status_code == 409
+        assert client.post("/webhooks/etl/a-guessed-key/").status_code == 404
+
+    assert "Conflict: /webhooks/etl/[redacted]" in caplog.text
+    assert "Not Found: /webhooks/etl/[redacted]/" in caplog.text
+    assert key not in caplog.text and "a-guessed-key" not in caplog.text
