@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -112,6 +113,30 @@ def check_secrets_are_masked_across_split_writes(executor: Executor, make_pipeli
     assert run_to_end(executor, spec).succeeded
     assert user_lines(spec) == ["token is ***", "split: ***"]
     assert token[:5] not in spec.log_file.read_text()
+
+
+def check_encoded_secrets_are_masked(executor: Executor, make_pipeline_dir) -> None:
+    """The pipeline prints its secret base64-, hex- and URL-encoded and inside an HTTP Basic
+    header: none of it reaches the log in a form that decodes back to the secret."""
+    folder = make_pipeline_dir(
+        "encoder",
+        "import base64, os, urllib.parse\n"
+        "secret = os.environ['API_TOKEN'].encode()\n"
+        "print('b64', base64.b64encode(secret).decode())\n"
+        "print('b64url', base64.urlsafe_b64encode(secret).decode())\n"
+        "print('hex', secret.hex())\n"
+        "print('url', urllib.parse.quote(secret, safe=''))\n"
+        "print('basic', base64.b64encode(b'user:' + secret).decode())\n",
+    )
+    token = "tok/9f8e+7d6c?5b4a"
+    spec = make_spec(folder, env={"API_TOKEN": token}, mask_values=(token,))
+    assert run_to_end(executor, spec).succeeded
+    lines = user_lines(spec)
+    assert [line.split(" ", 1)[0] for line in lines] == ["b64", "b64url", "hex", "url", "basic"]
+    assert all("***" in line for line in lines), lines
+    text = spec.log_file.read_text()
+    assert token not in text and token.encode().hex() not in text
+    assert base64.b64encode(token.encode()).decode().rstrip("=") not in text
 
 
 def check_the_log_cap_truncates_with_a_notice(executor: Executor, make_pipeline_dir) -> None:

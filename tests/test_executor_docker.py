@@ -18,6 +18,7 @@ from runs_app.engine.docker_executor import DockerExecution, DockerExecutor
 from runs_app.engine.executors import get_executor
 from tests.helpers_executor import (
     assert_metrics_with_one_note_per_soft_limit,
+    check_encoded_secrets_are_masked,
     check_secrets_are_masked_across_split_writes,
     check_the_log_cap_truncates_with_a_notice,
     log_lines,
@@ -117,6 +118,10 @@ def test_cancel_stops_a_running_container(executor, make_pipeline_dir):
 
 def test_secrets_are_masked_even_when_split_across_writes(executor, make_pipeline_dir):
     check_secrets_are_masked_across_split_writes(executor, make_pipeline_dir)
+
+
+def test_encoded_forms_of_secrets_are_masked(executor, make_pipeline_dir):
+    check_encoded_secrets_are_masked(executor, make_pipeline_dir)
 
 
 def test_parameters_arrive_as_env_vars_and_engine_variables_win(executor, make_pipeline_dir):

@@ -12,6 +12,7 @@ from runs_app.engine.executors import get_executor
 from runs_app.engine.local_executor import LocalExecutor
 from tests.helpers_executor import (
     assert_metrics_with_one_note_per_soft_limit,
+    check_encoded_secrets_are_masked,
     check_secrets_are_masked_across_split_writes,
     check_the_log_cap_truncates_with_a_notice,
     log_lines,
@@ -125,6 +126,10 @@ def test_cancel_stops_the_whole_process_group(executor, make_pipeline_dir):
 
 def test_secrets_are_masked_even_when_split_across_writes(executor, make_pipeline_dir):
     check_secrets_are_masked_across_split_writes(executor, make_pipeline_dir)
+
+
+def test_encoded_forms_of_secrets_are_masked(executor, make_pipeline_dir):
+    check_encoded_secrets_are_masked(executor, make_pipeline_dir)
 
 
 def test_parameters_arrive_as_environment_variables(executor, make_pipeline_dir):
