@@ -13,6 +13,8 @@ Decisions where the original was loose (all errors, so the pipeline cannot run u
   `retry_strategy.type` (the original used defaults), an empty `custom_schedule`;
 - `downstream_triggers[].on_route` (the original dropped it silently);
 - a `webhook_key` used twice within the pipeline (pipeline level and run configurations).
+- a `default_env`/`encrypted_env` name or a secret that is a reserved variable
+  (`pipelines_app.env_names`: `PYTHONPATH`, `LD_PRELOAD`, `UV_*`, `FASTFLOW_*`, ...).
 A run configuration without a schedule is allowed: it is still selectable for manual runs,
 webhooks and downstream triggers (the original dropped it).
 """

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from pipelines_app.cron import validate_cron
+from pipelines_app.env_names import reserved_env_message
 from pipelines_app.errors import SpecError
 
 # Pipeline folders, run configuration ids and downstream targets share this rule: the name
@@ -126,6 +127,8 @@ def as_env(value: object) -> dict[str, str]:
     for name, item in value.items():
         if not name or "=" in name or "\x00" in name:
             raise SpecError(f"invalid variable name {name!r}")
+        if refused := reserved_env_message(name):
+            raise SpecError(refused)
         if not isinstance(item, str):
             raise SpecError(f"value of {name!r} must be a string, got {json_type(item)}")
         if "\x00" in item:
@@ -152,6 +155,9 @@ def as_secret_names(value: object) -> tuple[str, ...]:
     for name in names:
         if "=" in name or "\x00" in name:
             raise SpecError(f"invalid secret name {name!r}")
+        # Secrets become environment variables of the run under their own name.
+        if refused := reserved_env_message(name, what="secret"):
+            raise SpecError(refused)
     return names
 
 

@@ -1,7 +1,9 @@
 """The environment a run receives, and the masked copy stored on the run.
 
 Lowest to highest precedence: pipeline `default_env`, the run configuration's `default_env`,
-decrypted `encrypted_env`, the `Secret` rows named in `secrets`, then the run's parameters.
+decrypted `encrypted_env`, the `Secret` rows named in `secrets`, then the run's parameters,
+which may replace defaults only: a parameter named like a secret or an `encrypted_env` value,
+or a reserved variable (`pipelines_app.env_names`), is refused.
 Plaintext secrets only ever live in the returned `env` (handed to the executor), never in
 `masked` (stored in `PipelineRun.env_vars`).
 """
@@ -11,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipelines_app.models import Pipeline
+from runs_app.errors import InvalidRunRequest
 from runs_app.models import PipelineRun
+from runs_app.services import run_parameters_check_conflicts, run_parameters_validate
 from secrets_app import crypto
 from secrets_app.models import Secret
 from secrets_app.services import MissingSecretError, secrets_resolve
@@ -77,9 +81,16 @@ def run_environment(*, run: PipelineRun) -> RunEnvironment:
         secret_names |= set(values) - plain
         secret_names -= plain
 
-    env.update(run.parameters or {})
-    # A parameter overriding a secret's name is user input, shown as given.
-    secret_names -= set(run.parameters or {})
+    # Checked again here: the run may have been queued before this check existed, or before
+    # pipeline.json gained a secret of the same name.
+    try:
+        parameters = run_parameters_validate(parameters=run.parameters)
+        run_parameters_check_conflicts(
+            spec=spec, run_config_id=run.run_config_id, parameters=parameters
+        )
+    except InvalidRunRequest as exc:
+        raise RunEnvironmentError(f"refused to start: {exc}") from None
+    env.update(parameters)
 
     masked = {name: (MASK if name in secret_names else value) for name, value in env.items()}
     mask_values = tuple(

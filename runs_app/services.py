@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.db.models import Case, Count, F, Value, When
 from django.utils import timezone
 
+from pipelines_app.env_names import reserved_env_message
 from pipelines_app.models import Pipeline
 from pipelines_app.spec import PipelineSpec
 from runs_app.errors import (
@@ -86,6 +87,8 @@ def run_parameters_validate(*, parameters: object) -> dict[str, str]:
                 f"invalid parameter name {name!r}: use letters, digits and underscores, "
                 "not starting with a digit"
             )
+        elif refused := reserved_env_message(name, what="parameter"):
+            errors[field] = refused
         elif not isinstance(value, str):
             errors[field] = (
                 f"parameter {name!r} must be a string, got {type(value).__name__} "
@@ -103,6 +106,28 @@ def run_parameters_validate(*, parameters: object) -> dict[str, str]:
     if errors:
         raise InvalidRunRequest("invalid parameters: " + "; ".join(errors.values()), errors)
     return dict(parameters)
+
+
+def run_parameters_check_conflicts(
+    *, spec: PipelineSpec, run_config_id: str | None, parameters: dict[str, str]
+) -> None:
+    """A parameter never replaces a value the pipeline keeps secret: a name listed in
+    `secrets` or in the (selected run configuration's) `encrypted_env` is refused, not
+    silently overridden. Raises InvalidRunRequest naming each such key; KeyError for an
+    unknown run configuration."""
+    effective = spec.effective(run_config_id or None)
+    guarded = {name: "a secret" for name in spec.secrets}
+    guarded |= {name: "an encrypted_env value" for name in effective.encrypted_env}
+    errors = {
+        f"parameters.{name}": (
+            f"parameter {name!r} would replace {guarded[name]} of pipeline.json with the "
+            "same name; a parameter cannot override it (use another name)"
+        )
+        for name in parameters
+        if name in guarded
+    }
+    if errors:
+        raise InvalidRunRequest("invalid parameters: " + "; ".join(errors.values()), errors)
 
 
 def _spec_or_none(pipeline: Pipeline) -> PipelineSpec | None:
@@ -158,6 +183,7 @@ def run_enqueue(
             f"(known: {known})"
         )
         raise InvalidRunRequest(message, fields={"run_config_id": message})
+    run_parameters_check_conflicts(spec=target.spec, run_config_id=config_id, parameters=params)
     key = _short_key(idempotency_key)
     with transaction.atomic():
         if key:

@@ -17,18 +17,16 @@ LAYERS = ("PIPE_ONLY", "CONFIG", "ENCRYPTED", "SECRET", "PARAM")
 
 @pytest.fixture
 def layered():
-    """Each variable named in LAYERS is last set by the layer of that name."""
+    """Each variable named in LAYERS is last set by the layer of that name. A parameter may
+    replace defaults only (never a secret or an encrypted_env value: tests/test_reserved_env)."""
     secret_set(key="SECRET", value="from-secret")
-    secret_set(key="PARAM", value="secret-under-param")
     secret_set(key="PLAIN_SETTING", value="visible", is_parameter=True)
     return make_pipeline(
         "layered",
         pipeline_json={
             "default_env": {n: "from-pipeline" for n in LAYERS},
-            "encrypted_env": {
-                n: crypto.encrypt("from-encrypted") for n in ("ENCRYPTED", "SECRET", "PARAM")
-            },
-            "secrets": ["SECRET", "PARAM", "PLAIN_SETTING"],
+            "encrypted_env": {n: crypto.encrypt("from-encrypted") for n in ("ENCRYPTED", "SECRET")},
+            "secrets": ["SECRET", "PLAIN_SETTING"],
             "schedules": [
                 {
                     "id": "cfg",
