@@ -1,0 +1,151 @@
+"""A real web server (the README's gunicorn command, or `manage.py runserver`) on a free loopback
+port, serving the test database and data dir. Tests using it need
+`django_db(transaction=True)`: the server is another process and sees committed rows only."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from tests.helpers_engine import database_url
+from tests.helpers_settings import PROJECT_DIR, clean_env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class WebServer:
+    """`kind` is "gunicorn" (`--worker-class gthread --threads 8 --workers N`, as in the
+    README) or "runserver". Production settings: DEBUG off, keys from the test settings."""
+
+    def __init__(
+        self, kind: str = "gunicorn", *, workers: int = 2, root: Path | None = None, **env: str
+    ) -> None:
+        """`root`: where the data and pipelines dirs are (default: the test's own)."""
+        self.kind = kind
+        self.workers = workers
+        self.port = free_port()
+        data = root / "data" if root else Path(settings.DATA_DIR)
+        pipelines = root / "pipelines" if root else Path(settings.PIPELINES_DIR)
+        data.mkdir(parents=True, exist_ok=True)
+        self.output = data / f"web-{kind}-{self.port}.out"
+        self.env = clean_env(
+            data.parent,
+            DEBUG="false",
+            SECRET_KEY=settings.SECRET_KEY,
+            FASTFLOW_ENCRYPTION_KEY=",".join(settings.FASTFLOW_ENCRYPTION_KEYS),
+            DATABASE_URL=database_url(),
+            ALLOWED_HOSTS="127.0.0.1",
+            FASTFLOW_DATA_DIR=str(data),
+            FASTFLOW_PIPELINES_DIR=str(pipelines),
+            FASTFLOW_LOG_LEVEL="WARNING",
+            PYTHONUNBUFFERED="1",
+            **env,
+        )
+        self.process: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        if self.kind == "gunicorn":
+            return [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "fastflow_site.wsgi",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "8",
+                "--workers",
+                str(self.workers),
+            ]
+        return [
+            sys.executable,
+            "manage.py",
+            "runserver",
+            f"127.0.0.1:{self.port}",
+            "--noreload",
+            "--skip-checks",
+        ]
+
+    def __enter__(self) -> WebServer:
+        with self.output.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.command(),
+                cwd=PROJECT_DIR,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.kind} exited early:\n{self.read_output()}")
+            try:
+                if self.request("GET", "/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.kind} did not come up:\n{self.read_output()}")
+            time.sleep(0.2)
+        if self.kind == "gunicorn":
+            self._wait_for_workers(deadline)
+        return self
+
+    def _wait_for_workers(self, deadline: float) -> None:
+        """Every worker has booted (each logs "Booting worker"), so load is really shared."""
+        while self.read_output().count("Booting worker") < self.workers:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"gunicorn workers did not boot:\n{self.read_output()}")
+            time.sleep(0.1)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def read_output(self) -> str:
+        return self.output.read_text(errors="replace") if self.output.exists() else ""
+
+    def connection(self, timeout: float = 60) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        *,
+        chunks: list[bytes] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request on a new connection; with `chunks`, the body is sent with
+        `Transfer-Encoding: chunked` and no Content-Length."""
+        conn = self.connection()
+        try:
+            if chunks is not None:
+                conn.request(
+                    method, path, body=iter(chunks), headers=headers or {}, encode_chunked=True
+                )
+            else:
+                conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
