@@ -1,4 +1,5 @@
-"""A small fixed-window rate limit per client IP, kept in Django's cache.
+"""A small fixed-window rate limit per client IP, counted in the database (shared by every web
+process; see `fastflow_site.throttle`).
 
 Used on the public endpoints that take secrets in the URL (invitation and login links), where
 guessing is the attack. Behind a reverse proxy REMOTE_ADDR is the proxy, so the limit is shared
@@ -11,22 +12,20 @@ import functools
 from collections.abc import Callable
 
 from django.conf import settings
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+
+from fastflow_site.throttle import rate_limit_hit
 
 
 def hit(request: HttpRequest, *, scope: str) -> bool:
     """Count one request; True while the client is within its allowance."""
-    window = settings.FASTFLOW_AUTH_RATE_LIMIT_WINDOW
-    key = f"fastflow:ratelimit:{scope}:{request.META.get('REMOTE_ADDR', '')}"
-    cache.add(key, 0, timeout=window)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add() and incr()
-        cache.set(key, 1, timeout=window)
-        count = 1
-    return count <= settings.FASTFLOW_AUTH_RATE_LIMIT_COUNT
+    return rate_limit_hit(
+        scope=f"auth:{scope}",
+        key=request.META.get("REMOTE_ADDR", ""),
+        limit=settings.FASTFLOW_AUTH_RATE_LIMIT_COUNT,
+        window_seconds=settings.FASTFLOW_AUTH_RATE_LIMIT_WINDOW,
+    ).allowed
 
 
 def rate_limited(scope: str) -> Callable:

@@ -288,9 +288,10 @@ STORAGES = {
     },
 }
 
-# --- Cache (rate limits, webhook replay protection) ---------------------------------------------
-# The default is per process. With several web processes use a shared cache, e.g.
-# FASTFLOW_CACHE_URL=dbcache://fastflow_cache (then `manage.py createcachetable`) or redis://….
+# --- Cache -------------------------------------------------------------------------------------
+# Fast-Flow's own rate limits, webhook replay protection and idempotency live in the database
+# (fastflow_site.throttle), shared by every process. Django's cache only serves libraries
+# (allauth's own throttles); the default is per process.
 try:
     CACHES = {"default": env.cache_url("FASTFLOW_CACHE_URL", default="locmemcache://")}
 except (ValueError, KeyError, ImproperlyConfigured) as _exc:

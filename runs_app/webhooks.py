@@ -15,13 +15,13 @@ import logging
 import time
 
 from django.conf import settings
-from django.core.cache import cache
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from fastflow_site.api.errors import error_json, service_error_json
 from fastflow_site.api.parsers import NESTED_TOO_DEEPLY
 from fastflow_site.errors import ServiceError
+from fastflow_site.throttle import nonce_use, rate_limit_hit
 from pipelines_app.errors import SpecError
 from pipelines_app.models import Pipeline
 from runs_app import services
@@ -83,21 +83,17 @@ def _read_body(request: HttpRequest) -> bytes:
 
 def _check_rate(pipeline: Pipeline) -> None:
     limit = settings.FASTFLOW_WEBHOOK_RATE_PER_MINUTE
-    now = time.time()
-    bucket = f"fastflow:webhook-rate:{pipeline.pipeline_name}:{int(now // 60)}"
-    cache.add(bucket, 0, timeout=120)
-    try:
-        count = cache.incr(bucket)
-    except ValueError:  # expired between add and incr
-        cache.set(bucket, 1, timeout=120)
-        count = 1
-    if count > limit:
+    # Counted in the database: every web process (and host) shares one budget per pipeline.
+    hit = rate_limit_hit(
+        scope="webhook", key=pipeline.pipeline_name, limit=limit, window_seconds=60
+    )
+    if not hit.allowed:
         # The counting window is the calendar minute: a client may try again when it turns.
         raise WebhookRefused(
             429,
             "rate_limited",
             f"more than {limit} webhook calls this minute for this pipeline",
-            headers={"Retry-After": str(60 - int(now % 60))},
+            headers={"Retry-After": str(hit.retry_after)},
         )
 
 
@@ -134,10 +130,13 @@ def _verify_signature(request: HttpRequest, body: bytes, secret_name: str) -> No
     expected = hmac.new(secret.encode(), f"{sent_at}.".encode() + body, hashlib.sha256)
     if not hmac.compare_digest(signature.encode(), f"sha256={expected.hexdigest()}".encode()):
         raise WebhookRefused(401, "signature_invalid", "X-Fastflow-Signature does not match")
-    # Remembered only once verified, so forged requests cannot block a genuine one. The entry
-    # outlives any timestamp that could still pass the window check.
-    seen = f"fastflow:webhook-sig:{hashlib.sha256(signature.encode()).hexdigest()}"
-    if not cache.add(seen, 1, timeout=2 * SIGNATURE_WINDOW_SECONDS + 1):
+    # Remembered only once verified, so forged requests cannot block a genuine one; in the
+    # database, so a copy sent to another web process is refused too. The entry outlives any
+    # timestamp that could still pass the window check.
+    first_use = nonce_use(
+        scope="webhook-signature", value=signature, ttl_seconds=2 * SIGNATURE_WINDOW_SECONDS + 1
+    )
+    if not first_use:
         raise WebhookRefused(
             409, "replayed", "this signed request was already received; sign each request anew"
         )

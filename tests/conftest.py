@@ -46,7 +46,8 @@ def data_dir(tmp_path: Path, settings) -> Path:
 
 @pytest.fixture(autouse=True)
 def _clear_cache() -> None:
-    """Rate-limit counters (and anything else cached) must not leak between tests."""
+    """Nothing cached (allauth's throttles use Django's cache) may leak between tests. Fast-Flow's
+    own rate limits are database rows, rolled back with each test."""
     from django.core.cache import cache
 
     cache.clear()

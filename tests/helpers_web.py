@@ -28,11 +28,23 @@ class WebServer:
     README) or "runserver". Production settings: DEBUG off, keys from the test settings."""
 
     def __init__(
-        self, kind: str = "gunicorn", *, workers: int = 2, root: Path | None = None, **env: str
+        self,
+        kind: str = "gunicorn",
+        *,
+        workers: int = 2,
+        threads: int | None = 8,
+        root: Path | None = None,
+        collectstatic: bool = False,
+        **env: str,
     ) -> None:
-        """`root`: where the data and pipelines dirs are (default: the test's own)."""
+        """`root`: where the data and pipelines dirs are (default: the test's own).
+        `threads=None`: gunicorn's default sync workers, one request at a time each, so
+        concurrent requests are certain to be spread over the workers. `collectstatic`: for
+        pages that render templates (DEBUG is off, so static files come from a manifest)."""
         self.kind = kind
         self.workers = workers
+        self.threads = threads
+        self.collectstatic = collectstatic
         self.port = free_port()
         data = root / "data" if root else Path(settings.DATA_DIR)
         pipelines = root / "pipelines" if root else Path(settings.PIPELINES_DIR)
@@ -48,6 +60,7 @@ class WebServer:
             FASTFLOW_DATA_DIR=str(data),
             FASTFLOW_PIPELINES_DIR=str(pipelines),
             FASTFLOW_LOG_LEVEL="WARNING",
+            FASTFLOW_STATIC_ROOT=str(data / "static"),
             PYTHONUNBUFFERED="1",
             **env,
         )
@@ -55,6 +68,7 @@ class WebServer:
 
     def command(self) -> list[str]:
         if self.kind == "gunicorn":
+            threads = ["--worker-class", "gthread", "--threads", str(self.threads)]
             return [
                 sys.executable,
                 "-m",
@@ -62,12 +76,16 @@ class WebServer:
                 "fastflow_site.wsgi",
                 "--bind",
                 f"127.0.0.1:{self.port}",
-                "--worker-class",
-                "gthread",
-                "--threads",
-                "8",
+                *(threads if self.threads else []),
                 "--workers",
                 str(self.workers),
+                # The access log names the worker (pid) that answered each request.
+                "--access-logfile",
+                "-",
+                "--access-logformat",
+                "pid=%(p)s %(m)s %(U)s %(s)s",
+                "--config",
+                str(self._gunicorn_config()),
             ]
         return [
             sys.executable,
@@ -78,7 +96,25 @@ class WebServer:
             "--skip-checks",
         ]
 
+    def _gunicorn_config(self) -> Path:
+        # "Booting worker" is logged before a worker imports the application; this hook runs
+        # after, so the test knows when every worker can answer.
+        config = self.output.with_suffix(".conf.py")
+        config.write_text(
+            "def post_worker_init(worker):\n    worker.log.info('%s', 'worker ready')\n"
+        )
+        return config
+
     def __enter__(self) -> WebServer:
+        if self.collectstatic:
+            subprocess.run(
+                [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+                cwd=PROJECT_DIR,
+                env=self.env,
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
         with self.output.open("ab") as out:
             self.process = subprocess.Popen(
                 self.command(),
@@ -105,8 +141,8 @@ class WebServer:
         return self
 
     def _wait_for_workers(self, deadline: float) -> None:
-        """Every worker has booted (each logs "Booting worker"), so load is really shared."""
-        while self.read_output().count("Booting worker") < self.workers:
+        """Every worker has loaded the application, so load is really shared."""
+        while self.read_output().count("worker ready") < self.workers:
             if time.monotonic() > deadline:
                 raise AssertionError(f"gunicorn workers did not boot:\n{self.read_output()}")
             time.sleep(0.1)
@@ -119,6 +155,14 @@ class WebServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+
+    def answering_pids(self, path_part: str) -> set[str]:
+        """The gunicorn workers that answered requests whose path contains `path_part`."""
+        return {
+            line.split()[0].removeprefix("pid=")
+            for line in self.read_output().splitlines()
+            if line.startswith("pid=") and path_part in line
+        }
 
     def read_output(self) -> str:
         return self.output.read_text(errors="replace") if self.output.exists() else ""

@@ -6,7 +6,6 @@ import json
 import time
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
 from runs_app.models import PipelineRun
@@ -18,14 +17,6 @@ pytestmark = pytest.mark.django_db
 KEY = "k3y-0f-the-etl-pipeline"
 CONFIG_KEY = "nightly-hook-key"
 SIGNING_SECRET = "s1gning-secret-value"
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    # Rate-limit counters and seen signatures live in the cache; tests must not share them.
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

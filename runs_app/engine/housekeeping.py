@@ -1,7 +1,7 @@
 """Engine chores: the `Periodic` thread that runs background jobs, and what only the scheduler
-leader does (re-sync pipelines → schedules → cache warm-up requests, purge expired tokens and old
-job logs). Who this engine is and its heartbeat live in `identity.py`; warming the cache itself in
-`warmup.py`."""
+leader does (re-sync pipelines → schedules → cache warm-up requests, purge expired tokens, old
+job logs and expired rate-limit/replay rows). Who this engine is and its heartbeat live in
+`identity.py`; warming the cache itself in `warmup.py`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from django.utils import timezone
 from django_apscheduler.models import DjangoJobExecution
 
 from accounts_app.services import tokens_purge_expired
+from fastflow_site.throttle import throttle_purge_expired
 from pipelines_app.errors import PipelinesDirError
 from pipelines_app.models import Pipeline
 from pipelines_app.services import pipelines_sync
@@ -132,3 +133,6 @@ class LeaderChores:
         DjangoJobExecution.objects.delete_old_job_executions(
             int(JOB_EXECUTION_MAX_AGE.total_seconds())
         )
+        purged = throttle_purge_expired()
+        if purged:
+            logger.info("purged %s expired rate-limit and replay-protection row(s)", purged)
