@@ -1,8 +1,33 @@
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from django.apps import AppConfig
+from django.conf import settings
+from django.db.backends.signals import connection_created
+
+
+def _private_sqlite(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """SQLite creates its database (and WAL, SHM) files with the umask's mode, 0644 by
+    default: readable by every local user. Tightened on every new connection, which costs a
+    few stat calls; a file this user does not own is left alone."""
+    from fastflow_site.datadir import private_sqlite_files
+
+    if connection.vendor != "sqlite":
+        return
+    name = str(connection.settings_dict.get("NAME") or "")
+    if name and name != ":memory:" and "mode=memory" not in name:
+        private_sqlite_files(Path(name))
 
 
 class FastflowSiteConfig(AppConfig):
     name = "fastflow_site"
     verbose_name = "Fast-Flow"
+
+    def ready(self) -> None:
+        from fastflow_site.datadir import PRIVATE_DIR, tighten
+
+        connection_created.connect(_private_sqlite, dispatch_uid="fastflow-private-sqlite")
+        # A data dir an older version created 0755 becomes 0700 (only if it is ours).
+        tighten(Path(settings.DATA_DIR), PRIVATE_DIR)

@@ -17,6 +17,8 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from fastflow_site.datadir import private_dir
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -97,7 +99,7 @@ def _persisted_value(path: Path, make: Any) -> str:
     """Development convenience: a value generated once and kept in the data dir."""
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     # The web process and the engine may start together on a fresh data dir: write a complete
     # file under a private name, then link it into place (atomic, fails if taken), so every
     # process ends up reading the one value that won, never a half-written file.

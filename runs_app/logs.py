@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from django.conf import settings
 
+from fastflow_site.datadir import private_open
 from runs_app.errors import InvalidRunRequest
 
 if TYPE_CHECKING:  # only for annotations: the executors' writers import this module
@@ -67,8 +68,7 @@ def log_append_notes(*, run: PipelineRun, notes: list[str]) -> None:
         return
     path = Path(run.log_file)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("ab") as fh:
+        with private_open(path, "ab") as fh:  # 0600 in 0700 folders, like the writer's
             for note in notes:
                 line = f"{format_timestamp(datetime.now(UTC))} {NOTE_PREFIX}{note}\n"
                 fh.write(line.encode("utf-8", "replace"))

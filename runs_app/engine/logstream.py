@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
+from fastflow_site.datadir import private_open
 from runs_app.logs import NOTE_PREFIX, format_timestamp, parse_timestamp
 from runs_app.outcome import CA_BUNDLE_HINT, Outcome
 
@@ -149,7 +150,6 @@ class LogWriter:
         started_at: datetime | None = None,
         max_line_bytes: int = MAX_LINE_BYTES,
     ) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_bytes = max_bytes
         self.truncated = _already_truncated(path)
@@ -164,7 +164,7 @@ class LogWriter:
         self._buffer = bytearray()
         self._buffer_at: datetime | None = None
         self._lock = threading.Lock()
-        self._file = path.open("ab")
+        self._file = private_open(path, "ab")  # 0600 in 0700 folders
         self._written = self._file.tell()
         self._noted: set[str] = set()
 

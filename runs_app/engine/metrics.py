@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 
+from fastflow_site.datadir import private_open
 from runs_app.engine.logstream import LogWriter
 from runs_app.logs import format_timestamp
 from runs_app.outcome import format_bytes
@@ -30,7 +31,6 @@ class MetricsRecorder:
         cpu_soft_limit: float | None = None,
         mem_soft_limit: int | None = None,
     ) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         # After an engine restart the file already holds samples: the peak includes them.
         self.peak_memory_bytes: int | None = _recorded_peak(path)
@@ -39,7 +39,7 @@ class MetricsRecorder:
         self._cpu_soft_limit = cpu_soft_limit
         self._mem_soft_limit = mem_soft_limit
         self._lock = threading.Lock()
-        self._file = path.open("a")
+        self._file = private_open(path, "a")  # 0600 in 0700 folders
         if _ends_mid_line(path):
             self._file.write("\n")  # never glue a new sample onto a line cut short by a crash
 

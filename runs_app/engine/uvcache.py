@@ -20,6 +20,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from fastflow_site.datadir import private_dir, private_open
 from runs_app.engine.logstream import TLS_FAILURE
 from runs_app.outcome import CA_BUNDLE_HINT
 
@@ -32,7 +33,10 @@ def uv_cache_dir(executor_name: str, *, world_writable: bool = False) -> Path:
     are then owned by that uid).
     """
     path = Path(settings.FASTFLOW_UV_CACHE_DIR) / executor_name
-    path.mkdir(parents=True, exist_ok=True)
+    if not world_writable:
+        return private_dir(path)
+    private_dir(path.parent)
+    path.mkdir(exist_ok=True)
     if world_writable and (path.stat().st_mode & 0o777) != 0o777:
         # Not our directory (another engine user created it): leave it, uv will say what fails.
         with contextlib.suppress(PermissionError):
@@ -61,8 +65,8 @@ def is_warm(stamp: Path | None) -> bool:
 
 def mark_warm(stamp: Path | None) -> None:
     if stamp is not None:
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(datetime.now(UTC).isoformat())
+        with private_open(stamp, "w") as fh:
+            fh.write(datetime.now(UTC).isoformat())
 
 
 # The two warm-up steps every executor runs, in this order, with its own uv and interpreter:
