@@ -11,6 +11,10 @@
 #   SCHEMATHESIS_ROLES          roles to test with        (default: "READONLY WRITE ADMIN";
 #                               ADMIN is available too)
 #   SCHEMATHESIS_MAX_EXAMPLES   examples per operation    (default: 10)
+#   SCHEMATHESIS_FOCUS_EXAMPLES examples per operation in the focused pass (default: 200): log
+#                               tailing and streaming of a real finished run (offsets, including
+#                               huge ones) and creating runs of the example pipeline (bodies,
+#                               parameter names, reserved variables), as WRITE
 #   SCHEMATHESIS_CHECKS         checks that fail the run  (default: see CHECKS below)
 #   SCHEMATHESIS_SEED           fixed seed to replay a failure
 #   SCHEMATHESIS_REPORT_DIR     where JUnit reports go    (default: none)
@@ -21,6 +25,7 @@ PY=.venv/bin/python
 ST=.venv/bin/schemathesis
 ROLES=${SCHEMATHESIS_ROLES:-"READONLY WRITE ADMIN"}
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-10}
+FOCUS_EXAMPLES=${SCHEMATHESIS_FOCUS_EXAMPLES:-200}
 # Server errors, and responses that contradict the schema (status codes, content types, bodies).
 CHECKS=${SCHEMATHESIS_CHECKS:-"not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"}
 
@@ -57,6 +62,31 @@ for role in ('READONLY', 'WRITE', 'ADMIN'):
     User.objects.create_user(username=f'st-{role.lower()}', role=role)
 pipelines_sync()
 "
+# A finished run with a log file, so the focused pass reads a real log at every offset.
+RUN_ID=$($PY manage.py shell -v 0 -c "
+from pathlib import Path
+from django.conf import settings
+from runs_app.models import PipelineRun, RunStatus
+run = PipelineRun.objects.create(pipeline_id='demo', status=RunStatus.SUCCESS)
+log = Path(settings.LOGS_DIR) / 'demo' / f'{run.id}.log'
+log.parent.mkdir(parents=True, exist_ok=True)
+log.write_text(''.join(f'2026-12-01T00:00:00.000Z line {i}\\n' for i in range(50)))
+PipelineRun.objects.filter(id=run.id).update(log_file=str(log))
+print(run.id)
+")
+cat > "$work/schemathesis.toml" <<TOML
+[[operations]]
+include-operation-id = "runs_logs"
+parameters = { run_id = "$RUN_ID" }
+
+[[operations]]
+include-operation-id = "runs_logs_stream"
+parameters = { run_id = "$RUN_ID" }
+
+[[operations]]
+include-operation-id = "pipelines_runs_create"
+parameters = { name = "demo" }
+TOML
 declare -A TOKENS
 for role in READONLY WRITE ADMIN; do
   TOKENS[$role]=$($PY manage.py issuetoken "st-${role,,}" --days 1 --name schemathesis 2>/dev/null)
@@ -96,5 +126,23 @@ for role in $ROLES; do
     tail -n 40 "$work/server.log" >&2
   fi
 done
+
+echo "== focused pass as WRITE: log offsets and run creation, $FOCUS_EXAMPLES examples each"
+args=(--config-file "$work/schemathesis.toml" run "$base/api/schema/"
+      --header "Authorization: Bearer ${TOKENS[WRITE]}"
+      --checks "$CHECKS" --max-examples "$FOCUS_EXAMPLES" --workers 2
+      --request-timeout 30 --suppress-health-check too_slow,filter_too_much --no-shrink
+      --include-operation-id runs_logs --include-operation-id runs_logs_stream
+      --include-operation-id pipelines_runs_create)
+[ -n "${SCHEMATHESIS_SEED:-}" ] && args+=(--seed "$SCHEMATHESIS_SEED")
+if [ -n "${SCHEMATHESIS_REPORT_DIR:-}" ]; then
+  args=("${args[@]:0:3}" "${args[@]:3}" --report junit
+        --report-junit-path "$SCHEMATHESIS_REPORT_DIR/schemathesis-focused.xml")
+fi
+if ! "$ST" "${args[@]}"; then
+  failed=1
+  echo "!! schemathesis found failures in the focused pass (server log: last lines below)" >&2
+  tail -n 40 "$work/server.log" >&2
+fi
 
 exit $failed
