@@ -24,8 +24,8 @@ def free_port() -> int:
 
 
 class WebServer:
-    """`kind` is "gunicorn" (`--worker-class gthread --threads 8 --workers N`, as in the
-    README) or "runserver". Production settings: DEBUG off, keys from the test settings."""
+    """`kind` is "gunicorn" (the README's `gunicorn -c deploy/gunicorn.conf.py`, with N
+    workers) or "runserver". Production settings: DEBUG off, keys from the test settings."""
 
     def __init__(
         self,
@@ -69,6 +69,7 @@ class WebServer:
     def command(self) -> list[str]:
         if self.kind == "gunicorn":
             threads = ["--worker-class", "gthread", "--threads", str(self.threads)]
+            sync = ["--worker-class", "sync"]
             return [
                 sys.executable,
                 "-m",
@@ -76,7 +77,7 @@ class WebServer:
                 "fastflow_site.wsgi",
                 "--bind",
                 f"127.0.0.1:{self.port}",
-                *(threads if self.threads else []),
+                *(threads if self.threads else sync),
                 "--workers",
                 str(self.workers),
                 # The access log names the worker (pid) that answered each request.
@@ -97,10 +98,15 @@ class WebServer:
         ]
 
     def _gunicorn_config(self) -> Path:
-        # "Booting worker" is logged before a worker imports the application; this hook runs
-        # after, so the test knows when every worker can answer.
+        """The production configuration (deploy/gunicorn.conf.py, the README's command) plus
+        one hook: "Booting worker" is logged before a worker imports the application, this
+        runs after, so the test knows when every worker can answer. Command-line options
+        (bind, workers, worker class, access log format) override the file's."""
+        production = PROJECT_DIR / "deploy" / "gunicorn.conf.py"
         config = self.output.with_suffix(".conf.py")
         config.write_text(
+            f"__file__ = {str(production)!r}\n"
+            f"exec(compile(open(__file__).read(), __file__, 'exec'))\n"
             "def post_worker_init(worker):\n    worker.log.info('%s', 'worker ready')\n"
         )
         return config
