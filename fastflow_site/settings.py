@@ -188,6 +188,7 @@ INSTALLED_APPS = [
     "pipelines_app",
     "runs_app",
     "secrets_app",
+    "notifications_app",
 ]
 
 MIDDLEWARE = [
@@ -416,6 +417,30 @@ FASTFLOW_HEARTBEAT_STALE_SECONDS = env_float("FASTFLOW_HEARTBEAT_STALE_SECONDS",
 FASTFLOW_SCHEDULE_GRACE_SECONDS = env_int("FASTFLOW_SCHEDULE_GRACE_SECONDS", 300, minimum=1)
 FASTFLOW_DOWNSTREAM_MAX_DEPTH = env_int("FASTFLOW_DOWNSTREAM_MAX_DEPTH", 10, minimum=1)
 
+# --- Notifications (Apprise), retention, audit ------------------------------------------------
+FASTFLOW_NOTIFY_ALLOWED_HOSTS = _read("FASTFLOW_NOTIFY_ALLOWED_HOSTS", env.list, [])
+try:
+    from notifications_app.ssrf import parse_allowlist
+
+    parse_allowlist(FASTFLOW_NOTIFY_ALLOWED_HOSTS)
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"FASTFLOW_NOTIFY_ALLOWED_HOSTS: {_exc}") from _exc
+FASTFLOW_NOTIFY_TIMEOUT_SECONDS = env_float("FASTFLOW_NOTIFY_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+FASTFLOW_NOTIFY_MAX_ATTEMPTS = env_int("FASTFLOW_NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
+FASTFLOW_NOTIFY_RETRY_SECONDS = env_float("FASTFLOW_NOTIFY_RETRY_SECONDS", 30.0, minimum=0)
+FASTFLOW_NOTIFY_LOG_LINES = env_int("FASTFLOW_NOTIFY_LOG_LINES", 20, minimum=0)
+FASTFLOW_NOTIFY_SCHEDULE_LATE_SECONDS = env_float(
+    "FASTFLOW_NOTIFY_SCHEDULE_LATE_SECONDS", 60.0, minimum=0
+)
+FASTFLOW_NOTIFY_LONG_RUNNING_FACTOR = env_float(
+    "FASTFLOW_NOTIFY_LONG_RUNNING_FACTOR", 0.0, minimum=0
+)
+FASTFLOW_NOTIFY_LONG_RUNNING_MIN_SECONDS = env_float(
+    "FASTFLOW_NOTIFY_LONG_RUNNING_MIN_SECONDS", 60.0, minimum=0
+)
+FASTFLOW_NOTIFY_POLL_SECONDS = env_float("FASTFLOW_NOTIFY_POLL_SECONDS", 1.0, minimum=0.05)
+FASTFLOW_NOTIFY_HISTORY_DAYS = env_int("FASTFLOW_NOTIFY_HISTORY_DAYS", 90, minimum=1)
+
 # --- Interfaces ---------------------------------------------------------------------------------
 FASTFLOW_WEBHOOK_MAX_BYTES = env_int("FASTFLOW_WEBHOOK_MAX_BYTES", 256 * 1024, minimum=1024)
 FASTFLOW_WEBHOOK_RATE_PER_MINUTE = env_int("FASTFLOW_WEBHOOK_RATE_PER_MINUTE", 60, minimum=1)
@@ -455,6 +480,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("FASTFLOW_LOG_LEVEL", "INFO").upper()},
     "loggers": {
         "apscheduler": {"level": "WARNING"},
+        # Apprise logs target URLs (credentials) at debug level: its records only reach the
+        # sender's capture (notifications_app.sender), which scrubs them into the attempt.
+        "apprise": {"handlers": [], "propagate": False},
         # A logger-level filter runs before every handler, Django's own included. The
         # development server's `django.server` logger gets it in AccountsConfig.ready().
         "django.request": {"filters": ["redact_link_tokens"]},

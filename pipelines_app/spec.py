@@ -32,6 +32,12 @@ from typing import Any, TypeVar
 
 from pipelines_app.cron import cron_trigger, next_fire_times, validate_cron
 from pipelines_app.errors import SpecError
+from pipelines_app.spec_ops import (
+    NotificationSettings,
+    RetentionSettings,
+    parse_notifications,
+    parse_retention,
+)
 from pipelines_app.spec_values import (
     as_bool,
     as_cron,
@@ -89,7 +95,7 @@ OVERRIDE_KEYS = (
     "encrypted_env",
     "webhook_key",
 )
-RUN_CONFIG_KEYS = ("id", "enabled", *SCHEDULE_KEYS, *OVERRIDE_KEYS)
+RUN_CONFIG_KEYS = ("id", "enabled", *SCHEDULE_KEYS, *OVERRIDE_KEYS, "notifications")
 TRIGGER_KEYS = ("pipeline", "on_success", "on_failure", "run_config_id")
 PIPELINE_KEYS = (
     "description",
@@ -108,6 +114,8 @@ PIPELINE_KEYS = (
     "restart_on_crash",
     "restart_cooldown",
     "restart_interval",
+    "notifications",
+    "retention",
 )
 
 
@@ -184,6 +192,7 @@ class RunConfig:
     retry_attempts: int | None = None
     retry_strategy: RetryStrategy | None = None
     webhook_key: str | None = None
+    notifications: NotificationSettings | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "default_env", _frozen_env(self.default_env))
@@ -196,6 +205,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in RUN_CONFIG_KEYS}
         data["retry_strategy"] = self.retry_strategy.to_dict() if self.retry_strategy else None
+        data["notifications"] = self.notifications.to_dict() if self.notifications else None
         return to_json_value(data)
 
 
@@ -244,6 +254,8 @@ class PipelineSpec:
     restart_on_crash: bool = False
     restart_cooldown: int = 60
     restart_interval: str | None = None
+    notifications: NotificationSettings | None = None
+    retention: RetentionSettings | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "default_env", _frozen_env(self.default_env))
@@ -286,6 +298,15 @@ class PipelineSpec:
             encrypted_env={**self.encrypted_env, **(rc.encrypted_env if rc else {})},
         )
 
+    def notifications_for(self, run_config_id: str | None = None) -> NotificationSettings:
+        """The pipeline's `notifications` with a run configuration's keys over them (an unknown
+        run configuration gives the pipeline's)."""
+        base = self.notifications or NotificationSettings()
+        rc = self.run_config(run_config_id) if run_config_id else None
+        if rc is None or rc.notifications is None:
+            return base
+        return rc.notifications.over(base)
+
     def webhook_target(self, key: str) -> tuple[bool, str | None]:
         """(matched, run_config_id or None). Every key is compared, in constant time."""
         if not key:
@@ -305,6 +326,8 @@ class PipelineSpec:
             {name: getattr(t, name) for name in TRIGGER_KEYS} for t in self.downstream_triggers
         ]
         data["schedules"] = [rc.to_dict() for rc in self.schedules]
+        data["notifications"] = self.notifications.to_dict() if self.notifications else None
+        data["retention"] = self.retention.to_dict() if self.retention else None
         return to_json_value(data)
 
     @classmethod
@@ -502,6 +525,7 @@ def _run_configs(r: _Reader, value: Any) -> tuple[RunConfig, ...]:
                 enabled=r.take(item, "enabled", as_bool, True, prefix=prefix),
                 **_schedule(r, item, prefix),
                 **_overrides(r, item, prefix),
+                notifications=_ops(r, item, "notifications", prefix, parse_notifications),
             )
         )
     return tuple(configs)
@@ -600,12 +624,21 @@ def parse_pipeline_json(data: object, *, source: str) -> ParseResult:
         restart_on_crash=r.take(data, "restart_on_crash", as_bool, False),
         restart_cooldown=r.take(data, "restart_cooldown", as_int, 60),
         restart_interval=r.take(data, "restart_interval", as_restart_interval),
+        notifications=_ops(r, data, "notifications", "", parse_notifications),
+        retention=_ops(r, data, "retention", "", parse_retention),
         **schedule,
         **overrides,
     )
     if r.errors:
         raise SpecError("; ".join(r.errors), r.errors)
     return ParseResult(spec=spec, warnings=r.warnings)
+
+
+def _ops(
+    r: _Reader, data: Mapping[str, Any], key: str, prefix: str, parse: Callable[..., T]
+) -> T | None:
+    value = data.get(key)
+    return None if value is None else parse(r, value, prefix + key)
 
 
 def _secret_name(value: Any) -> str:

@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.db.models import Case, Count, F, Value, When
 from django.utils import timezone
 
+from notifications_app.events import notify_run_finished
 from pipelines_app.env_names import reserved_env_message
 from pipelines_app.models import Pipeline
 from pipelines_app.spec import PipelineSpec
@@ -436,8 +437,12 @@ def _after_finish(run: PipelineRun) -> list[str]:
     notes: list[str] = []
     pipeline = Pipeline.objects.get(pipeline_name=run.pipeline_id)
     if _spec_or_none(pipeline) is None:
+        notify_run_finished(run=run, retry_queued=False)
         return ["no retry or downstream run: the pipeline's stored configuration is unreadable"]
-    if run.status == RunStatus.FAILED and _queue_retry(run, pipeline, notes):
+    retry_queued = run.status == RunStatus.FAILED and _queue_retry(run, pipeline, notes)
+    # In this transaction: the event is recorded exactly when the finish is.
+    notify_run_finished(run=run, retry_queued=retry_queued)
+    if retry_queued:
         return notes  # on_failure triggers wait until the retries are exhausted
     _queue_downstream(run, pipeline, notes)
     return notes

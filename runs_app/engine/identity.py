@@ -8,6 +8,7 @@ import secrets
 import socket
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from runs_app.models import EngineInstance
@@ -84,6 +85,17 @@ def live_engine_ids(*, me: str) -> set[str]:
 
 
 def engines_sweep(*, live: set[str]) -> int:
-    """Delete rows of engines that are no longer alive (after their runs were reconciled)."""
-    deleted, _ = EngineInstance.objects.exclude(id__in=live).delete()
+    """Delete rows of engines that are no longer alive (after their runs were reconciled).
+    A clean shutdown removes its own row, so every row swept here is an engine gone silent."""
+    from notifications_app.events import notify_engine_silent
+
+    deleted = 0
+    for engine in EngineInstance.objects.exclude(id__in=live):
+        with transaction.atomic():
+            gone = EngineInstance.objects.filter(id=engine.id, heartbeat_at=engine.heartbeat_at)
+            if gone.delete()[0]:
+                deleted += 1
+                notify_engine_silent(
+                    engine_id=engine.id, hostname=engine.hostname, heartbeat_at=engine.heartbeat_at
+                )
     return deleted

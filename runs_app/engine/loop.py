@@ -15,6 +15,7 @@ from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
 from fastflow_site.logformat import log_process_fields
+from notifications_app.chore import NotificationChore
 from runs_app.engine.base import Executor, InfrastructureError
 from runs_app.engine.dispatcher import Dispatcher
 from runs_app.engine.housekeeping import LeaderChores, Periodic
@@ -77,9 +78,11 @@ class Engine:
         if self.healthy:
             reconcile(engine_id=self.engine_id, executor=self.executor, dispatcher=self.dispatcher)
         self.warmer.start()
+        notifications = NotificationChore(engine_id=self.engine_id, is_leader=lambda: self.leader)
         self._threads = [
             Periodic("heartbeat", heartbeat_interval(), self._heartbeat),
             Periodic("reconcile", RECONCILE_SECONDS, self._reconcile),
+            Periodic("notifications", settings.FASTFLOW_NOTIFY_POLL_SECONDS, notifications),
         ]
         for thread in self._threads:
             thread.start()

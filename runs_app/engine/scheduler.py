@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
 
+from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.executors.pool import BasePoolExecutor
 from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -24,6 +25,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django_apscheduler.jobstores import DjangoJobStore
 
+from notifications_app.events import notify_schedule_late
 from runs_app.errors import RunError
 from runs_app.models import ScheduledJob
 from runs_app.schedules import schedule_idempotency_key
@@ -59,6 +61,7 @@ def fire_schedule(scheduled_job_id: str, version: str = "", fire_time: str = "")
         logger.info("schedule %s is gone or disabled; tick %s ignored", scheduled_job_id, fire_time)
         return
     tick = fire_time or datetime.now(UTC).isoformat()
+    _notify_if_late(job, tick, missed=False)
     try:
         run = run_enqueue(
             pipeline=job.pipeline_id,
@@ -71,6 +74,38 @@ def fire_schedule(scheduled_job_id: str, version: str = "", fire_time: str = "")
         logger.warning("schedule %s (%s) did not start a run at %s: %s", job.id, job, tick, exc)
         return
     logger.info("schedule %s (%s) queued run %s for %s", job.id, job, run.id, tick)
+
+
+def _notify_if_late(job: ScheduledJob, tick: str, *, missed: bool) -> None:
+    """A tick fired late (the engine was down or busy) or missed beyond the grace time."""
+    try:
+        late = (datetime.now(UTC) - datetime.fromisoformat(tick)).total_seconds()
+    except ValueError:
+        return
+    if not missed and late <= settings.FASTFLOW_NOTIFY_SCHEDULE_LATE_SECONDS:
+        return
+    try:
+        notify_schedule_late(
+            job_id=job.id,
+            pipeline_name=job.pipeline_id,
+            run_config_id=job.run_config_id,
+            tick=tick,
+            late=late,
+            missed=missed,
+        )
+    except Exception:  # noqa: BLE001 - a notification problem must not stop the tick
+        logger.exception("schedule %s: could not record the late tick %s", job.id, tick)
+
+
+@_fresh_connections
+def _on_missed(event: JobExecutionEvent) -> None:
+    """APScheduler skipped a tick older than the grace time (coalesced: at most one)."""
+    job = ScheduledJob.objects.filter(id=event.job_id).first()
+    if job is None or not job.enabled:
+        return
+    tick = event.scheduled_run_time.astimezone(UTC).isoformat()
+    logger.warning("schedule %s (%s) missed its tick %s", job.id, job, tick)
+    _notify_if_late(job, tick, missed=True)
 
 
 class _WithFireTime:
@@ -152,6 +187,7 @@ class ScheduleMirror:
             },
         )
         scheduler.add_jobstore(DjangoJobStore(), "default")
+        scheduler.add_listener(_on_missed, EVENT_JOB_MISSED)
         scheduler.start()
         self.scheduler = scheduler
         logger.info("scheduler started (this engine leads)")

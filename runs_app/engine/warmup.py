@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from fastflow_site.logformat import log_context
@@ -119,7 +119,11 @@ class CacheWarmer(threading.Thread):
             )
             logger.info("uv cache warm for %s in %.1f s", name, result.duration)
         else:
-            Pipeline.objects.filter(pipeline_name=name).update(
-                cache_warmup_error=result.message[:10000]
-            )
+            from notifications_app.events import notify_warmup_failed
+
+            with transaction.atomic():
+                Pipeline.objects.filter(pipeline_name=name).update(
+                    cache_warmup_error=result.message[:10000]
+                )
+                notify_warmup_failed(pipeline=pipeline, message=result.message)
             logger.warning("cache warm-up of %s failed: %s", name, result.message)

@@ -1,0 +1,238 @@
+"""Where events come from: the run services, the scheduler, reconcile, the cache warmer, and a
+watch the scheduler leader runs over RUNNING runs (long-running, memory soft limit).
+
+Every function here only decides *whether* something happened and names it with a key that
+is the same on every engine and every replay; `notification_event_emit` does the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+from notifications_app.models import NotificationEvent
+from notifications_app.services import notification_event_emit
+from pipelines_app.models import Pipeline
+from runs_app.logs import data_file
+from runs_app.models import PipelineRun, RunStatus
+
+logger = logging.getLogger(__name__)
+
+MEDIAN_SAMPLE = 20
+MEDIAN_MIN_SAMPLES = 5
+OUTCOME_KINDS = ("run_failed", "retries_exhausted", "run_recovered")
+
+
+def _effective(run: PipelineRun):  # noqa: ANN202 - EffectiveConfig | None
+    try:
+        return run.pipeline.spec.effective(run.run_config_id or None)
+    except (KeyError, ValueError):
+        return None
+
+
+def notify_run_finished(*, run: PipelineRun, retry_queued: bool) -> None:
+    """Inside the finishing transaction: a final failure, a recovery, a success (if asked),
+    and a memory soft limit the run's peak went over."""
+    common = {
+        "pipeline_name": run.pipeline_id,
+        "run_id": run.id,
+        "run_config_id": run.run_config_id,
+    }
+    if run.status == RunStatus.FAILED and not retry_queued:
+        kind = "retries_exhausted" if run.retry_attempt > 0 else "run_failed"
+        summary = (
+            f"The run failed after {run.retry_attempt} "
+            f"{'retry' if run.retry_attempt == 1 else 'retries'}."
+            if run.retry_attempt
+            else "The run failed."
+        )
+        notification_event_emit(kind=kind, key=f"run:{run.id}:failed", summary=summary, **common)
+    elif run.status == RunStatus.SUCCESS:
+        last = (
+            NotificationEvent.objects.filter(pipeline_name=run.pipeline_id, kind__in=OUTCOME_KINDS)
+            .order_by("-created_at", "-id")
+            .values_list("kind", flat=True)
+            .first()
+        )
+        if last in ("run_failed", "retries_exhausted"):
+            notification_event_emit(
+                kind="run_recovered",
+                key=f"run:{run.id}:recovered",
+                summary="The pipeline succeeded again after a failure.",
+                with_log=False,
+                **common,
+            )
+        notification_event_emit(
+            kind="run_succeeded", key=f"run:{run.id}:succeeded", with_log=False, **common
+        )
+    effective = _effective(run)
+    limit = effective.mem_soft_limit if effective else None
+    if limit and run.peak_memory_bytes and run.peak_memory_bytes > limit:
+        _soft_limit_event(run, run.peak_memory_bytes, limit)
+
+
+def _soft_limit_event(run: PipelineRun, used: int, limit: int) -> NotificationEvent | None:
+    mib = 1024 * 1024
+    return notification_event_emit(
+        kind="memory_soft_limit",
+        key=f"run:{run.id}:memory_soft_limit",
+        pipeline_name=run.pipeline_id,
+        run_id=run.id,
+        run_config_id=run.run_config_id,
+        summary=f"The run used {used / mib:.1f} MiB of memory, over its soft limit of "
+        f"{limit / mib:.1f} MiB.",
+    )
+
+
+def notify_schedule_late(
+    *, job_id: object, pipeline_name: str, run_config_id: str, tick: str, late: float,
+    missed: bool,
+) -> None:  # fmt: skip
+    what = (
+        f"The tick of {tick} was missed: {late:.0f} s late, beyond the grace of "
+        f"{settings.FASTFLOW_SCHEDULE_GRACE_SECONDS} s (FASTFLOW_SCHEDULE_GRACE_SECONDS), "
+        "so no run started."
+        if missed
+        else f"The tick of {tick} fired {late:.0f} s late."
+    )
+    notification_event_emit(
+        kind="schedule_late",
+        key=f"schedule:{job_id}:{tick}:late",
+        pipeline_name=pipeline_name,
+        run_config_id=run_config_id,
+        summary=what,
+        facts={"Schedule": str(job_id)},
+    )
+
+
+def notify_engine_silent(*, engine_id: str, hostname: str, heartbeat_at: datetime) -> None:
+    age = (timezone.now() - heartbeat_at).total_seconds()
+    notification_event_emit(
+        kind="engine_silent",
+        key=f"engine:{engine_id}:silent",
+        summary=f"The engine {engine_id} on {hostname} stopped heartbeating {age:.0f} s ago; "
+        "its runs were handed to the other engines or failed.",
+        facts={"Last heartbeat": heartbeat_at.isoformat(timespec="seconds")},
+    )
+
+
+def notify_warmup_failed(*, pipeline: Pipeline, message: str) -> None:
+    since = pipeline.last_cache_warmup.isoformat() if pipeline.last_cache_warmup else "never"
+    notification_event_emit(
+        kind="cache_warmup_failed",
+        # Once per requirements.txt version and last success: the retries every 10 min of
+        # the same failure say nothing new.
+        key=f"warmup:{pipeline.pipeline_name}:{pipeline.requirements_hash}:{since}",
+        pipeline_name=pipeline.pipeline_name,
+        summary="Resolving the pipeline's requirements.txt failed; its runs install "
+        "without a warm cache or fail the same way.",
+        facts={"Error": message[-2000:]},
+    )
+
+
+# --- The leader's watch over RUNNING runs -------------------------------------------------------
+
+
+def expected_seconds(*, run: PipelineRun) -> float | None:
+    """How long the run may take before it counts as long-running, or None (no expectation)."""
+    config = run.pipeline.spec.notifications_for(run.run_config_id or None)
+    if config.expected_duration:
+        return float(config.expected_duration)
+    factor = config.long_running_factor or settings.FASTFLOW_NOTIFY_LONG_RUNNING_FACTOR
+    if not factor:
+        return None
+    recent = list(
+        PipelineRun.objects.filter(
+            pipeline_id=run.pipeline_id,
+            status=RunStatus.SUCCESS,
+            started_at__isnull=False,
+            finished_at__isnull=False,
+        )
+        .order_by("-queued_at")
+        .values_list("started_at", "finished_at")[:MEDIAN_SAMPLE]
+    )
+    if len(recent) < MEDIAN_MIN_SAMPLES:
+        return None
+    median = statistics.median((end - start).total_seconds() for start, end in recent)
+    return max(median * factor, settings.FASTFLOW_NOTIFY_LONG_RUNNING_MIN_SECONDS)
+
+
+@dataclass
+class _Tail:
+    offset: int = 0
+    peak: int = 0
+
+
+@dataclass
+class RunningWatch:
+    """Checks RUNNING runs: past their expected time, over their memory soft limit (read from
+    the new part of the metrics file since the last look)."""
+
+    tails: dict[str, _Tail] = field(default_factory=dict)
+
+    def check(self) -> int:
+        now = timezone.now()
+        emitted = 0
+        running = list(
+            PipelineRun.objects.filter(status=RunStatus.RUNNING, started_at__isnull=False)
+            .select_related("pipeline")
+            .order_by("started_at")
+        )
+        for run in running:
+            try:
+                emitted += self._check_run(run, now)
+            except Exception:  # noqa: BLE001 - one odd run must not hide the others
+                logger.exception("run %s: notification watch failed", run.id)
+        alive = {str(run.id) for run in running}
+        for run_id in set(self.tails) - alive:
+            del self.tails[run_id]
+        return emitted
+
+    def _check_run(self, run: PipelineRun, now: datetime) -> int:
+        emitted = 0
+        elapsed = (now - run.started_at).total_seconds()
+        expected = expected_seconds(run=run)
+        if expected is not None and elapsed > expected:
+            event = notification_event_emit(
+                kind="long_running",
+                key=f"run:{run.id}:long_running",
+                pipeline_name=run.pipeline_id,
+                run_id=run.id,
+                run_config_id=run.run_config_id,
+                summary=f"The run has been running for {elapsed:.0f} s; expected at most "
+                f"{expected:.0f} s.",
+            )
+            emitted += event is not None
+        effective = _effective(run)
+        limit = effective.mem_soft_limit if effective else None
+        if limit:
+            peak = self._peak(run)
+            if peak > limit:
+                emitted += _soft_limit_event(run, peak, limit) is not None
+        return emitted
+
+    def _peak(self, run: PipelineRun) -> int:
+        tail = self.tails.setdefault(str(run.id), _Tail())
+        path: Path | None = data_file(run.metrics_file)
+        if path is None:
+            return tail.peak
+        with path.open("rb") as fh:
+            fh.seek(tail.offset)
+            data = fh.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        tail.offset += len(complete)
+        for line in complete.splitlines():
+            try:
+                value = json.loads(line).get("memory_bytes")
+            except (json.JSONDecodeError, AttributeError):
+                continue
+            if isinstance(value, int) and value > tail.peak:
+                tail.peak = value
+        return tail.peak
