@@ -4,7 +4,7 @@ guard, with the reason of a failure captured from Apprise's log (it reports, nev
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import apprise
 from django.conf import settings
@@ -48,13 +48,17 @@ def apprise_send(*, url: str, title: str, body: str, timeout: float | None = Non
     # Every plugin connects through URLBase's timeouts (HTTP: connect/read, SMTP: the socket).
     plugin.socket_connect_timeout = limit
     plugin.socket_read_timeout = limit
+    if "format" not in parse_qs(urlsplit(url).query):
+        # Our messages are plain lines (log lines among them); Apprise would otherwise turn
+        # them into HTML for email and lose the line breaks in the text part.
+        plugin.notify_format = apprise.NotifyFormat.TEXT
     policy = Policy.from_entries(settings.FASTFLOW_NOTIFY_ALLOWED_HOSTS)
     try:
         with (
             apprise.LogCapture(level=logging.DEBUG) as captured,
             guarded(policy),
         ):
-            ok = plugin.notify(body=body, title=title)
+            ok = plugin.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT)
     except BlockedAddress as exc:
         raise SendFailed(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - any plugin error is this delivery's failure
