@@ -41,7 +41,7 @@ class NotificationChannel(models.Model):
 class NotificationEvent(models.Model):
     """Something worth telling people, written once per `key`."""
 
-    id = models.BigAutoField(primary_key=True)
+    id = models.AutoField(primary_key=True)
     key = models.CharField(max_length=255, unique=True)
     kind = models.CharField(max_length=32, choices=EVENT_CHOICES)
     pipeline_name = models.CharField(max_length=255, blank=True, default="", db_index=True)
@@ -71,7 +71,7 @@ class DeliveryStatus(models.TextChoices):
 class NotificationDelivery(models.Model):
     """One event to one target: retried with backoff until sent or out of attempts."""
 
-    id = models.BigAutoField(primary_key=True)
+    id = models.AutoField(primary_key=True)
     event = models.ForeignKey(
         NotificationEvent, on_delete=models.CASCADE, related_name="deliveries"
     )
@@ -115,7 +115,7 @@ class NotificationDelivery(models.Model):
 class NotificationAttempt(models.Model):
     """One try at sending a delivery, successful or not."""
 
-    id = models.BigAutoField(primary_key=True)
+    id = models.AutoField(primary_key=True)
     delivery = models.ForeignKey(
         NotificationDelivery, on_delete=models.CASCADE, related_name="attempt_rows"
     )

@@ -17,7 +17,14 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 SCHEMA_DOC = Path(__file__).resolve().parent.parent / "docs" / "schema.md"
-OUR_APPS = ("accounts_app", "pipelines_app", "runs_app", "secrets_app", "fastflow_site")
+OUR_APPS = (
+    "accounts_app",
+    "pipelines_app",
+    "runs_app",
+    "secrets_app",
+    "fastflow_site",
+    "notifications_app",
+)
 COLUMN_HEADER = ["Column", "Type", "Null", "Key", "Description"]
 PLAIN_FAMILIES = {"text", "integer", "bigint", "float", "boolean", "datetime", "json", "uuid"}
 
