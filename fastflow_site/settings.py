@@ -441,6 +441,19 @@ FASTFLOW_NOTIFY_LONG_RUNNING_MIN_SECONDS = env_float(
 FASTFLOW_NOTIFY_POLL_SECONDS = env_float("FASTFLOW_NOTIFY_POLL_SECONDS", 1.0, minimum=0.05)
 FASTFLOW_NOTIFY_HISTORY_DAYS = env_int("FASTFLOW_NOTIFY_HISTORY_DAYS", 90, minimum=1)
 
+# Retention of finished runs (with their log and metrics files); 0 = no limit. A pipeline's
+# `retention` in pipeline.json overrides each value.
+FASTFLOW_RETENTION_KEEP_RUNS = env_int("FASTFLOW_RETENTION_KEEP_RUNS", 0, minimum=0)
+FASTFLOW_RETENTION_DAYS = env_int("FASTFLOW_RETENTION_DAYS", 90, minimum=0)
+FASTFLOW_RETENTION_FAILED_DAYS = env_int("FASTFLOW_RETENTION_FAILED_DAYS", 180, minimum=0)
+FASTFLOW_RETENTION_INTERVAL_SECONDS = env_float(
+    "FASTFLOW_RETENTION_INTERVAL_SECONDS", 3600.0, minimum=1
+)
+FASTFLOW_RETENTION_BATCH_SIZE = env_int("FASTFLOW_RETENTION_BATCH_SIZE", 500, minimum=1)
+FASTFLOW_RETENTION_BATCH_PAUSE_SECONDS = env_float(
+    "FASTFLOW_RETENTION_BATCH_PAUSE_SECONDS", 0.05, minimum=0
+)
+
 # --- Interfaces ---------------------------------------------------------------------------------
 FASTFLOW_WEBHOOK_MAX_BYTES = env_int("FASTFLOW_WEBHOOK_MAX_BYTES", 256 * 1024, minimum=1024)
 FASTFLOW_WEBHOOK_RATE_PER_MINUTE = env_int("FASTFLOW_WEBHOOK_RATE_PER_MINUTE", 60, minimum=1)

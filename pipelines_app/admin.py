@@ -69,6 +69,7 @@ class PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin):
         "success_rate_column",
         "total_runs",
         "requirements_column",
+        "log_disk_column",
     )
     list_display_links = ("pipeline_name",)
     list_filter = (StateFilter, "enabled", "is_missing", "has_requirements")
@@ -95,6 +96,8 @@ class PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin):
         "discovered_at",
         "is_missing",
         "metadata_column",
+        "log_disk_column",
+        "retention_column",
     )
     base_fieldsets = (
         (
@@ -135,6 +138,7 @@ class PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin):
                 )
             },
         ),
+        ("Storage", {"fields": ("log_disk_column", "retention_column")}),
         ("Discovery", {"fields": ("discovered_at", "is_missing", "metadata_column")}),
     )
 

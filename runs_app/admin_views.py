@@ -8,7 +8,9 @@ pyproject.toml), so the pipeline admin stays the discovery team's and imports no
 - the changelist action "Run now (no parameters)";
 - `has_run_permission` in the change form context, for the "Run now" button;
 - `last_status_column`: the latest run's status badge, from the `last_run_status` annotation
-  (`PipelineQuerySet.with_last_run()`), for `list_display` / `readonly_fields`.
+  (`PipelineQuerySet.with_last_run()`), for `list_display` / `readonly_fields`;
+- `log_disk_column` and `retention_column`: disk used by the pipeline's run logs (cached for a
+  few minutes: a folder walk per pipeline) and the run retention in force.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.utils import quote, unquote
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -32,9 +36,11 @@ from pipelines_app.models import Pipeline
 from runs_app.admin_display import status_badge
 from runs_app.errors import InvalidRunRequest, PipelineNotFound, PipelineNotRunnable, RunError
 from runs_app.forms import RunNowForm
+from runs_app.retention import pipeline_log_bytes, retention_policy
 from runs_app.services import run_enqueue
 
 RUN_NOW_ACTION = "run_now_without_parameters"
+LOG_DISK_CACHE_SECONDS = 300
 
 
 def _form_field_for(error_key: str, form: RunNowForm) -> str | None:
@@ -80,6 +86,19 @@ class PipelineRunsAdminMixin:
         return status_badge(status) if status else "—"
 
     @admin.action(description="Run now (no parameters)")
+    @admin.display(description="Log disk use")
+    def log_disk_column(self, obj: Pipeline) -> str:
+        used = cache.get_or_set(
+            f"pipeline-log-bytes:{obj.pipeline_name}",
+            lambda: pipeline_log_bytes(pipeline_name=obj.pipeline_name),
+            LOG_DISK_CACHE_SECONDS,
+        )
+        return filesizeformat(used)
+
+    @admin.display(description="Retention in force")
+    def retention_column(self, obj: Pipeline) -> str:
+        return retention_policy(pipeline=obj).describe()
+
     def run_now_without_parameters(self, request: HttpRequest, queryset: QuerySet) -> None:
         if not self.has_run_permission(request):
             raise PermissionDenied

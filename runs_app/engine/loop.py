@@ -17,6 +17,8 @@ from django.utils import timezone
 from fastflow_site.logformat import log_process_fields
 from notifications_app.chore import NotificationChore
 from runs_app.engine.base import Executor, InfrastructureError
+from runs_app.engine.cleanup import CHECK_SECONDS as CLEANUP_CHECK_SECONDS
+from runs_app.engine.cleanup import RetentionChore
 from runs_app.engine.dispatcher import Dispatcher
 from runs_app.engine.housekeeping import LeaderChores, Periodic
 from runs_app.engine.identity import (
@@ -78,11 +80,12 @@ class Engine:
         if self.healthy:
             reconcile(engine_id=self.engine_id, executor=self.executor, dispatcher=self.dispatcher)
         self.warmer.start()
-        notifications = NotificationChore(engine_id=self.engine_id, is_leader=lambda: self.leader)
+        notifications = NotificationChore(engine_id=self.engine_id, is_leader=self._leads)
         self._threads = [
             Periodic("heartbeat", heartbeat_interval(), self._heartbeat),
             Periodic("reconcile", RECONCILE_SECONDS, self._reconcile),
             Periodic("notifications", settings.FASTFLOW_NOTIFY_POLL_SECONDS, notifications),
+            Periodic("retention", CLEANUP_CHECK_SECONDS, RetentionChore(is_leader=self._leads)),
         ]
         for thread in self._threads:
             thread.start()
@@ -147,6 +150,9 @@ class Engine:
     @staticmethod
     def _runs_due() -> bool:
         return PipelineRun.objects.due(timezone.now()).exists()
+
+    def _leads(self) -> bool:
+        return self.leader
 
     def check_executor(self) -> None:
         try:
