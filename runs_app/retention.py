@@ -91,6 +91,7 @@ class RetentionReport:
     orphan_files: int = 0
     orphan_bytes: int = 0
     stopped_early: bool = False
+    batch_seconds: list[float] = field(default_factory=list)  # each write transaction
 
     @property
     def total_runs(self) -> int:
@@ -167,7 +168,6 @@ def runs_retention_apply(
     batch_size: int | None = None,
     pause: float | None = None,
     should_continue: Callable[[], bool] = lambda: True,
-    on_batch: Callable[[str, int], None] | None = None,
 ) -> RetentionReport:
     """Apply every pipeline's policy (or, with dry_run, count what it would delete), then
     sweep orphaned files and empty folders."""
@@ -194,8 +194,6 @@ def runs_retention_apply(
                 report.runs[pipeline.pipeline_name] = (
                     report.runs.get(pipeline.pipeline_name, 0) + deleted
                 )
-                if on_batch is not None:
-                    on_batch(pipeline.pipeline_name, deleted)
             if wait:
                 time.sleep(wait)
     files, size_bytes = orphan_files_sweep(dry_run=dry_run)
@@ -215,6 +213,7 @@ def _delete_batch(rows: list[tuple], report: RetentionReport) -> int:
             if removed:
                 report.files += 1
                 report.bytes += removed
+    started = time.monotonic()
     with transaction.atomic():
         # Re-checked inside: a run that got a live retry since the batch was read stays.
         _, per_model = (
@@ -223,6 +222,7 @@ def _delete_batch(rows: list[tuple], report: RetentionReport) -> int:
             .only("id")
             .delete()
         )
+    report.batch_seconds.append(time.monotonic() - started)
     return per_model.get(PipelineRun._meta.label, 0)
 
 
