@@ -27,6 +27,7 @@ from accounts_app.services import (
     user_from_social_login,
     user_link_provider,
 )
+from audit_app.context import AuditContext
 
 INVITATION_SESSION_KEY = "fastflow_invitation_token"
 REFUSED_LINK_ANONYMOUS = "Log in first, then link another provider from your account page."
@@ -85,7 +86,9 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
                 user_link_provider(user=request.user, identity=identity)
                 return
             token = request.session.pop(INVITATION_SESSION_KEY, None)
-            user = user_from_social_login(identity=identity, invitation_token=token).user
+            user = user_from_social_login(
+                identity=identity, invitation_token=token, audit=AuditContext.login(request)
+            ).user
         except LoginRefused as exc:
             raise refusal_response(request, exc) from exc
         self._attach(request, sociallogin, user)

@@ -28,6 +28,7 @@ from accounts_app.services import (
     user_update,
     user_update_check,
 )
+from audit_app.context import AuditContext
 
 # Not used by Fast-Flow: providers come from the environment, roles replace groups, and the
 # provider links live on User. Hiding them avoids two sources of truth in the admin.
@@ -125,6 +126,7 @@ class UserAdmin(admin.ModelAdmin):
                 role=obj.role,
                 blocked=obj.blocked,
                 email=obj.email if "email" in form.changed_data else None,
+                audit=AuditContext.from_request(request, interface="admin"),
             )
         except AccountError as exc:  # a race lost since the form validated
             self.message_user(request, str(exc), messages.ERROR)
@@ -154,7 +156,11 @@ class UserAdmin(admin.ModelAdmin):
         blocked = 0
         for user in queryset.filter(blocked=False):
             try:
-                user_block(user=user, actor=request.user)
+                user_block(
+                    user=user,
+                    actor=request.user,
+                    audit=AuditContext.from_request(request, interface="admin"),
+                )
             except AccountError as exc:
                 self.message_user(request, f"{user.username}: {exc}", messages.ERROR)
             else:
@@ -165,7 +171,7 @@ class UserAdmin(admin.ModelAdmin):
     def unblock_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         users = list(queryset.filter(blocked=True))
         for user in users:
-            user_unblock(user=user)
+            user_unblock(user=user, audit=AuditContext.from_request(request, interface="admin"))
         self.message_user(request, f"{len(users)} user(s) unblocked.")
 
 
@@ -229,6 +235,7 @@ class InvitationAdmin(admin.ModelAdmin):
                     role=form.cleaned_data["role"],
                     days=form.cleaned_data["days"],
                     created_by=request.user,
+                    audit=AuditContext.from_request(request, interface="admin"),
                 )
             except InvalidInput as exc:
                 field = {"email": "recipient_email"}.get(next(iter(exc.fields), ""))
@@ -314,7 +321,11 @@ class SessionAdmin(admin.ModelAdmin):
         return actions
 
     def delete_model(self, request: HttpRequest, obj: Session) -> None:
-        token_revoke(session_id=obj.pk, actor=request.user)
+        token_revoke(
+            session_id=obj.pk,
+            actor=request.user,
+            audit=AuditContext.from_request(request, interface="admin"),
+        )
 
     @admin.display(description="Token", ordering="name")
     def label(self, obj: Session) -> str:
@@ -327,7 +338,11 @@ class SessionAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected tokens", permissions=["delete"])
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
         revoked = sum(
-            token_revoke(session_id=pk, actor=request.user)
+            token_revoke(
+                session_id=pk,
+                actor=request.user,
+                audit=AuditContext.from_request(request, interface="admin"),
+            )
             for pk in queryset.values_list("pk", flat=True)
         )
         self.message_user(request, f"{revoked} token(s) revoked.")

@@ -22,6 +22,7 @@ from accounts_app.services import (
     tokens_visible_to,
     user_update,
 )
+from audit_app.context import AuditContext
 from fastflow_site.api.lookups import get_or_404
 from fastflow_site.api.pagination import paginated_response, paginated_schema
 from fastflow_site.api.serializers import error_responses
@@ -92,7 +93,12 @@ class UserDetailApi(APIView):
         user = get_or_404(User, "user not found", id=user_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user_update(user=user, actor=request.user, **serializer.validated_data)
+        user_update(
+            user=user,
+            actor=request.user,
+            audit=AuditContext.from_request(request, interface="api"),
+            **serializer.validated_data,
+        )
         user.refresh_from_db()
         return Response(UserOutputSerializer(user).data)
 
@@ -155,7 +161,11 @@ class InvitationListApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        invitation, link = invitation_create(created_by=request.user, **serializer.validated_data)
+        invitation, link = invitation_create(
+            created_by=request.user,
+            audit=AuditContext.from_request(request, interface="api"),
+            **serializer.validated_data,
+        )
         invitation.link = link
         return Response(self.CreatedSerializer(invitation).data, status=status.HTTP_201_CREATED)
 
@@ -168,7 +178,9 @@ class InvitationDetailApi(APIView):
     )
     def delete(self, request: Request, invitation_id: str) -> Response:
         invitation = get_or_404(Invitation, "invitation not found", id=invitation_id)
-        invitation_revoke(invitation=invitation)
+        invitation_revoke(
+            invitation=invitation, audit=AuditContext.from_request(request, interface="api")
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -220,7 +232,11 @@ class TokenListApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        session, jwt = token_issue(user=request.user, **serializer.validated_data)
+        session, jwt = token_issue(
+            user=request.user,
+            audit=AuditContext.from_request(request, interface="api"),
+            **serializer.validated_data,
+        )
         session.token = jwt  # the row keeps only the hash; this instance is not saved again
         return Response(self.CreatedSerializer(session).data, status=status.HTTP_201_CREATED)
 
@@ -232,6 +248,10 @@ class TokenDetailApi(APIView):
         operation_id="tokens_destroy", responses={204: None} | error_responses(401, 403, 404)
     )
     def delete(self, request: Request, token_id: str) -> Response:
-        if not token_revoke(session_id=token_id, actor=request.user):
+        if not token_revoke(
+            session_id=token_id,
+            actor=request.user,
+            audit=AuditContext.from_request(request, interface="api"),
+        ):
             raise NotFound("token not found")
         return Response(status=status.HTTP_204_NO_CONTENT)

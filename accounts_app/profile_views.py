@@ -21,6 +21,7 @@ from accounts_app.errors import InvalidInput
 from accounts_app.forms import TokenIssueForm
 from accounts_app.models import Session
 from accounts_app.services import token_issue, token_revoke
+from audit_app.context import AuditContext
 
 
 def _render(
@@ -56,7 +57,10 @@ def account_token_issue(request: HttpRequest) -> HttpResponse:
         return _render(request, form=form, status=400)
     try:
         _, jwt = token_issue(
-            user=request.user, days=form.cleaned_data["days"], name=form.cleaned_data["name"]
+            user=request.user,
+            days=form.cleaned_data["days"],
+            name=form.cleaned_data["name"],
+            audit=AuditContext.from_request(request, interface="admin"),
         )
     except InvalidInput as exc:
         form.add_error(None, str(exc))
@@ -68,7 +72,11 @@ def account_token_issue(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def account_token_revoke(request: HttpRequest, session_id: str) -> HttpResponse:
-    if token_revoke(session_id=session_id, actor=request.user):
+    if token_revoke(
+        session_id=session_id,
+        actor=request.user,
+        audit=AuditContext.from_request(request, interface="admin"),
+    ):
         messages.success(request, "Token revoked.")
     else:
         messages.error(request, "No such token.")

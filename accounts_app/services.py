@@ -31,6 +31,8 @@ from accounts_app.errors import (
 )
 from accounts_app.models import Invitation, Role, Session, User
 from accounts_app.tokens import token_decode, token_encode, token_hash
+from audit_app.context import AuditContext
+from audit_app.services import audit_changes, audit_record
 
 INVITATION_DEFAULT_DAYS = 7
 INVITATION_MAX_DAYS = 365
@@ -88,7 +90,12 @@ def _invitation_link(raw_token: str) -> str:
 
 
 def invitation_create(
-    *, email: str, role: str, created_by: User | None, days: int = INVITATION_DEFAULT_DAYS
+    *,
+    email: str,
+    role: str,
+    created_by: User | None,
+    days: int = INVITATION_DEFAULT_DAYS,
+    audit: AuditContext | None = None,
 ) -> tuple[Invitation, str]:
     """Create an invitation; returns it and the link, which is never retrievable again."""
     email = _normalize_email(email)
@@ -100,13 +107,20 @@ def invitation_create(
             {"email": "A user with this email already exists."},
         )
     raw = secrets.token_urlsafe(32)
-    invitation = Invitation.objects.create(
-        recipient_email=email,
-        token=_hash(raw),
-        role=role,
-        expires_at=timezone.now() + timedelta(days=days),
-        created_by=created_by,
-    )
+    with transaction.atomic():
+        invitation = Invitation.objects.create(
+            recipient_email=email,
+            token=_hash(raw),
+            role=role,
+            expires_at=timezone.now() + timedelta(days=days),
+            created_by=created_by,
+        )
+        audit_record(
+            audit=audit,
+            action="invitation.create",
+            target=invitation,
+            details={"email": email, "role": role, "days": days},
+        )
     return invitation, _invitation_link(raw)
 
 
@@ -150,11 +164,26 @@ def invitation_redeem(*, token: str, emails: list[str], user_fields: dict) -> Us
             **{**user_fields, "email": invitation.recipient_email, "role": invitation.role}
         )
         Invitation.objects.filter(id=invitation.id).update(used_by=user)
+        audit_record(
+            audit=AuditContext(interface="login", actor_type="user", user=user),
+            action="invitation.redeem",
+            target=invitation,
+            details={"user": user.username, "role": invitation.role},
+        )
     return user
 
 
-def invitation_revoke(*, invitation: Invitation) -> None:
-    Invitation.objects.filter(id=invitation.id).delete()
+def invitation_revoke(*, invitation: Invitation, audit: AuditContext | None = None) -> None:
+    with transaction.atomic():
+        deleted, _ = Invitation.objects.filter(id=invitation.id).delete()
+        if deleted:
+            audit_record(
+                audit=audit,
+                action="invitation.revoke",
+                target_type="accounts_app.invitation",
+                target_id=str(invitation.id),
+                target_repr=invitation.recipient_email,
+            )
 
 
 # --- Users: roles and blocking ------------------------------------------------------------------
@@ -192,19 +221,27 @@ def user_update_check(
         raise LastAdminError(f"{user.username} is the last ADMIN; make another user ADMIN first")
 
 
-def user_set_role(*, user: User, role: str) -> User:
+def user_set_role(*, user: User, role: str, audit: AuditContext | None = None) -> User:
     _check_role(role)
     with transaction.atomic():
         if role != Role.ADMIN:
             _lock_admins_and_check(
                 user, f"{user.username} is the last ADMIN; make another user ADMIN first"
             )
+        before = User.objects.filter(id=user.id).values_list("role", flat=True).first()
         User.objects.filter(id=user.id).update(role=role)
+        if before != role:
+            audit_record(
+                audit=audit,
+                action="user.role",
+                target=user,
+                changes=audit_changes(before={"role": before}, after={"role": role}),
+            )
     user.role = role
     return user
 
 
-def user_block(*, user: User, actor: User | None = None) -> int:
+def user_block(*, user: User, actor: User | None = None, audit: AuditContext | None = None) -> int:
     """Block the user and revoke all their API tokens; returns how many tokens were revoked.
 
     Browser sessions stop working too: the auth backends refuse blocked users on every request,
@@ -218,12 +255,27 @@ def user_block(*, user: User, actor: User | None = None) -> int:
         _lock_admins_and_check(user, f"{user.username} is the last ADMIN and cannot be blocked")
         User.objects.filter(id=user.id).update(blocked=True, password=password)
         revoked, _ = Session.objects.filter(user_id=user.id).delete()
+        audit_record(
+            audit=audit,
+            action="user.block",
+            target=user,
+            changes={"blocked": {"old": user.blocked, "new": True}},
+            details={"tokens_revoked": revoked},
+        )
     user.blocked, user.password = True, password
     return revoked
 
 
-def user_unblock(*, user: User) -> User:
-    User.objects.filter(id=user.id).update(blocked=False)
+def user_unblock(*, user: User, audit: AuditContext | None = None) -> User:
+    with transaction.atomic():
+        changed = User.objects.filter(id=user.id, blocked=True).update(blocked=False)
+        if changed:
+            audit_record(
+                audit=audit,
+                action="user.unblock",
+                target=user,
+                changes={"blocked": {"old": True, "new": False}},
+            )
     user.blocked = False
     return user
 
@@ -235,26 +287,35 @@ def user_update(
     role: str | None = None,
     blocked: bool | None = None,
     email: str | None = None,
+    audit: AuditContext | None = None,
 ) -> User:
     """Apply an admin's edit of email, role and/or blocked through the guarded services, all or
     nothing."""
     with transaction.atomic():
         if email is not None and email != user.email:
             User.objects.filter(id=user.id).update(email=email)
+            audit_record(
+                audit=audit,
+                action="user.update",
+                target=user,
+                changes=audit_changes(before={"email": user.email}, after={"email": email}),
+            )
             user.email = email
         if role is not None and role != user.role:
-            user_set_role(user=user, role=role)
+            user_set_role(user=user, role=role, audit=audit)
         if blocked is True and not user.blocked:
-            user_block(user=user, actor=actor)
+            user_block(user=user, actor=actor, audit=audit)
         elif blocked is False and user.blocked:
-            user_unblock(user=user)
+            user_unblock(user=user, audit=audit)
     return user
 
 
 # --- API tokens ---------------------------------------------------------------------------------
 
 
-def token_issue(*, user: User, days: int | None = None, name: str = "") -> tuple[Session, str]:
+def token_issue(
+    *, user: User, days: int | None = None, name: str = "", audit: AuditContext | None = None
+) -> tuple[Session, str]:
     """Create a token row and return it with the JWT, which is not stored and never shown again."""
     days = settings.FASTFLOW_TOKEN_DEFAULT_DAYS if days is None else days
     _check_days(days, maximum=TOKEN_MAX_DAYS)
@@ -271,14 +332,23 @@ def token_issue(*, user: User, days: int | None = None, name: str = "") -> tuple
     jwt = token_encode(
         user_id=str(user.pk), session_id=str(session_id), issued_at=now, expires_at=expires_at
     )
-    session = Session.objects.create(
-        id=session_id,
-        user=user,
-        token=token_hash(jwt),
-        name=name,
-        expires_at=expires_at,
-        created_at=now,
-    )
+    with transaction.atomic():
+        session = Session.objects.create(
+            id=session_id,
+            user=user,
+            token=token_hash(jwt),
+            name=name,
+            expires_at=expires_at,
+            created_at=now,
+        )
+        audit_record(
+            audit=audit,
+            action="token.create",
+            target_type="accounts_app.session",
+            target_id=str(session.id),
+            target_repr=f"{user.username}: {name or session.id}",
+            details={"user": user.username, "name": name, "days": days},
+        )
     return session, jwt
 
 
@@ -322,12 +392,26 @@ def tokens_visible_to(*, user: User) -> QuerySet[Session]:
     return qs if user.role == Role.ADMIN else qs.filter(user=user)
 
 
-def token_revoke(*, session_id: uuid.UUID | str, actor: User) -> bool:
+def token_revoke(
+    *, session_id: uuid.UUID | str, actor: User, audit: AuditContext | None = None
+) -> bool:
     """Delete a token row (own, or anyone's for an ADMIN); False when there is none to delete.
 
     A token of someone else looks exactly like a missing one to a non-admin.
     """
-    deleted, _ = tokens_visible_to(user=actor).filter(id=session_id).delete()
+    with transaction.atomic():
+        session = tokens_visible_to(user=actor).filter(id=session_id).first()
+        if session is None:
+            return False
+        deleted, _ = Session.objects.filter(id=session.id).delete()
+        if deleted:
+            audit_record(
+                audit=audit,
+                action="token.revoke",
+                target_type="accounts_app.session",
+                target_id=str(session.id),
+                target_repr=f"{session.user.username}: {session.name or session.id}",
+            )
     return bool(deleted)
 
 
@@ -420,6 +504,42 @@ def _initial_admin_applies(identity: SocialIdentity) -> bool:
 
 
 def user_from_social_login(
+    *,
+    identity: SocialIdentity,
+    invitation_token: str | None = None,
+    audit: AuditContext | None = None,
+) -> SocialLoginResult:
+    """Decide who a completed provider login is (see `_social_login_decide`); the login and a
+    refused login are recorded in the audit log."""
+    try:
+        result = _social_login_decide(identity=identity, invitation_token=invitation_token)
+    except LoginRefused as exc:
+        audit_record(
+            audit=audit,
+            action="user.login_failed",
+            target_type="accounts_app.user",
+            target_repr=f"{identity.provider}: {identity.best_email or identity.uid}"[:255],
+            details={"provider": identity.provider, "reason": exc.reason},
+        )
+        raise
+    user_login_record(user=result.user, audit=audit, via=f"{identity.provider} ({result.via})")
+    return result
+
+
+def user_login_record(*, user: User, audit: AuditContext | None, via: str) -> None:
+    """A successful login (provider or one-time link)."""
+    context = audit or AuditContext(interface="login", actor_type="user")
+    context = AuditContext(
+        interface=context.interface,
+        actor_type="user",
+        user=user,
+        name=user.username,
+        ip=context.ip,
+    )
+    audit_record(audit=context, action="user.login", target=user, details={"via": via})
+
+
+def _social_login_decide(
     *, identity: SocialIdentity, invitation_token: str | None = None
 ) -> SocialLoginResult:
     """Decide who a completed provider login is; the first rule that matches wins.

@@ -7,6 +7,8 @@ from django.views.decorators.cache import never_cache
 
 from accounts_app.login_links import login_link_consume
 from accounts_app.ratelimit import rate_limited
+from accounts_app.services import user_login_record
+from audit_app.context import AuditContext
 
 
 @never_cache
@@ -20,4 +22,5 @@ def login_link(request: HttpRequest, token: str) -> HttpResponse:
             status=400,
         )
     login(request, user, backend="accounts_app.backends.RoleBackend")
+    user_login_record(user=user, audit=AuditContext.login(request), via="login link")
     return redirect("admin:index")

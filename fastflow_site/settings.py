@@ -189,6 +189,7 @@ INSTALLED_APPS = [
     "runs_app",
     "secrets_app",
     "notifications_app",
+    "audit_app",
 ]
 
 MIDDLEWARE = [
@@ -453,6 +454,9 @@ FASTFLOW_RETENTION_BATCH_SIZE = env_int("FASTFLOW_RETENTION_BATCH_SIZE", 500, mi
 FASTFLOW_RETENTION_BATCH_PAUSE_SECONDS = env_float(
     "FASTFLOW_RETENTION_BATCH_PAUSE_SECONDS", 0.05, minimum=0
 )
+
+# The audit log keeps entries this many days (0 = forever).
+FASTFLOW_AUDIT_RETENTION_DAYS = env_int("FASTFLOW_AUDIT_RETENTION_DAYS", 365, minimum=0)
 
 # --- Interfaces ---------------------------------------------------------------------------------
 FASTFLOW_WEBHOOK_MAX_BYTES = env_int("FASTFLOW_WEBHOOK_MAX_BYTES", 256 * 1024, minimum=1024)

@@ -17,6 +17,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
+from audit_app.context import AuditContext
 from notifications_app.errors import InvalidNotificationInput
 from notifications_app.models import (
     DeliveryStatus,
@@ -151,6 +152,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
                 url=data.get("url") or None,
                 events=list(data["events"]),
                 enabled=data["enabled"],
+                audit=AuditContext.from_request(request, interface="admin"),
             )
         else:
             saved = channel_create(
@@ -158,16 +160,19 @@ class NotificationChannelAdmin(admin.ModelAdmin):
                 url=data["url"],
                 events=list(data["events"]),
                 enabled=data["enabled"],
+                audit=AuditContext.from_request(request, interface="admin"),
             )
         obj.pk, obj.url, obj.scheme = saved.pk, saved.url, saved.scheme
         obj._state.adding = False
 
     def delete_model(self, request: HttpRequest, obj: NotificationChannel) -> None:
-        channel_delete(channel=obj)
+        channel_delete(channel=obj, audit=AuditContext.from_request(request, interface="admin"))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for channel in queryset:
-            channel_delete(channel=channel)
+            channel_delete(
+                channel=channel, audit=AuditContext.from_request(request, interface="admin")
+            )
 
     @admin.action(description="Send test notification")
     def send_test(self, request: HttpRequest, queryset: QuerySet) -> None:

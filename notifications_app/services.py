@@ -20,6 +20,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from audit_app.context import AuditContext
+from audit_app.services import audit_changes, audit_record
 from notifications_app.errors import InvalidNotificationInput
 from notifications_app.messages import message_render
 from notifications_app.models import (
@@ -100,7 +102,12 @@ def _check_name(name: str) -> str:
 
 
 def channel_create(
-    *, name: str, url: str, events: list[str] | None = None, enabled: bool = True
+    *,
+    name: str,
+    url: str,
+    events: list[str] | None = None,
+    enabled: bool = True,
+    audit: AuditContext | None = None,
 ) -> NotificationChannel:
     """A global target; the URL is encrypted and never shown again."""
     name = _check_name(name)
@@ -109,9 +116,26 @@ def channel_create(
     if NotificationChannel.objects.filter(name=name).exists():
         message = f"a notification target named {name!r} already exists"
         raise InvalidNotificationInput(message, {"name": message})
-    return NotificationChannel.objects.create(
-        name=name, url=crypto.encrypt(url.strip()), scheme=scheme, events=events, enabled=enabled
-    )
+    with transaction.atomic():
+        channel = NotificationChannel.objects.create(
+            name=name,
+            url=crypto.encrypt(url.strip()),
+            scheme=scheme,
+            events=events,
+            enabled=enabled,
+        )
+        audit_record(
+            audit=audit,
+            action="notification_target.create",
+            target=channel,
+            changes={
+                "url": "changed",
+                **audit_changes(
+                    before={}, after={"name": name, "events": events, "enabled": enabled}
+                ),
+            },
+        )
+    return channel
 
 
 def channel_update(
@@ -121,6 +145,7 @@ def channel_update(
     url: str | None = None,
     events: list[str] | None = None,
     enabled: bool | None = None,
+    audit: AuditContext | None = None,
 ) -> NotificationChannel:
     """Change what is given; an empty or None `url` keeps the stored one."""
     changes: dict[str, Any] = {}
@@ -137,15 +162,36 @@ def channel_update(
     if enabled is not None:
         changes["enabled"] = bool(enabled)
     if changes:
+        before = {k: getattr(channel, k) for k in ("name", "events", "enabled")}
         changes["updated_at"] = timezone.now()
-        NotificationChannel.objects.filter(id=channel.id).update(**changes)
+        with transaction.atomic():
+            NotificationChannel.objects.filter(id=channel.id).update(**changes)
+            diff = audit_changes(
+                before=before,
+                after={k: v for k, v in changes.items() if k in before},
+            )
+            if "url" in changes:
+                diff["url"] = "changed"
+            if diff:
+                audit_record(
+                    audit=audit, action="notification_target.update", target=channel, changes=diff
+                )
         for key, value in changes.items():
             setattr(channel, key, value)
     return channel
 
 
-def channel_delete(*, channel: NotificationChannel) -> None:
-    NotificationChannel.objects.filter(id=channel.id).delete()
+def channel_delete(*, channel: NotificationChannel, audit: AuditContext | None = None) -> None:
+    with transaction.atomic():
+        deleted, _ = NotificationChannel.objects.filter(id=channel.id).delete()
+        if deleted:
+            audit_record(
+                audit=audit,
+                action="notification_target.delete",
+                target_type="notifications_app.notificationchannel",
+                target_id=str(channel.id),
+                target_repr=channel.name,
+            )
 
 
 # --- Events into the outbox ---------------------------------------------------------------------

@@ -27,6 +27,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
 from accounts_app.permissions import role_can
+from audit_app.context import AuditContext
 from pipelines_app.admin_display import metadata_html, problems_box, schedules_html, state_badge
 from pipelines_app.errors import PipelinesDirError
 from pipelines_app.models import Pipeline, PipelineState
@@ -180,7 +181,11 @@ class PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin):
     ) -> None:
         # Never obj.save(): it would write back counters that runs update concurrently.
         if "enabled" in form.changed_data:
-            pipeline_set_enabled(pipeline=obj, enabled=obj.enabled)
+            pipeline_set_enabled(
+                pipeline=obj,
+                enabled=obj.enabled,
+                audit=AuditContext.from_request(request, interface="admin"),
+            )
 
     # --- URLs and views -------------------------------------------------------------------------
     def get_urls(self) -> list:
@@ -237,7 +242,11 @@ class PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin):
     def _set_enabled(self, request: HttpRequest, queryset: QuerySet, *, enabled: bool) -> None:
         changed = [p for p in queryset if p.enabled != enabled]
         for pipeline in changed:
-            pipeline_set_enabled(pipeline=pipeline, enabled=enabled)
+            pipeline_set_enabled(
+                pipeline=pipeline,
+                enabled=enabled,
+                audit=AuditContext.from_request(request, interface="admin"),
+            )
             self.log_change(request, pipeline, "Enabled" if enabled else "Disabled")
         verb = "enabled" if enabled else "disabled"
         self.message_user(request, f"{len(changed)} pipeline(s) {verb}.", messages.SUCCESS)

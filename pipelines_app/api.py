@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from accounts_app.api_permissions import ReadOnlyRole, RoleRequired, WriteRole
 from accounts_app.models import Role
+from audit_app.context import AuditContext
 from fastflow_site.api.lookups import get_or_404
 from fastflow_site.api.pagination import paginated_response, paginated_schema
 from fastflow_site.api.serializers import error_responses
@@ -146,7 +147,9 @@ class PipelineDetailApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         pipeline_services.pipeline_set_enabled(
-            pipeline=pipeline, enabled=serializer.validated_data["enabled"]
+            pipeline=pipeline,
+            enabled=serializer.validated_data["enabled"],
+            audit=AuditContext.from_request(request, interface="api"),
         )
         output = PipelineDetailOutputSerializer(pipeline_get(name), context={"request": request})
         return Response(output.data)

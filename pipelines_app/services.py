@@ -28,6 +28,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from audit_app.context import AuditContext
+from audit_app.services import audit_changes, audit_record
 from pipelines_app.discovery import DiscoveredPipeline, scan_pipelines
 from pipelines_app.models import Pipeline
 
@@ -153,10 +155,21 @@ def pipelines_sync(*, root: Path | None = None) -> SyncReport:
     return report
 
 
-def pipeline_set_enabled(*, pipeline: Pipeline, enabled: bool) -> Pipeline:
+def pipeline_set_enabled(
+    *, pipeline: Pipeline, enabled: bool, audit: AuditContext | None = None
+) -> Pipeline:
     """The operator's switch; a later sync keeps it unless pipeline.json's `enabled` changes."""
-    updated = Pipeline.objects.filter(pk=pipeline.pk).update(enabled=enabled)
-    if updated != 1:
-        raise Pipeline.DoesNotExist(f"pipeline '{pipeline.pk}' no longer exists")
+    with transaction.atomic():
+        before = Pipeline.objects.filter(pk=pipeline.pk).values_list("enabled", flat=True).first()
+        updated = Pipeline.objects.filter(pk=pipeline.pk).update(enabled=enabled)
+        if updated != 1:
+            raise Pipeline.DoesNotExist(f"pipeline '{pipeline.pk}' no longer exists")
+        if before != enabled:
+            audit_record(
+                audit=audit,
+                action="pipeline.enable" if enabled else "pipeline.disable",
+                target=pipeline,
+                changes=audit_changes(before={"enabled": before}, after={"enabled": enabled}),
+            )
     pipeline.enabled = enabled
     return pipeline

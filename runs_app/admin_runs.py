@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from django.contrib import admin, messages
@@ -21,6 +21,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from accounts_app.permissions import role_can
+from audit_app.context import AuditContext
 from fastflow_site.api.errors import service_error_json
 from runs_app.admin_display import (
     format_bytes,
@@ -397,7 +398,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
         if not self.has_cancel_permission(request):
             raise PermissionDenied
         try:
-            run = run_cancel(run=run)
+            run = run_cancel(run=run, audit=AuditContext.from_request(request, interface="admin"))
         except RunError as exc:
             self.message_user(request, f"Could not cancel run {run.pk}: {exc}", messages.ERROR)
         else:
@@ -410,7 +411,11 @@ class PipelineRunAdmin(admin.ModelAdmin):
         if not self.has_retry_permission(request):
             raise PermissionDenied
         try:
-            new_run = run_retry(run=run, triggered_by="manual")
+            new_run = run_retry(
+                run=run,
+                triggered_by="manual",
+                audit=AuditContext.from_request(request, interface="admin"),
+            )
         except RunError as exc:
             self.message_user(request, f"Could not retry run {run.pk}: {exc}", messages.ERROR)
             return redirect(reverse("admin:runs_app_pipelinerun_change", args=[quote(run.pk)]))
@@ -421,17 +426,32 @@ class PipelineRunAdmin(admin.ModelAdmin):
     # --- deleting: the service removes the log and metrics files too ----------------------------
     def delete_model(self, request: HttpRequest, obj: PipelineRun) -> None:
         try:
-            run_delete(run=obj)
+            run_delete(run=obj, audit=AuditContext.from_request(request, interface="admin"))
         except RunError as exc:
             self.message_user(request, f"Could not delete run {obj.pk}: {exc}", messages.ERROR)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._apply(request, queryset, verb="deleted", service=run_delete, report_success=False)
+        self._apply(
+            request,
+            queryset,
+            verb="deleted",
+            service=partial(
+                run_delete, audit=AuditContext.from_request(request, interface="admin")
+            ),
+            report_success=False,
+        )
 
     # --- actions --------------------------------------------------------------------------------
     @admin.action(description="Cancel selected runs", permissions=["cancel"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._apply(request, queryset, verb="cancelled", service=run_cancel)
+        self._apply(
+            request,
+            queryset,
+            verb="cancelled",
+            service=partial(
+                run_cancel, audit=AuditContext.from_request(request, interface="admin")
+            ),
+        )
 
     @admin.action(description="Retry selected runs", permissions=["retry"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -439,7 +459,11 @@ class PipelineRunAdmin(admin.ModelAdmin):
             request,
             queryset,
             verb="retried",
-            service=lambda *, run: run_retry(run=run, triggered_by="manual"),
+            service=partial(
+                run_retry,
+                triggered_by="manual",
+                audit=AuditContext.from_request(request, interface="admin"),
+            ),
         )
 
     def _apply(

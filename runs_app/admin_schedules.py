@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from audit_app.context import AuditContext
 from runs_app.errors import ScheduleReadOnly
 from runs_app.forms import ScheduledJobForm
 from runs_app.models import ScheduledJob, ScheduleSource
@@ -71,7 +72,11 @@ class ScheduledJobAdmin(admin.ModelAdmin):
         changed, kept = 0, []
         for job in queryset:
             try:
-                scheduledjob_update(job=job, enabled=enabled)
+                scheduledjob_update(
+                    job=job,
+                    enabled=enabled,
+                    audit=AuditContext.from_request(request, interface="admin"),
+                )
             except ScheduleReadOnly:
                 kept.append(str(job))
             else:
@@ -121,15 +126,19 @@ class ScheduledJobAdmin(admin.ModelAdmin):
     ) -> None:
         fields: dict[str, Any] = {f: form.cleaned_data[f] for f in EDITABLE_FIELDS}
         if change:
-            scheduledjob_update(job=obj, **fields)
+            scheduledjob_update(
+                job=obj, audit=AuditContext.from_request(request, interface="admin"), **fields
+            )
             return
-        created = scheduledjob_create(**fields)
+        created = scheduledjob_create(
+            audit=AuditContext.from_request(request, interface="admin"), **fields
+        )
         # The admin goes on with `obj` (log entry, redirect): give it the created row.
         obj.pk = created.pk
         obj.refresh_from_db()
 
     def delete_model(self, request: HttpRequest, obj: ScheduledJob) -> None:
-        scheduledjob_delete(job=obj)
+        scheduledjob_delete(job=obj, audit=AuditContext.from_request(request, interface="admin"))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         skipped = 0
@@ -137,7 +146,9 @@ class ScheduledJobAdmin(admin.ModelAdmin):
             if job.source != ScheduleSource.ADMIN:
                 skipped += 1
                 continue
-            scheduledjob_delete(job=job)
+            scheduledjob_delete(
+                job=job, audit=AuditContext.from_request(request, interface="admin")
+            )
         if skipped:
             self.message_user(
                 request,

@@ -32,6 +32,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from accounts_app.permissions import role_can
+from audit_app.context import AuditContext
 from pipelines_app.models import Pipeline
 from runs_app.admin_display import status_badge
 from runs_app.errors import InvalidRunRequest, PipelineNotFound, PipelineNotRunnable, RunError
@@ -105,7 +106,11 @@ class PipelineRunsAdminMixin:
         queued, errors = 0, []
         for pipeline in queryset:
             try:
-                run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+                run = run_enqueue(
+                    pipeline=pipeline,
+                    triggered_by="manual",
+                    audit=AuditContext.from_request(request, interface="admin"),
+                )
             except RunError as exc:
                 errors.append(f"{pipeline.pk}: {exc}")
             else:
@@ -154,6 +159,7 @@ class PipelineRunsAdminMixin:
                 triggered_by="manual",
                 parameters=form.cleaned_data["parameters"],
                 run_config_id=form.cleaned_data["run_config_id"],
+                audit=AuditContext.from_request(request, interface="admin"),
             )
         except InvalidRunRequest as exc:
             for key, message in exc.fields.items():

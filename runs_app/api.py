@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 from accounts_app.api_permissions import ReadOnlyRole, WriteRole
 from accounts_app.models import Session
 from accounts_app.services import user_access_alive
+from audit_app.context import AuditContext
 from fastflow_site.api.lookups import get_or_404
 from fastflow_site.api.negotiation import FirstRendererNegotiation
 from fastflow_site.api.pagination import paginated_response, paginated_schema
@@ -130,6 +131,7 @@ class PipelineRunCreateApi(APIView):
             triggered_by="manual",
             parameters=serializer.validated_data["parameters"],
             run_config_id=serializer.validated_data["run_config_id"] or None,
+            audit=AuditContext.from_request(request, interface="api"),
         )
         return Response(RunOutputSerializer(run).data, status=status.HTTP_201_CREATED)
 
@@ -190,7 +192,9 @@ class RunCancelApi(APIView):
         description="PENDING runs are cancelled at once; RUNNING runs are stopped by the engine.",
     )
     def post(self, request: Request, run_id: str) -> Response:
-        run = services.run_cancel(run=run_get(run_id))
+        run = services.run_cancel(
+            run=run_get(run_id), audit=AuditContext.from_request(request, interface="api")
+        )
         return Response(RunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -204,7 +208,11 @@ class RunRetryApi(APIView):
         description="A new PENDING run with the same parameters; only from a finished run.",
     )
     def post(self, request: Request, run_id: str) -> Response:
-        run = services.run_retry(run=run_get(run_id), triggered_by="manual")
+        run = services.run_retry(
+            run=run_get(run_id),
+            triggered_by="manual",
+            audit=AuditContext.from_request(request, interface="api"),
+        )
         return Response(RunOutputSerializer(run).data, status=status.HTTP_201_CREATED)
 
 

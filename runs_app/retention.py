@@ -28,6 +28,8 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from audit_app.context import AuditContext
+from audit_app.services import audit_record
 from pipelines_app.models import Pipeline
 from runs_app.logs import data_file
 from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus
@@ -168,6 +170,7 @@ def runs_retention_apply(
     batch_size: int | None = None,
     pause: float | None = None,
     should_continue: Callable[[], bool] = lambda: True,
+    audit: AuditContext | None = None,
 ) -> RetentionReport:
     """Apply every pipeline's policy (or, with dry_run, count what it would delete), then
     sweep orphaned files and empty folders."""
@@ -189,7 +192,7 @@ def runs_retention_apply(
             if not should_continue():
                 report.stopped_early = True
                 return report
-            deleted = _delete_batch(rows, report)
+            deleted = _delete_batch(rows, report, pipeline=pipeline, policy=policy, audit=audit)
             if deleted:
                 report.runs[pipeline.pipeline_name] = (
                     report.runs.get(pipeline.pipeline_name, 0) + deleted
@@ -203,7 +206,14 @@ def runs_retention_apply(
     return report
 
 
-def _delete_batch(rows: list[tuple], report: RetentionReport) -> int:
+def _delete_batch(
+    rows: list[tuple],
+    report: RetentionReport,
+    *,
+    pipeline: Pipeline,
+    policy: RetentionPolicy,
+    audit: AuditContext | None,
+) -> int:
     ids = [row[1] for row in rows]
     # Files first (outside the transaction): a row without files only shows "no log", files
     # without a row would be found again only by the orphan sweep.
@@ -222,8 +232,16 @@ def _delete_batch(rows: list[tuple], report: RetentionReport) -> int:
             .only("id")
             .delete()
         )
+        deleted = per_model.get(PipelineRun._meta.label, 0)
+        if deleted:
+            audit_record(
+                audit=audit,
+                action="retention.delete",
+                target=pipeline,
+                details={"runs": deleted, "policy": policy.describe()},
+            )
     report.batch_seconds.append(time.monotonic() - started)
-    return per_model.get(PipelineRun._meta.label, 0)
+    return deleted
 
 
 def _run_files() -> Iterator[tuple[Path, uuid.UUID]]:

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from accounts_app.api_permissions import RoleRequired
 from accounts_app.models import Role
+from audit_app.context import AuditContext
 from fastflow_site.api.lookups import get_or_404
 from fastflow_site.api.pagination import paginated_response, paginated_schema
 from fastflow_site.api.serializers import LenientChoiceField, error_responses
@@ -112,7 +113,9 @@ class ScheduleListApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = ScheduleInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        job = schedule_services.scheduledjob_create(**serializer.validated_data)
+        job = schedule_services.scheduledjob_create(
+            audit=AuditContext.from_request(request, interface="api"), **serializer.validated_data
+        )
         return Response(ScheduleOutputSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
@@ -135,7 +138,11 @@ class ScheduleDetailApi(APIView):
         job = schedule_get(schedule_id)
         serializer = ScheduleInputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        job = schedule_services.scheduledjob_update(job=job, **serializer.validated_data)
+        job = schedule_services.scheduledjob_update(
+            job=job,
+            audit=AuditContext.from_request(request, interface="api"),
+            **serializer.validated_data,
+        )
         return Response(ScheduleOutputSerializer(job).data)
 
     @extend_schema(
@@ -144,5 +151,7 @@ class ScheduleDetailApi(APIView):
     )
     def delete(self, request: Request, schedule_id: str) -> Response:
         job = schedule_get(schedule_id)
-        schedule_services.scheduledjob_delete(job=job)
+        schedule_services.scheduledjob_delete(
+            job=job, audit=AuditContext.from_request(request, interface="api")
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -13,6 +13,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from audit_app.context import AuditContext
+from audit_app.services import audit_changes, audit_record
 from pipelines_app.models import Pipeline
 from pipelines_app.spec import SpecError, cron_trigger, next_fire_times, validate_cron
 from runs_app.errors import ScheduleReadOnly
@@ -100,6 +102,7 @@ def scheduledjob_create(
     run_config_id: str = "",
     start_date: datetime | None = None,
     end_date: datetime | None = None,
+    audit: AuditContext | None = None,
 ) -> ScheduledJob:
     job = ScheduledJob(
         pipeline=pipeline,
@@ -112,11 +115,24 @@ def scheduledjob_create(
         source=ScheduleSource.ADMIN,
     )
     scheduledjob_clean(job=job)
-    job.save()
+    with transaction.atomic():
+        job.save()
+        audit_record(
+            audit=audit,
+            action="schedule.create",
+            target=job,
+            changes=audit_changes(before={}, after=_audited(job)),
+        )
     return job
 
 
-def scheduledjob_update(*, job: ScheduledJob, **changes: object) -> ScheduledJob:
+def _audited(job: ScheduledJob) -> dict[str, object]:
+    return {name: getattr(job, name) for name in ("pipeline_id", *EDITABLE_FIELDS)}
+
+
+def scheduledjob_update(
+    *, job: ScheduledJob, audit: AuditContext | None = None, **changes: object
+) -> ScheduledJob:
     """Apply `changes` (any of EDITABLE_FIELDS) to an admin-created schedule."""
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
@@ -124,17 +140,30 @@ def scheduledjob_update(*, job: ScheduledJob, **changes: object) -> ScheduledJob
     with transaction.atomic():
         current = ScheduledJob.objects.select_for_update().get(pk=job.pk)
         _refuse_file_defined(current, "changed")
+        before = _audited(current)
         for name, value in changes.items():
             setattr(job, name, value)
         scheduledjob_clean(job=job)
         # updated_at moves with every save: the scheduler's mirror picks the edit up from it.
         job.save(update_fields=[*changes, "trigger_value", "run_config_id", "updated_at"])
+        diff = audit_changes(before=before, after=_audited(job))
+        if diff:
+            audit_record(audit=audit, action="schedule.update", target=job, changes=diff)
     return job
 
 
-def scheduledjob_delete(*, job: ScheduledJob) -> None:
+def scheduledjob_delete(*, job: ScheduledJob, audit: AuditContext | None = None) -> None:
     _refuse_file_defined(job, "deleted")
-    ScheduledJob.objects.filter(pk=job.pk, source=ScheduleSource.ADMIN).delete()
+    with transaction.atomic():
+        deleted, _ = ScheduledJob.objects.filter(pk=job.pk, source=ScheduleSource.ADMIN).delete()
+        if deleted:
+            audit_record(
+                audit=audit,
+                action="schedule.delete",
+                target_type="runs_app.scheduledjob",
+                target_id=str(job.pk),
+                target_repr=str(job),
+            )
 
 
 def scheduledjob_trigger(*, job: ScheduledJob) -> BaseTrigger:

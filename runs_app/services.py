@@ -18,6 +18,8 @@ from django.db import connection, transaction
 from django.db.models import Case, Count, F, Value, When
 from django.utils import timezone
 
+from audit_app.context import AuditContext
+from audit_app.services import audit_record
 from notifications_app.events import notify_run_finished
 from pipelines_app.env_names import reserved_env_message
 from pipelines_app.models import Pipeline
@@ -156,6 +158,11 @@ def _pipeline_for_run(pipeline: Pipeline | str) -> Pipeline:
     return found
 
 
+def _trigger_action(triggered_by: str, parent_run: PipelineRun | None) -> str:
+    retried = parent_run is not None and triggered_by in ("manual", "retry")
+    return "run.retry" if retried else "run.trigger"
+
+
 def run_enqueue(
     *,
     pipeline: Pipeline | str,
@@ -168,6 +175,7 @@ def run_enqueue(
     not_before: datetime | None = None,
     chain_depth: int = 0,
     retry_attempt: int = 0,
+    audit: AuditContext | None = None,
 ) -> PipelineRun:
     """Create a PENDING run. With `idempotency_key`, a run of this pipeline created with the
     same key in the last 24 h is returned instead of a new one."""
@@ -200,7 +208,7 @@ def run_enqueue(
             )
             if existing is not None:
                 return existing
-        return PipelineRun.objects.create(
+        run = PipelineRun.objects.create(
             pipeline=target,
             triggered_by=triggered_by,
             parameters=params,
@@ -212,9 +220,25 @@ def run_enqueue(
             chain_depth=chain_depth,
             retry_attempt=retry_attempt,
         )
+        audit_record(
+            audit=audit,
+            action="run.retry"
+            if triggered_by == "retry" or parent_run and triggered_by == "manual"
+            else "run.trigger",
+            target=run,
+            details={
+                "pipeline": target.pipeline_name,
+                "triggered_by": triggered_by,
+                "run_config_id": config_id,
+                # Names only: parameter values are user input and may be confidential.
+                "parameters": sorted(params),
+                **({"parent_run": str(parent_run.id)} if parent_run else {}),
+            },
+        )
+        return run
 
 
-def run_cancel(*, run: PipelineRun) -> PipelineRun:
+def run_cancel(*, run: PipelineRun, audit: AuditContext | None = None) -> PipelineRun:
     """PENDING → CANCELLED at once; RUNNING → cancel requested (the owning engine stops it)."""
     now = timezone.now()
     with transaction.atomic():
@@ -224,20 +248,30 @@ def run_cancel(*, run: PipelineRun) -> PipelineRun:
             cancel_requested_at=now,
             error_message="cancelled before it started",
         )
+        requested = 0
         if cancelled:
             run.refresh_from_db()
             run_stats_record(run=run)
-    if not cancelled:
-        PipelineRun.objects.filter(
-            id=run.id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True
-        ).update(cancel_requested_at=now)
+        else:
+            requested = PipelineRun.objects.filter(
+                id=run.id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True
+            ).update(cancel_requested_at=now)
+        if cancelled or requested:
+            audit_record(
+                audit=audit,
+                action="run.cancel",
+                target=run,
+                details={"was": RunStatus.PENDING if cancelled else RunStatus.RUNNING},
+            )
     run.refresh_from_db()
     if run.status == RunStatus.RUNNING or (cancelled and run.status == RunStatus.CANCELLED):
         return run
     raise RunStateConflict(f"run {run.id} has already finished ({run.status})")
 
 
-def run_retry(*, run: PipelineRun, triggered_by: str = "manual") -> PipelineRun:
+def run_retry(
+    *, run: PipelineRun, triggered_by: str = "manual", audit: AuditContext | None = None
+) -> PipelineRun:
     """A new PENDING run with the same parameters and run configuration."""
     run.refresh_from_db(fields=["status"])
     if not run.is_terminal:
@@ -251,10 +285,11 @@ def run_retry(*, run: PipelineRun, triggered_by: str = "manual") -> PipelineRun:
         run_config_id=run.run_config_id or None,
         parent_run=run,
         chain_depth=run.chain_depth,
+        audit=audit,
     )
 
 
-def run_delete(*, run: PipelineRun) -> None:
+def run_delete(*, run: PipelineRun, audit: AuditContext | None = None) -> None:
     """Delete a finished run with its log and metrics files.
 
     Files go first: a row without files only shows "no log", files without a row are never
@@ -273,7 +308,16 @@ def run_delete(*, run: PipelineRun) -> None:
             path.unlink(missing_ok=True)
         except OSError as exc:
             logger.warning("run %s: cannot remove %s: %s", run.id, path, exc)
-    PipelineRun.objects.filter(id=run.id, status__in=TERMINAL_STATUSES).delete()
+    with transaction.atomic():
+        deleted, _ = PipelineRun.objects.filter(id=run.id, status__in=TERMINAL_STATUSES).delete()
+        if deleted:
+            audit_record(
+                audit=audit,
+                action="run.delete",
+                target_type="runs_app.pipelinerun",
+                target_id=str(run.id),
+                target_repr=str(run),
+            )
 
 
 # --- Engine side ---------------------------------------------------------------------------------
@@ -479,6 +523,7 @@ def _queue_retry(run: PipelineRun, pipeline: Pipeline, notes: list[str]) -> bool
                 not_before=not_before,
                 chain_depth=run.chain_depth,
                 retry_attempt=attempt,
+                audit=AuditContext.engine(),
             )
     except RunError as exc:
         notes.append(f"retry {attempt} of {effective.retry_attempts} not queued: {exc}")
@@ -517,6 +562,7 @@ def _queue_downstream(run: PipelineRun, pipeline: Pipeline, notes: list[str]) ->
                     idempotency_key=(
                         f"downstream:{run.id}:{trigger.pipeline}:{trigger.run_config_id or ''}"
                     ),
+                    audit=AuditContext.engine(),
                 )
         except RunError as exc:
             notes.append(f"{target} not triggered: {exc}")

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from audit_app.context import AuditContext
 from fastflow_site.api.errors import error_json, service_error_json
 from fastflow_site.api.parsers import NESTED_TOO_DEEPLY
 from fastflow_site.errors import ServiceError
@@ -193,6 +194,7 @@ def _trigger(request: HttpRequest, pipeline_name: str, webhook_key: str) -> Json
             parameters=parameters,
             run_config_id=run_config_id,
             idempotency_key=_idempotency_key(request, pipeline),
+            audit=AuditContext.webhook(request, pipeline_name=pipeline.pipeline_name),
         )
     except PipelineNotFound:
         raise _not_found() from None  # deleted since the key matched: still "no such webhook"

@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
+from audit_app.context import AuditContext
 from secrets_app import crypto
 from secrets_app.models import Secret
 from secrets_app.services import secret_delete, secret_reveal, secret_set, secret_validate
@@ -126,13 +127,18 @@ class SecretAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Secret, form: SecretForm, change: bool) -> None:
         if form.plaintext is None:
             return  # nothing about the value or its kind changed
-        saved = secret_set(key=obj.key, value=form.plaintext, is_parameter=obj.is_parameter)
+        saved = secret_set(
+            key=obj.key,
+            value=form.plaintext,
+            is_parameter=obj.is_parameter,
+            audit=AuditContext.from_request(request, interface="admin"),
+        )
         obj.value, obj.created_at, obj.updated_at = saved.value, saved.created_at, saved.updated_at
         obj._state.adding = False
 
     def delete_model(self, request: HttpRequest, obj: Secret) -> None:
-        secret_delete(key=obj.key)
+        secret_delete(key=obj.key, audit=AuditContext.from_request(request, interface="admin"))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Secret]) -> None:
         for key in queryset.values_list("key", flat=True):
-            secret_delete(key=key)
+            secret_delete(key=key, audit=AuditContext.from_request(request, interface="admin"))

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts_app.api_permissions import AdminRole
+from audit_app.context import AuditContext
 from fastflow_site.api.errors import ApiError
 from fastflow_site.api.lookups import get_or_404
 from fastflow_site.api.pagination import paginated_response, paginated_schema
@@ -83,7 +84,9 @@ class SecretListApi(APIView):
                 code="already_exists",
                 status_code=status.HTTP_409_CONFLICT,
             )
-        secret = secret_set(**serializer.validated_data)
+        secret = secret_set(
+            audit=AuditContext.from_request(request, interface="api"), **serializer.validated_data
+        )
         return Response(SecretOutputSerializer(secret).data, status=status.HTTP_201_CREATED)
 
 
@@ -110,7 +113,11 @@ class SecretDetailApi(APIView):
         serializer = SecretValueSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         existed = Secret.objects.filter(key=key).exists()
-        secret = secret_set(key=key, **serializer.validated_data)
+        secret = secret_set(
+            key=key,
+            audit=AuditContext.from_request(request, interface="api"),
+            **serializer.validated_data,
+        )
         return Response(
             SecretOutputSerializer(secret).data,
             status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED,
@@ -121,6 +128,6 @@ class SecretDetailApi(APIView):
         responses={204: None} | error_responses(401, 403, 404),
     )
     def delete(self, request: Request, key: str) -> Response:
-        if not secret_delete(key=key):
+        if not secret_delete(key=key, audit=AuditContext.from_request(request, interface="api")):
             raise NotFound(f"secret {key!r} not found")
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -5,6 +5,8 @@ import re
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from audit_app.context import AuditContext
+from audit_app.services import audit_record
 from fastflow_site.errors import ServiceError
 from secrets_app import crypto
 from secrets_app.models import Secret
@@ -38,13 +40,30 @@ def secret_validate(*, key: str, value: str) -> None:
         raise ValidationError({"value": "The value must not contain NUL characters."})
 
 
-def secret_set(*, key: str, value: str, is_parameter: bool = False) -> Secret:
-    """Create or replace a secret; secrets are encrypted, parameters stored as given."""
+def secret_set(
+    *, key: str, value: str, is_parameter: bool = False, audit: AuditContext | None = None
+) -> Secret:
+    """Create or replace a secret; secrets are encrypted, parameters stored as given. The
+    audit log records that the value changed, never the value."""
     secret_validate(key=key, value=value)
     stored = value if is_parameter else crypto.encrypt(value)
-    secret, _ = Secret.objects.update_or_create(
-        key=key, defaults={"value": stored, "is_parameter": is_parameter}
-    )
+    with transaction.atomic():
+        before = Secret.objects.filter(key=key).first()
+        secret, created = Secret.objects.update_or_create(
+            key=key, defaults={"value": stored, "is_parameter": is_parameter}
+        )
+        changes: dict[str, object] = {"value": "changed"}
+        if before is None or before.is_parameter != is_parameter:
+            changes["is_parameter"] = {
+                "old": None if before is None else before.is_parameter,
+                "new": is_parameter,
+            }
+        audit_record(
+            audit=audit,
+            action="secret.create" if created else "secret.update",
+            target=secret,
+            changes=changes,
+        )
     return secret
 
 
@@ -53,8 +72,17 @@ def secret_reveal(*, secret: Secret) -> str:
     return secret.value if secret.is_parameter else crypto.decrypt(secret.value)
 
 
-def secret_delete(*, key: str) -> bool:
-    deleted, _ = Secret.objects.filter(key=key).delete()
+def secret_delete(*, key: str, audit: AuditContext | None = None) -> bool:
+    with transaction.atomic():
+        deleted, _ = Secret.objects.filter(key=key).delete()
+        if deleted:
+            audit_record(
+                audit=audit,
+                action="secret.delete",
+                target_type="secrets_app.secret",
+                target_id=key,
+                target_repr=key,
+            )
     return bool(deleted)
 
 

@@ -24,6 +24,7 @@ OUR_APPS = (
     "secrets_app",
     "fastflow_site",
     "notifications_app",
+    "audit_app",
 )
 COLUMN_HEADER = ["Column", "Type", "Null", "Key", "Description"]
 PLAIN_FAMILIES = {"text", "integer", "bigint", "float", "boolean", "datetime", "json", "uuid"}

@@ -56,6 +56,7 @@ def test_it_documents_the_seven_original_tables_and_the_engine_tables(doc_text):
         "notification_events",
         "notification_deliveries",
         "notification_attempts",
+        "audit_log",
     }
 
 

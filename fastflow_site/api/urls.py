@@ -11,6 +11,7 @@ urlpatterns = [
     path("", include("runs_app.api_urls")),
     path("", include("secrets_app.api_urls")),
     path("", include("accounts_app.api_urls")),
+    path("", include("audit_app.api_urls")),
     path(
         "schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

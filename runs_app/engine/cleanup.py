@@ -12,6 +12,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from audit_app.context import AuditContext
+from audit_app.services import audit_purge_old
 from runs_app.retention import runs_retention_apply
 
 logger = logging.getLogger(__name__)
@@ -34,8 +36,9 @@ def notification_history_purge() -> int:
 
 
 class RetentionChore:
-    def __init__(self, *, is_leader: Callable[[], bool]) -> None:
+    def __init__(self, *, is_leader: Callable[[], bool], engine_id: str = "engine") -> None:
         self.is_leader = is_leader
+        self.engine_id = engine_id
         self._due: float | None = None
 
     def __call__(self) -> None:
@@ -50,8 +53,10 @@ class RetentionChore:
         if now < self._due:
             return
         self._due = now + settings.FASTFLOW_RETENTION_INTERVAL_SECONDS
-        report = runs_retention_apply(should_continue=self.is_leader)
-        purged = notification_history_purge()
+        report = runs_retention_apply(
+            should_continue=self.is_leader, audit=AuditContext.engine(name=self.engine_id)
+        )
+        purged = notification_history_purge() + audit_purge_old()
         if report.total_runs or report.orphan_files or purged:
             logger.info(
                 "retention: deleted %d run(s), %d file(s) (%d bytes), %d orphaned file(s); "

@@ -85,7 +85,11 @@ class Engine:
             Periodic("heartbeat", heartbeat_interval(), self._heartbeat),
             Periodic("reconcile", RECONCILE_SECONDS, self._reconcile),
             Periodic("notifications", settings.FASTFLOW_NOTIFY_POLL_SECONDS, notifications),
-            Periodic("retention", CLEANUP_CHECK_SECONDS, RetentionChore(is_leader=self._leads)),
+            Periodic(
+                "retention",
+                CLEANUP_CHECK_SECONDS,
+                RetentionChore(is_leader=self._leads, engine_id=self.engine_id),
+            ),
         ]
         for thread in self._threads:
             thread.start()

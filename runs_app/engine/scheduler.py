@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django_apscheduler.jobstores import DjangoJobStore
 
+from audit_app.context import AuditContext
 from notifications_app.events import notify_schedule_late
 from runs_app.errors import RunError
 from runs_app.models import ScheduledJob
@@ -69,6 +70,7 @@ def fire_schedule(scheduled_job_id: str, version: str = "", fire_time: str = "")
             scheduled_job=job,
             run_config_id=job.run_config_id or None,
             idempotency_key=schedule_idempotency_key(job_id=job.id, fire_time=tick),
+            audit=AuditContext.schedule(job_id=job.id),
         )
     except RunError as exc:
         logger.warning("schedule %s (%s) did not start a run at %s: %s", job.id, job, tick, exc)

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts_app.errors import AccountError
 from accounts_app.models import User
 from accounts_app.services import token_issue
+from audit_app.context import AuditContext
 
 
 class Command(BaseCommand):
@@ -20,7 +21,9 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError(f"no user named '{username}'")
         try:
-            session, token = token_issue(user=user, days=days, name=name)
+            session, token = token_issue(
+                user=user, days=days, name=name, audit=AuditContext.command("issuetoken")
+            )
         except AccountError as exc:
             raise CommandError(str(exc)) from exc
         self.stderr.write(

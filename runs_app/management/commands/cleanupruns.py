@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from audit_app.context import AuditContext
 from pipelines_app.models import Pipeline
 from runs_app.retention import retention_policy, runs_retention_apply
 
@@ -29,7 +30,7 @@ class Command(BaseCommand):
             for pipeline in Pipeline.objects.order_by("pipeline_name"):
                 policy = retention_policy(pipeline=pipeline)
                 self.stdout.write(f"{pipeline.pipeline_name}: {policy.describe()}")
-        report = runs_retention_apply(dry_run=dry_run)
+        report = runs_retention_apply(dry_run=dry_run, audit=AuditContext.command("cleanupruns"))
         verb = "would delete" if dry_run else "deleted"
         for name, count in sorted(report.runs.items()):
             self.stdout.write(f"{name}: {verb} {count} run(s)")
