@@ -194,6 +194,18 @@ def channel_delete(*, channel: NotificationChannel, audit: AuditContext | None =
             )
 
 
+def channels_rotate(*, audit: AuditContext | None = None) -> int:
+    """Re-encrypt every target URL with the current (first) key, all or nothing."""
+    count = 0
+    with transaction.atomic():
+        for channel in NotificationChannel.objects.select_for_update():
+            NotificationChannel.objects.filter(id=channel.id).update(url=crypto.rotate(channel.url))
+            count += 1
+        if count:
+            audit_record(audit=audit, action="notification_target.rotate", details={"count": count})
+    return count
+
+
 # --- Events into the outbox ---------------------------------------------------------------------
 
 

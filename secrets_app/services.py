@@ -101,7 +101,7 @@ def secrets_resolve(*, keys: list[str]) -> dict[str, str]:
     return values
 
 
-def secrets_rotate() -> int:
+def secrets_rotate(*, audit: AuditContext | None = None) -> int:
     """Re-encrypt every secret with the current (first) key; returns how many were rewritten."""
     count = 0
     with transaction.atomic():
@@ -109,4 +109,6 @@ def secrets_rotate() -> int:
             secret.value = crypto.rotate(secret.value)
             secret.save(update_fields=["value", "updated_at"])
             count += 1
+        if count:
+            audit_record(audit=audit, action="secret.rotate", details={"count": count})
     return count

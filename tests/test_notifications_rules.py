@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -294,3 +295,16 @@ def test_only_admins_see_the_notifications_admin_and_the_url_is_never_shown_agai
         {"name": "bad", "url": "nosuchscheme://x", "events": ["run_failed"]},
     )
     assert refused.status_code == 200 and "not an Apprise URL" in refused.content.decode()
+
+
+def test_rotatesecrets_reencrypts_target_urls_too(settings, webhook):
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.FASTFLOW_ENCRYPTION_KEYS = [old]
+    channel = channel_create(name="hook", url=webhook.url())
+    settings.FASTFLOW_ENCRYPTION_KEYS = [new, old]
+    call_command("rotatesecrets", stdout=StringIO())
+    settings.FASTFLOW_ENCRYPTION_KEYS = [new]  # the old key can be retired
+    assert crypto.decrypt(NotificationChannel.objects.get(id=channel.id).url) == webhook.url()

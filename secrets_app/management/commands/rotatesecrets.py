@@ -2,16 +2,27 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from audit_app.context import AuditContext
+from notifications_app.services import channels_rotate
 from secrets_app.crypto import DecryptionError
 from secrets_app.services import secrets_rotate
 
 
 class Command(BaseCommand):
-    help = "Re-encrypt every secret with the first key of FASTFLOW_ENCRYPTION_KEY."
+    help = (
+        "Re-encrypt every secret and notification target URL with the first key of "
+        "FASTFLOW_ENCRYPTION_KEY."
+    )
 
     def handle(self, *args, **options):
+        audit = AuditContext.command("rotatesecrets")
         try:
-            count = secrets_rotate()
+            count = secrets_rotate(audit=audit)
         except DecryptionError as exc:
             raise CommandError(f"{exc}; no secret was changed") from exc
         self.stdout.write(f"Re-encrypted {count} secret(s) with the current key.")
+        try:
+            targets = channels_rotate(audit=audit)
+        except DecryptionError as exc:
+            raise CommandError(f"{exc}; no notification target was changed") from exc
+        self.stdout.write(f"Re-encrypted {targets} notification target URL(s).")
