@@ -177,13 +177,7 @@ def invitation_revoke(*, invitation: Invitation, audit: AuditContext | None = No
     with transaction.atomic():
         deleted, _ = Invitation.objects.filter(id=invitation.id).delete()
         if deleted:
-            audit_record(
-                audit=audit,
-                action="invitation.revoke",
-                target_type="accounts_app.invitation",
-                target_id=str(invitation.id),
-                target_repr=invitation.recipient_email,
-            )
+            audit_record(audit=audit, action="invitation.revoke", target=invitation)
 
 
 # --- Users: roles and blocking ------------------------------------------------------------------
@@ -344,8 +338,7 @@ def token_issue(
         audit_record(
             audit=audit,
             action="token.create",
-            target_type="accounts_app.session",
-            target_id=str(session.id),
+            target=session,
             target_repr=f"{user.username}: {name or session.id}",
             details={"user": user.username, "name": name, "days": days},
         )
@@ -408,8 +401,7 @@ def token_revoke(
             audit_record(
                 audit=audit,
                 action="token.revoke",
-                target_type="accounts_app.session",
-                target_id=str(session.id),
+                target=session,
                 target_repr=f"{session.user.username}: {session.name or session.id}",
             )
     return bool(deleted)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest
 from django.utils.html import format_html
 
 from audit_app.models import AuditEntry
+from fastflow_site.admin_readonly import ReadOnly
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnly, admin.ModelAdmin):
     list_display = (
         "created_at",
         "actor_name",
@@ -29,30 +28,8 @@ class AuditEntryAdmin(admin.ModelAdmin):
     search_fields = ("actor_name", "action", "target_repr", "=target_id", "=ip")
     date_hierarchy = "created_at"
     list_per_page = 100
-    readonly_fields = (
-        "created_at",
-        "actor_type",
-        "actor_user_id",
-        "actor_name",
-        "interface",
-        "ip",
-        "action",
-        "target_type",
-        "target_id",
-        "target_repr",
-        "changes_pretty",
-        "details_pretty",
-    )
+    readonly_fields = (*AuditEntry.FIELDS[:-2], "changes_pretty", "details_pretty")
     fields = readonly_fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="changed")
     def changed_fields(self, obj: AuditEntry) -> str:

@@ -18,21 +18,7 @@ from fastflow_site.api.serializers import error_responses
 class AuditEntryOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEntry
-        fields = [
-            "id",
-            "created_at",
-            "actor_type",
-            "actor_user_id",
-            "actor_name",
-            "interface",
-            "ip",
-            "action",
-            "target_type",
-            "target_id",
-            "target_repr",
-            "changes",
-            "details",
-        ]
+        fields = ["id", *AuditEntry.FIELDS]
         read_only_fields = fields
 
 

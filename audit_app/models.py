@@ -27,6 +27,8 @@ class Interface(models.TextChoices):
 
 
 class AuditEntry(models.Model):
+    """One action; `FIELDS` is what the admin and the API show, in this order."""
+
     id = models.AutoField(primary_key=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor_type = models.CharField(max_length=16, choices=ActorType.choices)
@@ -48,6 +50,21 @@ class AuditEntry(models.Model):
         verbose_name = "audit entry"
         verbose_name_plural = "audit log"
         indexes = [models.Index(fields=["target_type", "target_id"], name="audit_target_idx")]
+
+    FIELDS = (
+        "created_at",
+        "actor_type",
+        "actor_user_id",
+        "actor_name",
+        "interface",
+        "ip",
+        "action",
+        "target_type",
+        "target_id",
+        "target_repr",
+        "changes",
+        "details",
+    )
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action}"

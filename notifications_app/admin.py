@@ -18,6 +18,7 @@ from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
 from audit_app.context import AuditContext
+from fastflow_site.admin_readonly import ReadOnly
 from notifications_app.errors import InvalidNotificationInput
 from notifications_app.models import (
     DeliveryStatus,
@@ -192,18 +193,11 @@ def status_badge(status: str) -> str:
     )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+class ReadOnlyAdmin(ReadOnly, admin.ModelAdmin):
+    pass
 
 
-class DeliveryInline(admin.TabularInline):
+class DeliveryInline(ReadOnly, admin.TabularInline):
     model = NotificationDelivery
     fields = ("target_label", "badge", "attempts", "next_attempt_at", "sent_at", "last_error")
     readonly_fields = fields
@@ -213,15 +207,6 @@ class DeliveryInline(admin.TabularInline):
     @admin.display(description="status")
     def badge(self, obj: NotificationDelivery) -> str:
         return status_badge(obj.status)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class AttemptInline(DeliveryInline):

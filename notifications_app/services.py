@@ -185,13 +185,7 @@ def channel_delete(*, channel: NotificationChannel, audit: AuditContext | None =
     with transaction.atomic():
         deleted, _ = NotificationChannel.objects.filter(id=channel.id).delete()
         if deleted:
-            audit_record(
-                audit=audit,
-                action="notification_target.delete",
-                target_type="notifications_app.notificationchannel",
-                target_id=str(channel.id),
-                target_repr=channel.name,
-            )
+            audit_record(audit=audit, action="notification_target.delete", target=channel)
 
 
 def channels_rotate(*, audit: AuditContext | None = None) -> int:

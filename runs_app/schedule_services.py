@@ -157,13 +157,7 @@ def scheduledjob_delete(*, job: ScheduledJob, audit: AuditContext | None = None)
     with transaction.atomic():
         deleted, _ = ScheduledJob.objects.filter(pk=job.pk, source=ScheduleSource.ADMIN).delete()
         if deleted:
-            audit_record(
-                audit=audit,
-                action="schedule.delete",
-                target_type="runs_app.scheduledjob",
-                target_id=str(job.pk),
-                target_repr=str(job),
-            )
+            audit_record(audit=audit, action="schedule.delete", target=job)
 
 
 def scheduledjob_trigger(*, job: ScheduledJob) -> BaseTrigger:

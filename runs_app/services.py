@@ -311,13 +311,7 @@ def run_delete(*, run: PipelineRun, audit: AuditContext | None = None) -> None:
     with transaction.atomic():
         deleted, _ = PipelineRun.objects.filter(id=run.id, status__in=TERMINAL_STATUSES).delete()
         if deleted:
-            audit_record(
-                audit=audit,
-                action="run.delete",
-                target_type="runs_app.pipelinerun",
-                target_id=str(run.id),
-                target_repr=str(run),
-            )
+            audit_record(audit=audit, action="run.delete", target=run)
 
 
 # --- Engine side ---------------------------------------------------------------------------------
