@@ -24,6 +24,7 @@ from accounts_app.services import (
     invitation_create,
     token_revoke,
     user_block,
+    user_delete,
     user_unblock,
     user_update,
     user_update_check,
@@ -110,6 +111,16 @@ class UserAdmin(admin.ModelAdmin):
         if obj is not None and obj.pk == request.user.pk:
             return False
         return super().has_delete_permission(request, obj)
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        try:
+            user_delete(
+                user=obj,
+                actor=request.user,
+                audit=AuditContext.from_request(request, interface="admin"),
+            )
+        except AccountError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
 
     def get_actions(self, request: HttpRequest) -> dict:
         actions = super().get_actions(request)

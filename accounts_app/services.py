@@ -304,6 +304,22 @@ def user_update(
     return user
 
 
+def user_delete(*, user: User, actor: User | None, audit: AuditContext | None = None) -> None:
+    """Delete a user (their API tokens go with them); never oneself or the last ADMIN."""
+    if actor is not None and actor.pk == user.pk:
+        raise InvalidInput("you cannot delete yourself")
+    with transaction.atomic():
+        _lock_admins_and_check(user, f"{user.username} is the last ADMIN and cannot be deleted")
+        deleted, _ = User.objects.filter(id=user.id).delete()
+        if deleted:
+            audit_record(
+                audit=audit,
+                action="user.delete",
+                target=user,
+                details={"role": user.role, "email": user.email},
+            )
+
+
 # --- API tokens ---------------------------------------------------------------------------------
 
 

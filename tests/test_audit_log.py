@@ -243,3 +243,25 @@ def test_old_entries_are_purged_by_their_own_retention(settings):
     assert audit_purge_old() == 1
     assert not AuditEntry.objects.filter(id=old.id).exists()
     assert AuditEntry.objects.filter(id=new.id).exists()
+
+
+def test_deleting_a_user_in_the_admin_and_createadmin_are_recorded(client):
+    root = make_user(Role.ADMIN, "root")
+    bob = make_user(Role.READONLY, "bob")
+    client.force_login(root)
+    response = client.post(f"/admin/accounts_app/user/{bob.id}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    entry = only_entry(action="user.delete")
+    assert (entry.actor_name, entry.target_repr, entry.details["role"]) == (
+        "root",
+        "bob",
+        "READONLY",
+    )
+    call_command("createadmin", "carol", stdout=StringIO())
+    created = only_entry(action="user.create")
+    assert (created.interface, created.changes) == (
+        "command",
+        {"role": {"old": None, "new": "ADMIN"}},
+    )
+    call_command("createadmin", "carol", stdout=StringIO())  # already ADMIN: nothing changes
+    assert AuditEntry.objects.filter(target_repr="carol").count() == 1

@@ -7,6 +7,8 @@ from django.db import transaction
 
 from accounts_app.login_links import login_link_url
 from accounts_app.models import Role, User
+from audit_app.context import AuditContext
+from audit_app.services import audit_record
 
 
 class Command(BaseCommand):
@@ -30,6 +32,7 @@ class Command(BaseCommand):
             except ValidationError:
                 raise CommandError(f"--email: {email!r} is not a valid e-mail address") from None
         already_admin = False
+        previous_role = None
         with transaction.atomic():
             user, created = User.objects.get_or_create(
                 username=username, defaults={"email": email, "role": Role.ADMIN}
@@ -40,10 +43,20 @@ class Command(BaseCommand):
                 if user.blocked:
                     raise CommandError(f"user '{username}' is blocked; unblock it first")
                 already_admin = user.role == Role.ADMIN
+                previous_role = user.role
                 user.role = Role.ADMIN
                 if email:
                     user.email = email
             user.save()
+            if not already_admin:
+                audit_record(
+                    audit=AuditContext.command("createadmin"),
+                    action="user.create" if created else "user.role",
+                    target=user,
+                    changes={
+                        "role": {"old": None if created else previous_role, "new": Role.ADMIN}
+                    },
+                )
         verb = "Created" if created else ("Found" if already_admin else "Promoted")
         self.stdout.write(f"{verb} ADMIN user '{user.username}'.")
         self.stdout.write(f"One-time login link (15 minutes): {login_link_url(user=user)}")
