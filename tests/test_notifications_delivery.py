@@ -130,7 +130,7 @@ def test_a_dead_target_is_retried_and_recorded_without_delaying_the_next_run(
     hanging_endpoint, webhook, settings
 ):
     settings.FASTFLOW_NOTIFY_ALLOWED_HOSTS = ["127.0.0.1"]
-    settings.FASTFLOW_NOTIFY_TIMEOUT_SECONDS = 3.0
+    settings.FASTFLOW_NOTIFY_TIMEOUT_SECONDS = 5.0
     settings.FASTFLOW_NOTIFY_RETRY_SECONDS = 0.5
     settings.FASTFLOW_NOTIFY_MAX_ATTEMPTS = 3
     settings.FASTFLOW_NOTIFY_POLL_SECONDS = 0.1
@@ -141,11 +141,14 @@ def test_a_dead_target_is_retried_and_recorded_without_delaying_the_next_run(
     with ThreadEngine():
         failed = run_enqueue(pipeline=pipeline, triggered_by="manual")
         wait_for(lambda: PipelineRun.objects.get(id=failed.id).is_terminal, timeout=30)
-        # While the targets time out and get refused, more runs start and finish promptly.
+        hung = NotificationDelivery.objects.filter(event__run_id=failed.id, target_label="hangs")
+        wait_for(lambda: hung.filter(status=DeliveryStatus.SENDING).exists(), timeout=30)
+        # While the sender waits on the hanging target, another run starts and finishes.
         started = time.monotonic()
         nxt = run_enqueue(pipeline=pipeline, triggered_by="manual")
         wait_for(lambda: PipelineRun.objects.get(id=nxt.id).is_terminal, timeout=30)
         next_run_seconds = time.monotonic() - started
+        still_sending = hung.filter(status=DeliveryStatus.SENDING).exists()
         wait_for(
             lambda: (
                 NotificationDelivery.objects.filter(
@@ -157,6 +160,7 @@ def test_a_dead_target_is_retried_and_recorded_without_delaying_the_next_run(
             what="both deliveries to give up after 3 attempts",
         )
 
+    assert still_sending, "the run should have finished while the hanging send was still waiting"
     assert next_run_seconds < settings.FASTFLOW_NOTIFY_TIMEOUT_SECONDS, next_run_seconds
     for delivery in NotificationDelivery.objects.filter(event__run_id=failed.id):
         attempts = list(delivery.attempt_rows.order_by("number"))
@@ -171,6 +175,6 @@ def test_a_dead_target_is_retried_and_recorded_without_delaying_the_next_run(
         ]
         assert gaps[0] >= 0.45 and gaps[1] >= 0.95, gaps
     hung = NotificationDelivery.objects.get(event__run_id=failed.id, target_label="hangs")
-    assert all(2.5 <= a.duration < 10 for a in hung.attempt_rows.all())  # the timeout held
+    assert all(4.5 <= a.duration < 15 for a in hung.attempt_rows.all())  # the timeout held
     refused = NotificationDelivery.objects.get(event__run_id=failed.id, target_label="refuses")
     assert "Connection refused" in refused.last_error
