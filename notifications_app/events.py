@@ -20,6 +20,7 @@ from django.utils import timezone
 from notifications_app.models import NotificationEvent
 from notifications_app.services import notification_event_emit
 from pipelines_app.models import Pipeline
+from pipelines_app.spec import EffectiveConfig
 from runs_app.logs import data_file
 from runs_app.models import PipelineRun, RunStatus
 
@@ -30,7 +31,7 @@ MEDIAN_MIN_SAMPLES = 5
 OUTCOME_KINDS = ("run_failed", "retries_exhausted", "run_recovered")
 
 
-def _effective(run: PipelineRun):  # noqa: ANN202 - EffectiveConfig | None
+def _effective(run: PipelineRun) -> EffectiveConfig | None:
     try:
         return run.pipeline.spec.effective(run.run_config_id or None)
     except (KeyError, ValueError):

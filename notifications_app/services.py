@@ -9,6 +9,7 @@ a failure is retried with exponential backoff up to FASTFLOW_NOTIFY_MAX_ATTEMPTS
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import uuid
 from dataclasses import dataclass
@@ -77,8 +78,6 @@ def channel_url_validate(*, url: str) -> str:
         raise InvalidNotificationInput(message, {"url": message})
     host = str(getattr(plugin, "smtp_host", "") or getattr(plugin, "host", "") or "")
     try:
-        import ipaddress
-
         ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         ip = None
