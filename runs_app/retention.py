@@ -8,8 +8,8 @@ inside `failed_days` is kept). Never deleted: PENDING and RUNNING runs, and runs
 RUNNING retry or downstream run points to.
 
 Deleting is batched along the (pipeline, queued_at) index: each batch is one short
-transaction, with a pause between batches, so the dispatcher's claims (which need the same
-write lock on SQLite) wait at most one batch.
+transaction, followed by a pause at least as long as the batch, so the dispatcher's claims
+(which need the same write lock on SQLite) wait at most about one batch.
 """
 
 from __future__ import annotations
@@ -197,8 +197,10 @@ def runs_retention_apply(
                 report.runs[pipeline.pipeline_name] = (
                     report.runs.get(pipeline.pipeline_name, 0) + deleted
                 )
-            if wait:
-                time.sleep(wait)
+            # At least as long as the batch held the lock: on SQLite a waiting claim sleeps
+            # up to 100 ms between tries (the busy handler), and a deleter that took the lock
+            # again sooner could starve it. So dispatch gets at least half of the write time.
+            time.sleep(max(wait, report.batch_seconds[-1] if report.batch_seconds else 0.0))
     files, size_bytes = orphan_files_sweep(dry_run=dry_run)
     report.orphan_files, report.orphan_bytes = files, size_bytes
     if not dry_run:
