@@ -19,14 +19,14 @@ class AuditContext:
     @classmethod
     def from_request(cls, request: Any, *, interface: str) -> AuditContext:
         """A person using the admin or the API (by session or by API token)."""
-        from accounts_app.models import Session
-
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated:
             return cls(interface=interface, actor_type=ActorType.SYSTEM, ip=client_ip(request))
+        # DRF puts the API token's row (an accounts_app Session) on request.auth; a browser
+        # session leaves it None. Read by attribute: this app sits below accounts_app.
         token = getattr(request, "auth", None)
-        if isinstance(token, Session):
-            label = token.name or str(token.id)
+        if token is not None and hasattr(token, "expires_at"):
+            label = getattr(token, "name", "") or str(token.pk)
             return cls(
                 interface=interface,
                 actor_type=ActorType.TOKEN,

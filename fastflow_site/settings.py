@@ -419,13 +419,8 @@ FASTFLOW_SCHEDULE_GRACE_SECONDS = env_int("FASTFLOW_SCHEDULE_GRACE_SECONDS", 300
 FASTFLOW_DOWNSTREAM_MAX_DEPTH = env_int("FASTFLOW_DOWNSTREAM_MAX_DEPTH", 10, minimum=1)
 
 # --- Notifications (Apprise), retention, audit ------------------------------------------------
+# Checked entry by entry when the notifications app starts (ImproperlyConfigured names it).
 FASTFLOW_NOTIFY_ALLOWED_HOSTS = _read("FASTFLOW_NOTIFY_ALLOWED_HOSTS", env.list, [])
-try:
-    from notifications_app.ssrf import parse_allowlist
-
-    parse_allowlist(FASTFLOW_NOTIFY_ALLOWED_HOSTS)
-except ValueError as _exc:
-    raise ImproperlyConfigured(f"FASTFLOW_NOTIFY_ALLOWED_HOSTS: {_exc}") from _exc
 FASTFLOW_NOTIFY_TIMEOUT_SECONDS = env_float("FASTFLOW_NOTIFY_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 FASTFLOW_NOTIFY_MAX_ATTEMPTS = env_int("FASTFLOW_NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
 FASTFLOW_NOTIFY_RETRY_SECONDS = env_float("FASTFLOW_NOTIFY_RETRY_SECONDS", 30.0, minimum=0)

@@ -1,10 +1,13 @@
-"""Errors the notification services raise; every interface maps them to its own response."""
+"""Errors the notification services raise; every interface maps them through the one
+`ServiceError` contract (fastflow_site/errors.py)."""
 
 from __future__ import annotations
 
+from fastflow_site.errors import ServiceError
 
-class NotificationError(Exception):
-    """Base class. `code` is a stable machine-readable identifier for API error bodies."""
+
+class NotificationError(ServiceError):
+    """Base class of the notification services' errors."""
 
     code = "notification_error"
 
@@ -13,7 +16,4 @@ class InvalidNotificationInput(NotificationError):
     """A target name, URL or event list that cannot be used. `fields` maps field → message."""
 
     code = "invalid"
-
-    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.fields = fields or {}
+    http_status = 400

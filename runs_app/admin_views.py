@@ -86,7 +86,6 @@ class PipelineRunsAdminMixin:
         status = getattr(obj, "last_run_status", None)  # absent on an unannotated instance
         return status_badge(status) if status else "—"
 
-    @admin.action(description="Run now (no parameters)")
     @admin.display(description="Log disk use")
     def log_disk_column(self, obj: Pipeline) -> str:
         used = cache.get_or_set(
@@ -100,6 +99,7 @@ class PipelineRunsAdminMixin:
     def retention_column(self, obj: Pipeline) -> str:
         return retention_policy(pipeline=obj).describe()
 
+    @admin.action(description="Run now (no parameters)")
     def run_now_without_parameters(self, request: HttpRequest, queryset: QuerySet) -> None:
         if not self.has_run_permission(request):
             raise PermissionDenied

@@ -10,9 +10,13 @@ class RunsAppConfig(AppConfig):
 
     def ready(self) -> None:
         from fastflow_site.health import bearer_endpoint_register, readiness_check_register
+        from notifications_app.messages import run_details_register
+        from runs_app.engine.notify import run_message_lines
         from runs_app.prometheus import metrics
         from runs_app.readiness import engine_heartbeat_readiness
 
         readiness_check_register(engine_heartbeat_readiness)
         # Prometheus scrapes by IP or service name: a bearer scrape skips the host check.
         bearer_endpoint_register("/metrics", metrics)
+        # What a notification says about a run (notifications_app sits below this app).
+        run_details_register(run_message_lines)

@@ -20,7 +20,6 @@ from django.utils import timezone
 
 from audit_app.context import AuditContext
 from audit_app.services import audit_record
-from notifications_app.events import notify_run_finished
 from pipelines_app.env_names import reserved_env_message
 from pipelines_app.models import Pipeline
 from pipelines_app.spec import PipelineSpec
@@ -33,6 +32,7 @@ from runs_app.errors import (
 )
 from runs_app.logs import data_file, log_append_notes
 from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus, ScheduledJob
+from runs_app.notify import notify_run_finished
 from runs_app.outcome import Outcome, classify_exit
 from runs_app.stats import run_stats_record
 

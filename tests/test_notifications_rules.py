@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from accounts_app.models import Role
 from notifications_app.errors import InvalidNotificationInput
-from notifications_app.events import RunningWatch, notify_warmup_failed
 from notifications_app.models import (
     DeliveryStatus,
     NotificationChannel,
@@ -28,9 +27,11 @@ from notifications_app.services import (
     notifications_send_due,
 )
 from runs_app.engine.base import Outcome
-from runs_app.engine.housekeeping import engines_sweep
+from runs_app.engine.identity import engines_sweep
+from runs_app.engine.notify import RunningWatch
 from runs_app.engine.scheduler import fire_schedule
 from runs_app.models import EngineInstance, PipelineRun, RunStatus
+from runs_app.notify import notify_warmup_failed
 from runs_app.schedule_services import scheduledjob_create
 from runs_app.services import run_finish
 from secrets_app import crypto
@@ -238,7 +239,7 @@ def test_long_running_and_memory_soft_limit_are_noticed_while_the_run_is_running
 
 
 def test_a_median_based_expectation_needs_history(settings):
-    from notifications_app.events import expected_seconds
+    from runs_app.notify import expected_seconds
 
     pipeline = make_pipeline("p", pipeline_json={"notifications": {"long_running_factor": 3}})
     run = claimed_run(pipeline)
@@ -308,3 +309,13 @@ def test_rotatesecrets_reencrypts_target_urls_too(settings, webhook):
     call_command("rotatesecrets", stdout=StringIO())
     settings.FASTFLOW_ENCRYPTION_KEYS = [new]  # the old key can be retired
     assert crypto.decrypt(NotificationChannel.objects.get(id=channel.id).url) == webhook.url()
+
+
+def test_a_bad_allowlist_entry_stops_the_start_naming_the_variable(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from notifications_app.apps import allowlist_check
+
+    settings.FASTFLOW_NOTIFY_ALLOWED_HOSTS = ["10.0.0.0/8", "not a host!"]
+    with pytest.raises(ImproperlyConfigured, match="FASTFLOW_NOTIFY_ALLOWED_HOSTS: 'not a host!'"):
+        allowlist_check()

@@ -87,7 +87,7 @@ def live_engine_ids(*, me: str) -> set[str]:
 def engines_sweep(*, live: set[str]) -> int:
     """Delete rows of engines that are no longer alive (after their runs were reconciled).
     A clean shutdown removes its own row, so every row swept here is an engine gone silent."""
-    from notifications_app.events import notify_engine_silent
+    from runs_app.notify import notify_engine_silent  # the logic layer imports identity
 
     deleted = 0
     for engine in EngineInstance.objects.exclude(id__in=live):

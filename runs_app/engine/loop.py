@@ -29,6 +29,7 @@ from runs_app.engine.identity import (
     heartbeat_interval,
 )
 from runs_app.engine.lease import RENEW_SECONDS, SCHEDULER_LEASE, lease_acquire, lease_release
+from runs_app.engine.notify import RunningWatch
 from runs_app.engine.reconcile import reconcile
 from runs_app.engine.scheduler import ScheduleMirror
 from runs_app.engine.warmup import CacheWarmer
@@ -80,7 +81,9 @@ class Engine:
         if self.healthy:
             reconcile(engine_id=self.engine_id, executor=self.executor, dispatcher=self.dispatcher)
         self.warmer.start()
-        notifications = NotificationChore(engine_id=self.engine_id, is_leader=self._leads)
+        notifications = NotificationChore(
+            engine_id=self.engine_id, is_leader=self._leads, watch=RunningWatch().check
+        )
         self._threads = [
             Periodic("heartbeat", heartbeat_interval(), self._heartbeat),
             Periodic("reconcile", RECONCILE_SECONDS, self._reconcile),

@@ -26,9 +26,9 @@ from django.db import close_old_connections, connection
 from django_apscheduler.jobstores import DjangoJobStore
 
 from audit_app.context import AuditContext
-from notifications_app.events import notify_schedule_late
 from runs_app.errors import RunError
 from runs_app.models import ScheduledJob
+from runs_app.notify import notify_schedule_late
 from runs_app.schedules import schedule_idempotency_key
 from runs_app.services import run_enqueue
 

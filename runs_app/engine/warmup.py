@@ -24,6 +24,7 @@ from fastflow_site.logformat import log_context
 from pipelines_app.models import Pipeline
 from runs_app.engine.base import Executor, InfrastructureError
 from runs_app.engine.executors import get_executor
+from runs_app.notify import notify_warmup_failed
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +120,6 @@ class CacheWarmer(threading.Thread):
             )
             logger.info("uv cache warm for %s in %.1f s", name, result.duration)
         else:
-            from notifications_app.events import notify_warmup_failed
-
             with transaction.atomic():
                 Pipeline.objects.filter(pipeline_name=name).update(
                     cache_warmup_error=result.message[:10000]

@@ -3,8 +3,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from audit_app.context import AuditContext
-from notifications_app.services import channels_rotate
 from secrets_app.crypto import DecryptionError
+from secrets_app.rotation import rotations
 from secrets_app.services import secrets_rotate
 
 
@@ -21,8 +21,9 @@ class Command(BaseCommand):
         except DecryptionError as exc:
             raise CommandError(f"{exc}; no secret was changed") from exc
         self.stdout.write(f"Re-encrypted {count} secret(s) with the current key.")
-        try:
-            targets = channels_rotate(audit=audit)
-        except DecryptionError as exc:
-            raise CommandError(f"{exc}; no notification target was changed") from exc
-        self.stdout.write(f"Re-encrypted {targets} notification target URL(s).")
+        for name, rotate in rotations().items():
+            try:
+                count = rotate(audit=audit)
+            except DecryptionError as exc:
+                raise CommandError(f"{exc}; no {name} was changed") from exc
+            self.stdout.write(f"Re-encrypted {count} {name}(s).")

@@ -1,18 +1,18 @@
-"""Where events come from: the run services, the scheduler, reconcile, the cache warmer, and a
-watch the scheduler leader runs over RUNNING runs (long-running, memory soft limit).
+"""Where notification events come from, for runs: the run services (a final failure, a
+recovery, a success, a memory soft limit at the end), the scheduler (late or missed ticks),
+reconcile (an engine gone silent) and the cache warmer. The engine's watch over RUNNING runs is
+in `engine/notify.py`.
 
 Every function here only decides *whether* something happened and names it with a key that
-is the same on every engine and every replay; `notification_event_emit` does the rest.
+is the same on every engine and every replay; `notification_event_emit` does the rest (inside
+the caller's transaction).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
-from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from django.conf import settings
 from django.utils import timezone
@@ -21,7 +21,6 @@ from notifications_app.models import NotificationEvent
 from notifications_app.services import notification_event_emit
 from pipelines_app.models import Pipeline
 from pipelines_app.spec import EffectiveConfig
-from runs_app.logs import data_file
 from runs_app.models import PipelineRun, RunStatus
 
 logger = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ MEDIAN_MIN_SAMPLES = 5
 OUTCOME_KINDS = ("run_failed", "retries_exhausted", "run_recovered")
 
 
-def _effective(run: PipelineRun) -> EffectiveConfig | None:
+def effective_config(run: PipelineRun) -> EffectiveConfig | None:
     try:
         return run.pipeline.spec.effective(run.run_config_id or None)
     except (KeyError, ValueError):
@@ -73,13 +72,15 @@ def notify_run_finished(*, run: PipelineRun, retry_queued: bool) -> None:
         notification_event_emit(
             kind="run_succeeded", key=f"run:{run.id}:succeeded", with_log=False, **common
         )
-    effective = _effective(run)
+    effective = effective_config(run)
     limit = effective.mem_soft_limit if effective else None
     if limit and run.peak_memory_bytes and run.peak_memory_bytes > limit:
-        _soft_limit_event(run, run.peak_memory_bytes, limit)
+        notify_memory_soft_limit(run=run, used=run.peak_memory_bytes, limit=limit)
 
 
-def _soft_limit_event(run: PipelineRun, used: int, limit: int) -> NotificationEvent | None:
+def notify_memory_soft_limit(
+    *, run: PipelineRun, used: int, limit: int
+) -> NotificationEvent | None:
     mib = 1024 * 1024
     return notification_event_emit(
         kind="memory_soft_limit",
@@ -138,9 +139,6 @@ def notify_warmup_failed(*, pipeline: Pipeline, message: str) -> None:
     )
 
 
-# --- The leader's watch over RUNNING runs -------------------------------------------------------
-
-
 def expected_seconds(*, run: PipelineRun) -> float | None:
     """How long the run may take before it counts as long-running, or None (no expectation)."""
     config = run.pipeline.spec.notifications_for(run.run_config_id or None)
@@ -163,77 +161,3 @@ def expected_seconds(*, run: PipelineRun) -> float | None:
         return None
     median = statistics.median((end - start).total_seconds() for start, end in recent)
     return max(median * factor, settings.FASTFLOW_NOTIFY_LONG_RUNNING_MIN_SECONDS)
-
-
-@dataclass
-class _Tail:
-    offset: int = 0
-    peak: int = 0
-
-
-@dataclass
-class RunningWatch:
-    """Checks RUNNING runs: past their expected time, over their memory soft limit (read from
-    the new part of the metrics file since the last look)."""
-
-    tails: dict[str, _Tail] = field(default_factory=dict)
-
-    def check(self) -> int:
-        now = timezone.now()
-        emitted = 0
-        running = list(
-            PipelineRun.objects.filter(status=RunStatus.RUNNING, started_at__isnull=False)
-            .select_related("pipeline")
-            .order_by("started_at")
-        )
-        for run in running:
-            try:
-                emitted += self._check_run(run, now)
-            except Exception:  # noqa: BLE001 - one odd run must not hide the others
-                logger.exception("run %s: notification watch failed", run.id)
-        alive = {str(run.id) for run in running}
-        for run_id in set(self.tails) - alive:
-            del self.tails[run_id]
-        return emitted
-
-    def _check_run(self, run: PipelineRun, now: datetime) -> int:
-        emitted = 0
-        elapsed = (now - run.started_at).total_seconds()
-        expected = expected_seconds(run=run)
-        if expected is not None and elapsed > expected:
-            event = notification_event_emit(
-                kind="long_running",
-                key=f"run:{run.id}:long_running",
-                pipeline_name=run.pipeline_id,
-                run_id=run.id,
-                run_config_id=run.run_config_id,
-                summary=f"The run has been running for {elapsed:.0f} s; expected at most "
-                f"{expected:.0f} s.",
-            )
-            emitted += event is not None
-        effective = _effective(run)
-        limit = effective.mem_soft_limit if effective else None
-        if limit:
-            peak = self._peak(run)
-            if peak > limit:
-                emitted += _soft_limit_event(run, peak, limit) is not None
-        return emitted
-
-    def _peak(self, run: PipelineRun) -> int:
-        tail = self.tails.setdefault(str(run.id), _Tail())
-        path: Path | None = data_file(run.metrics_file)
-        if path is None:
-            return tail.peak
-        with path.open("rb") as fh:
-            fh.seek(tail.offset)
-            data = fh.read()
-        complete = data[: data.rfind(b"\n") + 1]
-        tail.offset += len(complete)
-        for line in complete.splitlines():
-            try:
-                value = json.loads(line).get("memory_bytes")
-            except (json.JSONDecodeError, AttributeError):
-                continue
-            if isinstance(value, int) and value > tail.peak:
-                tail.peak = value
-        return tail.peak
