@@ -570,6 +570,7 @@ def test_the_example_pipelines_are_valid(settings) -> None:
         "with_parameters",
         "scheduled",
         "full_config",
+        "busy_minute",
     }
     assert (report.errors, report.warnings) == ({}, {})
     assert Pipeline.objects.get(pk="with_requirements").has_requirements
@@ -588,6 +589,12 @@ def test_the_example_pipelines_are_valid(settings) -> None:
         ("failing", {}, 1, "something went wrong"),
         ("scheduled", {}, 0, "scheduled tick at"),
         ("full_config", {"MODE": "nightly"}, 0, "'nightly' mode"),
+        (
+            "busy_minute",
+            {"DURATION_SECONDS": "1", "MEMORY_MB": "8", "STEPS": "2"},
+            0,
+            "step 2/2: busy",
+        ),
     ],
 )
 def test_the_example_pipelines_behave_as_described(
