@@ -73,14 +73,18 @@ def _contained_file(folder: Path, filename: str, root: Path) -> Path | None:
     return real
 
 
-def _read_bytes(path: Path, label: str) -> bytes:
+def _read_nofollow(path: Path, limit: int) -> bytes:
     # O_NOFOLLOW: the path was resolved and checked; a symlink swapped in since is refused.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(limit)
+
+
+def _read_bytes(path: Path, label: str) -> bytes:
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        data = _read_nofollow(path, MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise _Unreadable(f"{label}: cannot be read ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as fh:
-        data = fh.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise _Unreadable(f"{label}: larger than {MAX_FILE_BYTES // 1024} KiB")
     return data
@@ -266,3 +270,25 @@ def scan_pipelines(root: Path | None = None) -> Scan:
 
 def discover_pipelines(root: Path | None = None) -> list[DiscoveredPipeline]:
     return scan_pipelines(root).pipelines
+
+
+def pipeline_file_read(name: str, filename: str, *, limit: int) -> tuple[bytes | None, str]:
+    """A file of a pipeline's folder for display (the admin's code view), under the rules
+    discovery reads by: nothing that resolves outside the pipelines directory, no symlink
+    swapped in after the check. Returns (at most `limit` bytes, or None; why not, or "")."""
+    try:
+        root = pipelines_root().resolve(strict=True)
+        folder = root / name
+        if not _inside(folder.resolve(), root):
+            return None, "the folder points outside the pipelines directory"
+        path = _contained_file(folder, filename, root)
+    except _Unreadable as exc:
+        return None, str(exc)
+    except OSError:
+        return None, "the pipelines directory cannot be read"
+    if path is None:
+        return None, ""
+    try:
+        return _read_nofollow(path, limit), ""
+    except OSError as exc:
+        return None, f"{filename} cannot be read ({exc.strerror})"
