@@ -5,6 +5,7 @@ from typing import Any
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.contrib.admin import apps as admin_apps
 from django.db.backends.signals import connection_created
 
 
@@ -31,3 +32,11 @@ class FastflowSiteConfig(AppConfig):
         connection_created.connect(_private_sqlite, dispatch_uid="fastflow-private-sqlite")
         # A data dir an older version created 0755 becomes 0700 (only if it is ours).
         tighten(Path(settings.DATA_DIR), PRIVATE_DIR)
+
+
+class ConsoleAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with the console's site: the dashboard as its index (the site
+    class is runs_app's, named here as a string like every app in settings)."""
+
+    default = False  # named in INSTALLED_APPS; fastflow_site's own config stays the default
+    default_site = "runs_app.admin_site.ConsoleAdminSite"

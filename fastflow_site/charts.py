@@ -34,9 +34,22 @@ def nice_step(span: float, ticks: int = 4) -> float:
     return 10 * magnitude
 
 
-def nice_ticks(top: float, ticks: int = 4) -> list[float]:
-    """0, step, 2·step, … up to the first tick at or above `top`."""
+# Steps a time axis reads well in: seconds, then minutes, then hours.
+DURATION_STEPS = (
+    *(0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30),
+    *(60, 120, 300, 600, 900, 1800),
+    *(3600, 7200, 10800, 21600, 43200, 86400),
+)
+
+
+def nice_ticks(top: float, ticks: int = 4, *, steps: Sequence[float] | None = None) -> list[float]:
+    """0, step, 2·step, … up to the first tick at or above `top`; the step is round, or the
+    first of `steps` that needs at most `ticks` ticks."""
     step = nice_step(top, ticks)
+    if steps:
+        step = next(
+            (s for s in steps if top / s <= ticks), steps[-1] * math.ceil(top / steps[-1] / ticks)
+        )
     count = max(1, math.ceil(top / step - 1e-9))
     return [round(i * step, 10) for i in range(count + 1)]
 
@@ -94,6 +107,7 @@ def bar_chart(
     height: int = 200,
     max_labels: int = 8,
     css: str = "ff-chart-bars",
+    steps: Sequence[float] | None = None,
 ) -> SafeString:
     """Columns of stacked segments over a y axis with round ticks; each segment can link to
     the list behind it. An empty chart still draws its axis, so "nothing happened" reads as
@@ -101,7 +115,7 @@ def bar_chart(
     plot_w = width - PAD_LEFT - PAD_RIGHT
     plot_h = height - PAD_TOP - PAD_BOTTOM
     top = max((c.total for c in columns), default=0) or 1
-    ticks = nice_ticks(top)
+    ticks = nice_ticks(top, steps=steps)
     scale_top = ticks[-1] or 1
 
     def y_of(value: float) -> float:
@@ -163,6 +177,7 @@ def line_chart(
     width: int = 560,
     height: int = 170,
     css: str = "",
+    x_steps: Sequence[float] | None = DURATION_STEPS,
 ) -> SafeString:
     """(x, y) points as a filled line over both axes. The y axis reaches at least `floor_top`
     and the limit (drawn dashed with its label), so 0.1 % of a core never looks like a busy
@@ -189,7 +204,7 @@ def line_chart(
         f'<line class="ff-chart-axis" x1="{PAD_LEFT}" y1="{bottom}" x2="{width - PAD_RIGHT}" '
         f'y2="{bottom}"/>'
     )
-    for tick in nice_ticks(x_span, 5) if len(points) > 1 else []:
+    for tick in nice_ticks(x_span, 5, steps=x_steps) if len(points) > 1 else []:
         if tick > x_span + 1e-9:
             continue
         x = x_of(x_min + tick)
@@ -311,3 +326,74 @@ def timeline(
             'text-anchor="middle">No runs in this window</text>'
         )
     return _svg(width, height, body, label=label, css="ff-chart-timeline")
+
+
+# --- a one-hop graph ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Node:
+    label: str
+    href: str | None = None
+    css: str = ""  # e.g. "ff-s-SUCCESS": the dot's colour (the node's last run)
+    note: str = ""  # on the edge towards the centre: "on success", "on failure", ...
+    title: str = ""
+
+
+NODE_W, NODE_H, NODE_GAP = 190, 30, 12
+
+
+def flow_graph(
+    upstream: Sequence[Node], centre: Node, downstream: Sequence[Node], *, label: str
+) -> SafeString:
+    """Upstream nodes on the left, the centre, downstream nodes on the right, each edge an
+    arrow labelled with its condition; nodes link to their pages."""
+    rows = max(len(upstream), len(downstream), 1)
+    height = PAD_TOP * 2 + rows * (NODE_H + NODE_GAP) - NODE_GAP
+    width = NODE_W * 3 + 2 * 150
+    columns = (0, NODE_W + 150, 2 * NODE_W + 300)
+
+    def top_of(index: int, count: int) -> float:
+        block = count * (NODE_H + NODE_GAP) - NODE_GAP
+        return (height - block) / 2 + index * (NODE_H + NODE_GAP)
+
+    def node(item: Node, x: float, y: float, *, main: bool = False) -> str:
+        css = "ff-graph-node ff-graph-main" if main else "ff-graph-node"
+        parts = (
+            f'<g class="{css}"><title>{escape(item.title or item.label)}</title>'
+            f'<rect x="{x}" y="{y:.1f}" width="{NODE_W}" height="{NODE_H}" rx="6"/>'
+            f'<circle class="ff-chart-bar {escape(item.css or "ff-s-none")}" cx="{x + 14}" '
+            f'cy="{y + NODE_H / 2:.1f}" r="4"/>'
+            f'<text x="{x + 26}" y="{y + NODE_H / 2 + 4:.1f}">{escape(item.label[:24])}</text></g>'
+        )
+        return f'<a href="{escape(item.href)}">{parts}</a>' if item.href and not main else parts
+
+    def edge(x0: float, y0: float, x1: float, y1: float, note: str) -> str:
+        mid = (x0 + x1) / 2
+        return (
+            f'<path class="ff-graph-edge" d="M{x0},{y0:.1f} C{mid},{y0:.1f} {mid},{y1:.1f} '
+            f'{x1 - 6},{y1:.1f}" marker-end="url(#ff-arrow)"/>'
+            f'<text class="ff-chart-label" x="{mid}" y="{(y0 + y1) / 2 - 5:.1f}" '
+            f'text-anchor="middle">{escape(note)}</text>'
+        )
+
+    body = [
+        '<defs><marker id="ff-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+        'markerHeight="7" orient="auto-start-reverse"><path class="ff-graph-arrow" '
+        'd="M0,0 L10,5 L0,10 z"/></marker></defs>'
+    ]
+    centre_y = top_of(0, 1)
+    for index, item in enumerate(upstream):
+        y = top_of(index, len(upstream))
+        body.append(
+            edge(NODE_W, y + NODE_H / 2, columns[1], centre_y + NODE_H / 2, item.note)
+            + node(item, columns[0], y)
+        )
+    for index, item in enumerate(downstream):
+        y = top_of(index, len(downstream))
+        body.append(
+            edge(columns[1] + NODE_W, centre_y + NODE_H / 2, columns[2], y + NODE_H / 2, item.note)
+            + node(item, columns[2], y)
+        )
+    body.append(node(centre, columns[1], centre_y, main=True))
+    return _svg(width, height, body, label=label, css="ff-chart-graph")

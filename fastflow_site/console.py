@@ -1,5 +1,5 @@
 """Presentation helpers shared by every console page: times as `<time>` tags (relative, with the
-exact UTC time to the second in a tooltip) and compact durations."""
+exact UTC time to the second in a tooltip), compact durations and sizes."""
 
 from __future__ import annotations
 
@@ -67,13 +67,29 @@ def format_duration(seconds: float | timedelta | None) -> str:
         seconds = seconds.total_seconds()
     seconds = max(seconds, 0.0)
     if seconds < 60:
-        return f"{seconds:.1f} s"
+        return (
+            f"{seconds:.0f} s" if seconds == int(seconds) and seconds >= 1 else f"{seconds:.1f} s"
+        )
     whole = int(round(seconds))
     minutes, secs = divmod(whole, 60)
     hours, minutes = divmod(minutes, 60)
     days, hours = divmod(hours, 24)
     if days:
-        return f"{days} d {hours} h"
+        return f"{days} d {hours} h" if hours else f"{days} d"
     if hours:
-        return f"{hours} h {minutes:02d} min"
-    return f"{minutes} min {secs:02d} s"
+        return f"{hours} h {minutes:02d} min" if minutes else f"{hours} h"
+    return f"{minutes} min {secs:02d} s" if secs else f"{minutes} min"
+
+
+def format_bytes(value: float | None) -> str:
+    """Binary units: "512 B", "1.5 KiB", "200.0 MiB", "1.2 GiB"."""
+    if value is None:
+        return "—"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            if unit == "B" or size == int(size):
+                return f"{size:.0f} {unit}"
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"

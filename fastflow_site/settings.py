@@ -169,7 +169,8 @@ except (ValueError, TypeError) as _exc:
 
 # --- Applications -------------------------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, with the console's dashboard as the admin index.
+    "fastflow_site.apps.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

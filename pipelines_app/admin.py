@@ -29,6 +29,8 @@ from django.utils.text import Truncator
 from accounts_app.permissions import role_can
 from audit_app.context import AuditContext
 from pipelines_app.admin_display import metadata_html, problems_box, schedules_html, state_badge
+from pipelines_app.admin_page import pipeline_badges, pipeline_graph
+from pipelines_app.code_view import pipeline_code_files
 from pipelines_app.errors import PipelinesDirError
 from pipelines_app.models import Pipeline, PipelineState
 from pipelines_app.services import pipeline_set_enabled, pipelines_sync
@@ -169,6 +171,23 @@ class PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Pipeline | None = None) -> bool:
         return False
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Pipeline | None = None,
+    ) -> TemplateResponse:
+        if obj is not None:
+            context.update(
+                pipeline_badges=pipeline_badges(obj),
+                pipeline_graph=pipeline_graph(obj),
+                code_files=pipeline_code_files(obj),
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def has_sync_permission(self, request: HttpRequest) -> bool:
         return role_can(request.user.role, "sync")

@@ -54,17 +54,6 @@ def format_seconds(seconds: float | timedelta | None) -> str:
     return f"{minutes}m {secs:02d}s"
 
 
-def format_bytes(value: int | float | None) -> str:
-    if value is None:
-        return "—"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
-
-
 def log_tail(*, run: PipelineRun, max_bytes: int = INITIAL_LOG_BYTES) -> tuple[str, int, bool]:
     """The last `max_bytes` of the log as text (whole lines), the offset after it, truncated?"""
     path = log_path(run=run)

@@ -23,8 +23,8 @@ from django.views.decorators.http import require_POST
 from accounts_app.permissions import role_can
 from audit_app.context import AuditContext
 from fastflow_site.api.errors import service_error_json
+from fastflow_site.console import format_bytes
 from runs_app.admin_display import (
-    format_bytes,
     format_seconds,
     log_tail,
     resource_summary,

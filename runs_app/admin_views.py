@@ -35,6 +35,7 @@ from accounts_app.permissions import role_can
 from audit_app.context import AuditContext
 from pipelines_app.models import Pipeline
 from runs_app.admin_display import status_badge
+from runs_app.admin_pipeline_page import pipeline_runs_context
 from runs_app.errors import InvalidRunRequest, PipelineNotFound, PipelineNotRunnable, RunError
 from runs_app.forms import RunNowForm
 from runs_app.retention import pipeline_log_bytes, retention_policy
@@ -79,6 +80,9 @@ class PipelineRunsAdminMixin:
         self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
     ) -> TemplateResponse:
         context["has_run_permission"] = self.has_run_permission(request)
+        obj = kwargs.get("obj", args[3] if len(args) > 3 else None)
+        if obj is not None:
+            context.update(pipeline_runs_context(obj))
         return super().render_change_form(request, context, *args, **kwargs)
 
     @admin.display(description="Last run", ordering="last_run_status")

@@ -43,6 +43,33 @@
     });
   }
 
+  // Tabs: without script every panel shows, one under the other.
+  function tabs(container) {
+    const links = Array.from(container.querySelectorAll('[role="tab"]'));
+    function select(link) {
+      links.forEach(function (other) {
+        const panel = document.querySelector(other.getAttribute("href"));
+        other.setAttribute("aria-selected", String(other === link));
+        if (panel) {
+          panel.hidden = other !== link;
+        }
+      });
+    }
+    links.forEach(function (link) {
+      link.addEventListener("click", function (event) {
+        event.preventDefault();
+        select(link);
+      });
+    });
+    container.classList.add("ff-tabs-ready");
+    if (links.length) {
+      select(links[0]);
+    }
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-ff-tabs]").forEach(tabs);
+  });
+
   window.ffConsole = {refreshTimes: refresh};
   window.setInterval(refresh, 15000);
 })();
