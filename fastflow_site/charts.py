@@ -166,6 +166,17 @@ class Limit:
     label: str
 
 
+def downsample(points: Sequence[tuple[float, float]], size: int) -> list[tuple[float, float]]:
+    """At most `size` points: each bucket of neighbours keeps its highest, so spikes stay."""
+    if len(points) <= size:
+        return list(points)
+    step = len(points) / size
+    return [
+        max(points[int(i * step) : max(int((i + 1) * step), int(i * step) + 1)], key=lambda p: p[1])
+        for i in range(size)
+    ]
+
+
 def line_chart(
     points: Sequence[tuple[float, float]],
     *,
@@ -178,10 +189,12 @@ def line_chart(
     height: int = 170,
     css: str = "",
     x_steps: Sequence[float] | None = DURATION_STEPS,
+    max_points: int = 300,
 ) -> SafeString:
     """(x, y) points as a filled line over both axes. The y axis reaches at least `floor_top`
     and the limit (drawn dashed with its label), so 0.1 % of a core never looks like a busy
     core. With fewer than two points the axes are drawn with a note instead of a line."""
+    points = downsample(points, max_points)
     plot_w = width - PAD_LEFT - PAD_RIGHT
     plot_h = height - PAD_TOP - PAD_BOTTOM
     values = [y for _, y in points]

@@ -58,6 +58,20 @@ def time_tag(moment: datetime | None, *, now: datetime | None = None) -> SafeStr
     )
 
 
+def clock_tag(moment: datetime | None) -> SafeString | str:
+    """The time of day in UTC to the second, the full date and time as its tooltip: for times
+    compared side by side (queued, started, finished)."""
+    if moment is None:
+        return "—"
+    utc = moment.astimezone(UTC)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        utc.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        exact_time(utc),
+        utc.strftime("%H:%M:%S"),
+    )
+
+
 def format_duration(seconds: float | timedelta | None) -> str:
     """ "0.4 s", "12.3 s", "4 min 05 s", "2 h 03 min", "3 d 4 h": precise for short runs,
     compact for long ones."""

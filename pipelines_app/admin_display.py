@@ -13,23 +13,21 @@ from pipelines_app.errors import SpecError
 from pipelines_app.models import Pipeline, PipelineState
 from pipelines_app.spec import PipelineSpec
 
-STATE_COLOURS = {
-    PipelineState.READY: "#198754",
-    PipelineState.DISABLED: "#6c757d",
-    PipelineState.BROKEN: "#dc3545",
-    PipelineState.MISSING: "#fd7e14",
+STATE_TONES = {
+    PipelineState.READY: "good",
+    PipelineState.DISABLED: "off",
+    PipelineState.BROKEN: "bad",
+    PipelineState.MISSING: "bad",
 }
 ERROR_STYLE = "color:#dc3545;font-weight:600;"
 NEXT_FIRE_COUNT = 3
 
 
 def state_badge(pipeline: Pipeline) -> SafeString:
+    """The state as a badge (console.css colours it by tone, in both themes)."""
     state = pipeline.state
     return format_html(
-        '<span style="background:{};color:#fff;padding:2px 8px;border-radius:10px;'
-        'font-size:11px;font-weight:600;">{}</span>',
-        STATE_COLOURS[state],
-        state.upper(),
+        '<span class="ff-badge ff-state" data-tone="{}">{}</span>', STATE_TONES[state], state
     )
 
 

@@ -12,16 +12,10 @@ from django.utils.safestring import SafeString
 
 from fastflow_site.charts import Node, flow_graph
 from fastflow_site.console import format_bytes, format_duration
+from pipelines_app.admin_display import STATE_TONES
 from pipelines_app.errors import SpecError
-from pipelines_app.models import Pipeline, PipelineState
+from pipelines_app.models import Pipeline
 from pipelines_app.spec import PipelineSpec
-
-STATE_TONES = {
-    PipelineState.READY: "good",
-    PipelineState.DISABLED: "off",
-    PipelineState.BROKEN: "bad",
-    PipelineState.MISSING: "bad",
-}
 
 
 @dataclass(frozen=True)

@@ -9,34 +9,17 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from runs_app.logs import log_path, log_read
-from runs_app.models import PipelineRun, RunStatus
+from runs_app.models import PipelineRun
 
-STATUS_COLOURS = {
-    RunStatus.PENDING: "#6c757d",
-    RunStatus.RUNNING: "#0d6efd",
-    RunStatus.SUCCESS: "#198754",
-    RunStatus.FAILED: "#dc3545",
-    RunStatus.CANCELLED: "#b45309",
-}
 # The run page shows at most this much of the log; the rest is one click away (download).
 INITIAL_LOG_BYTES = 256 * 1024
-SPARKLINE_POINTS = 120
 
 
 def status_badge(status: str, *, cancel_requested: bool = False) -> SafeString:
-    """A coloured status label, usable on any admin page (inline colours, no stylesheet needed).
-
-    On the run page the live log script re-labels it and drops the inline style, so the
-    `data-status` rules of run_admin.css colour it from then on.
-    """
-    label = f"{status} (cancel requested)" if cancel_requested else status
+    """A coloured status label (console.css colours it by `data-status`, in both themes)."""
+    label = f"{status} · cancel requested" if cancel_requested else status
     return format_html(
-        '<span class="ff-status" data-ff-run-status data-status="{}" style="background:{};'
-        "color:#fff;padding:2px 8px;border-radius:10px;font-size:11px;font-weight:600;"
-        'white-space:nowrap">{}</span>',
-        status,
-        STATUS_COLOURS.get(status, "#6c757d"),
-        label,
+        '<span class="ff-status" data-ff-run-status data-status="{}">{}</span>', status, label
     )
 
 
@@ -75,8 +58,6 @@ class ResourceSummary:
     cpu_avg: float | None
     cpu_max: float | None
     memory_peak: int | None
-    cpu_series: tuple[float, ...]
-    memory_series: tuple[float, ...]
 
 
 def resource_summary(*, samples: list[dict], peak_memory_bytes: int | None) -> ResourceSummary:
@@ -92,38 +73,4 @@ def resource_summary(*, samples: list[dict], peak_memory_bytes: int | None) -> R
         cpu_avg=sum(cpu) / len(cpu) if cpu else None,
         cpu_max=max(cpu, default=None),
         memory_peak=int(max(peaks)) if peaks else None,
-        cpu_series=_downsample(cpu),
-        memory_series=_downsample(memory),
-    )
-
-
-def _downsample(values: list[float]) -> tuple[float, ...]:
-    """At most SPARKLINE_POINTS values, keeping each bucket's maximum so spikes stay visible."""
-    if len(values) <= SPARKLINE_POINTS:
-        return tuple(values)
-    size = len(values) / SPARKLINE_POINTS
-    return tuple(
-        max(values[int(i * size) : max(int((i + 1) * size), int(i * size) + 1)])
-        for i in range(SPARKLINE_POINTS)
-    )
-
-
-def sparkline(values: tuple[float, ...], *, colour: str, width: int = 240, height: int = 36) -> str:
-    """An inline SVG polyline; empty when there are fewer than two points."""
-    if len(values) < 2:
-        return ""
-    top = max(values) or 1.0
-    step = width / (len(values) - 1)
-    points = " ".join(
-        f"{i * step:.1f},{height - (v / top) * (height - 2) - 1:.1f}" for i, v in enumerate(values)
-    )
-    return format_html(
-        '<svg class="ff-sparkline" width="{}" height="{}" viewBox="0 0 {} {}" role="img">'
-        '<polyline fill="none" stroke="{}" stroke-width="1.5" points="{}"/></svg>',
-        width,
-        height,
-        width,
-        height,
-        colour,
-        points,
     )

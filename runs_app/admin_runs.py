@@ -23,16 +23,10 @@ from django.views.decorators.http import require_POST
 from accounts_app.permissions import role_can
 from audit_app.context import AuditContext
 from fastflow_site.api.errors import service_error_json
-from fastflow_site.console import format_bytes
-from runs_app.admin_display import (
-    format_seconds,
-    log_tail,
-    resource_summary,
-    sparkline,
-    status_badge,
-)
+from runs_app.admin_display import format_seconds, log_tail, status_badge
+from runs_app.admin_run_page import log_lines_from_text, render_panels, run_page_context
 from runs_app.errors import InvalidRunRequest, RunError
-from runs_app.logs import log_offset_parse, log_path, log_read, metrics_read
+from runs_app.logs import data_file, log_offset_parse, log_path, log_read
 from runs_app.models import PipelineRun, RunStatus
 from runs_app.services import TRIGGERS, run_cancel, run_delete, run_retry
 
@@ -97,40 +91,14 @@ class PipelineRunAdmin(admin.ModelAdmin):
     show_full_result_count = False
     paginator = CappedPaginator
     actions = ("cancel_selected", "retry_selected")
+    # The run's summary, status, buttons, log and CPU/RAM are the live panels above these
+    # (runs_app/admin_run_page.py); the fieldsets keep the record.
     fieldsets = (
-        (
-            None,
-            {
-                "fields": (
-                    "id",
-                    "pipeline_link",
-                    "status_detail",
-                    "triggered_by",
-                    "run_config_id",
-                    "exit_code",
-                    "error_message",
-                    "duration_detail",
-                    "setup_duration_detail",
-                )
-            },
-        ),
-        ("Resources", {"fields": ("resources",)}),
-        (
-            "Timing",
-            {
-                "fields": (
-                    "queued_at",
-                    "not_before",
-                    "started_at",
-                    "finished_at",
-                    "cancel_requested_at",
-                )
-            },
-        ),
         (
             "Related",
             {
                 "fields": (
+                    "pipeline_link",
                     "parent_run_link",
                     "child_runs_links",
                     "scheduled_job_link",
@@ -141,10 +109,24 @@ class PipelineRunAdmin(admin.ModelAdmin):
         ),
         ("Input", {"fields": ("parameters_pretty", "env_vars_pretty")}),
         (
+            "Timing (UTC)",
+            {
+                "classes": ("collapse",),
+                "fields": (
+                    "queued_at",
+                    "not_before",
+                    "started_at",
+                    "finished_at",
+                    "cancel_requested_at",
+                ),
+            },
+        ),
+        (
             "Engine",
             {
                 "classes": ("collapse",),
                 "fields": (
+                    "id",
                     "uv_version",
                     "engine_id",
                     "container_id",
@@ -213,40 +195,6 @@ class PipelineRunAdmin(admin.ModelAdmin):
         return format_seconds(obj.setup_duration)
 
     # --- change page fields ---------------------------------------------------------------------
-    @admin.display(description="status")
-    def status_detail(self, obj: PipelineRun) -> str:
-        return self.status_column(obj)
-
-    @admin.display(description="duration")
-    def duration_detail(self, obj: PipelineRun) -> str:
-        return format_seconds(obj.duration)
-
-    @admin.display(description="setup duration")
-    def setup_duration_detail(self, obj: PipelineRun) -> str:
-        return format_seconds(obj.setup_duration)
-
-    @admin.display(description="CPU / RAM")
-    def resources(self, obj: PipelineRun) -> str:
-        summary = resource_summary(
-            samples=metrics_read(run=obj), peak_memory_bytes=obj.peak_memory_bytes
-        )
-        if not summary.samples and summary.memory_peak is None:
-            return "No metrics recorded."
-        cpu = (
-            f"avg {summary.cpu_avg:.1f}% · max {summary.cpu_max:.1f}%"
-            if summary.cpu_avg is not None
-            else "—"
-        )
-        return format_html(
-            '<div class="ff-resources"><div>CPU: {} {}</div><div>Peak memory: {} {}</div>'
-            '<div class="help">{} sample(s)</div></div>',
-            cpu,
-            sparkline(summary.cpu_series, colour="#0d6efd"),
-            format_bytes(summary.memory_peak),
-            sparkline(summary.memory_series, colour="#6f42c1"),
-            summary.samples,
-        )
-
     @admin.display(description="parent run")
     def parent_run_link(self, obj: PipelineRun) -> str:
         if obj.parent_run_id is None:
@@ -315,19 +263,27 @@ class PipelineRunAdmin(admin.ModelAdmin):
             text, offset, truncated = log_tail(run=obj)
             pk = quote(obj.pk)
             context.update(
-                log_text=text,
+                self._run_page_context(request, obj),
+                log_lines=log_lines_from_text(text),
                 log_offset=offset,
                 log_truncated=truncated,
                 log_live=not obj.is_terminal,
                 log_url=reverse("admin:runs_app_pipelinerun_log", args=[pk]),
-                log_download_url=reverse("admin:runs_app_pipelinerun_log_download", args=[pk]),
-                has_log_file=log_path(run=obj) is not None,
-                can_cancel=not obj.is_terminal and self.has_cancel_permission(request),
-                can_retry=obj.is_terminal and self.has_retry_permission(request),
-                cancel_url=reverse("admin:runs_app_pipelinerun_cancel", args=[pk]),
-                retry_url=reverse("admin:runs_app_pipelinerun_retry", args=[pk]),
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _run_page_context(self, request: HttpRequest, run: PipelineRun) -> dict[str, Any]:
+        return {
+            **run_page_context(
+                run=run,
+                can_cancel=self.has_cancel_permission(request),
+                can_retry=self.has_retry_permission(request),
+            ),
+            "log_download_url": reverse(
+                "admin:runs_app_pipelinerun_log_download", args=[quote(run.pk)]
+            ),
+            "has_log_file": log_path(run=run) is not None,
+        }
 
     def get_urls(self) -> list:
         view = self.admin_site.admin_view
@@ -337,6 +293,16 @@ class PipelineRunAdmin(admin.ModelAdmin):
                 "<path:object_id>/log/download/",
                 view(self.log_download_view),
                 name="runs_app_pipelinerun_log_download",
+            ),
+            path(
+                "<path:object_id>/panels/",
+                view(self.panels_view),
+                name="runs_app_pipelinerun_panels",
+            ),
+            path(
+                "<path:object_id>/metrics/download/",
+                view(self.metrics_download_view),
+                name="runs_app_pipelinerun_metrics_download",
             ),
             path(
                 "<path:object_id>/cancel/",
@@ -393,16 +359,49 @@ class PipelineRunAdmin(admin.ModelAdmin):
             content_type="text/plain; charset=utf-8",
         )
 
+    def panels_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+        """The run page's live panels as HTML, for run_page.js to swap in."""
+        run = self._viewable_run(request, object_id)
+        panels = render_panels(request=request, context=self._run_page_context(request, run))
+        response = JsonResponse(
+            {
+                "status": run.status,
+                "terminal": run.is_terminal,
+                "cancel_requested": run.cancel_requested_at is not None,
+                "panels": panels,
+            }
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def metrics_download_view(self, request: HttpRequest, object_id: str) -> FileResponse:
+        run = self._viewable_run(request, object_id)
+        path_ = data_file(run.metrics_file)
+        if path_ is None:
+            raise Http404("This run has no metrics file.")
+        return FileResponse(
+            path_.open("rb"),
+            as_attachment=True,
+            filename=f"run-{run.pk}-metrics.jsonl",
+            content_type="application/x-ndjson; charset=utf-8",
+        )
+
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Cancel from the run page (run_page.js posts it and asks for JSON) or a plain form."""
         run = self._viewable_run(request, object_id)
         if not self.has_cancel_permission(request):
             raise PermissionDenied
+        wants_json = "application/json" in request.headers.get("Accept", "")
         try:
             run = run_cancel(run=run, audit=AuditContext.from_request(request, interface="admin"))
         except RunError as exc:
+            if wants_json:
+                return service_error_json(exc)
             self.message_user(request, f"Could not cancel run {run.pk}: {exc}", messages.ERROR)
         else:
             self.log_change(request, run, "Cancelled")
+            if wants_json:
+                return JsonResponse({"status": run.status, "message": _cancel_message(run)})
             self.message_user(request, _cancel_message(run), messages.SUCCESS)
         return redirect(reverse("admin:runs_app_pipelinerun_change", args=[quote(run.pk)]))
 

@@ -245,7 +245,8 @@ def main() -> int:
         wait_for_http(f"{base_url}/healthz")
         busy = real_runs(env)
         if args.serve:
-            print(f"serving at {base_url}{login_path}  (Ctrl-C stops)")
+            print(f"serving at {base_url}{login_path}  (Ctrl-C stops)", flush=True)
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
             return 0
         deadline = time.monotonic() + 240

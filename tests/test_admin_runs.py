@@ -152,7 +152,7 @@ def test_the_run_page_shows_fields_escaped_log_and_resources() -> None:
     assert "<script>alert(1)</script>" not in text
     assert "exited with code 2" in text
     assert "avg 20.0% · max 30.0%" in text
-    assert "80.0 MiB" in text
+    assert "80 MiB" in text
     assert "2 sample(s)" in text
     assert "<svg" in text
     assert "API_TOKEN" in text and "***" in text
@@ -168,7 +168,7 @@ def test_a_live_run_page_polls_its_log() -> None:
     assert 'data-live="true"' in response.text
     assert f'data-log-url="{log_url(run)}"' in response.text
     assert 'data-offset="7"' in response.text
-    assert "runs_app/run_log.js" in response.text
+    assert "runs_app/run_page.js" in response.text
 
 
 def test_the_log_endpoint_returns_text_from_an_offset_and_the_next_offset() -> None:

@@ -9,7 +9,7 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from fastflow_site.console import format_duration, time_tag
+from fastflow_site.console import clock_tag, format_bytes, format_duration, time_tag
 
 register = template.Library()
 
@@ -20,15 +20,31 @@ def reltime(moment: datetime | None) -> SafeString | str:
 
 
 @register.filter
+def clock(moment: datetime | None) -> SafeString | str:
+    return clock_tag(moment)
+
+
+@register.filter
 def duration(seconds: float | timedelta | None) -> str:
     return format_duration(seconds)
 
 
 @register.simple_tag(takes_context=True)
-def nav_link(context: template.Context, url: str, label: str, exact: bool = False) -> SafeString:
+def nav_link(
+    context: template.Context, url: str, label: str, exact: bool = False, perm: str = ""
+) -> SafeString | str:
+    """A header link, shown only to users holding `perm` (when given)."""
     request = context.get("request")
+    user = context.get("user")
+    if perm and (user is None or not user.has_perm(perm)):
+        return ""
     path = request.path if request is not None else ""
     current = path == url if exact else path.startswith(url)
     return format_html(
         '<li><a href="{}"{}>{}</a></li>', url, ' aria-current="page"' if current else "", label
     )
+
+
+@register.filter
+def filesize_binary(value: float | None) -> str:
+    return format_bytes(value)

@@ -1,0 +1,163 @@
+"""The run page's live panels: the heading with status and buttons, the facts (trigger, times,
+duration, exit code, error), and the CPU/RAM charts with axes, units and the limits in force.
+
+The page renders them once; while the run is live, run_page.js asks `<run>/panels/` for them
+again every two seconds and swaps them in, so everything on the page follows the run without a
+reload, rendered by the same templates (one wording, one formatting, in Python)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.admin.utils import quote
+from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.safestring import SafeString
+
+from fastflow_site.charts import Limit, line_chart
+from fastflow_site.console import format_bytes, format_duration
+from pipelines_app.errors import SpecError
+from runs_app.admin_display import resource_summary
+from runs_app.logs import NOTE_PREFIX, data_file, metrics_read, parse_timestamp
+from runs_app.models import PipelineRun
+
+MIB = 1024 * 1024
+PANELS = ("head", "facts", "resources")
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    cpus: float | None
+    memory_bytes: int | None
+
+
+def run_limits(run: PipelineRun) -> RunLimits:
+    """The hard limits of the run's configuration, drawn on its charts."""
+    try:
+        effective = run.pipeline.spec.effective(run.run_config_id or None)
+    except (SpecError, KeyError):
+        return RunLimits(None, None)
+    return RunLimits(effective.cpu_hard_limit, effective.mem_hard_limit)
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _series(samples: list[dict], key: str, origin: datetime | None) -> list[tuple[float, float]]:
+    """(seconds since the run started, value) for every sample with a time and a number."""
+    points = []
+    for sample in samples:
+        value = sample.get(key)
+        if not isinstance(value, int | float):
+            continue
+        try:
+            at = parse_timestamp(str(sample.get("ts", "")))
+        except ValueError:
+            continue
+        origin = origin or at
+        points.append(((at - origin).total_seconds(), float(value)))
+    return points
+
+
+def resources_context(run: PipelineRun) -> dict:
+    samples = metrics_read(run=run)
+    summary = resource_summary(samples=samples, peak_memory_bytes=run.peak_memory_bytes)
+    limits = run_limits(run)
+    cpu = _series(samples, "cpu_percent", run.started_at)
+    memory = [(x, y / MIB) for x, y in _series(samples, "memory_bytes", run.started_at)]
+    cpu_limit = Limit(limits.cpus * 100, f"limit {limits.cpus:g} CPU") if limits.cpus else None
+    memory_limit = (
+        Limit(limits.memory_bytes / MIB, f"limit {format_bytes(limits.memory_bytes)}")
+        if limits.memory_bytes
+        else None
+    )
+    return {
+        "summary": summary,
+        "has_metrics_file": data_file(run.metrics_file) is not None,
+        "cpu_chart": line_chart(
+            cpu,
+            label="CPU use, % of one core, over the run",
+            value_format=lambda v: f"{v:g} %",
+            x_format=_elapsed,
+            limit=cpu_limit,
+            floor_top=100.0,  # one busy core reaches the top: 0.1 % never looks like a lot
+            css="ff-chart-cpu",
+        ),
+        "memory_chart": line_chart(
+            memory,
+            label="Memory (resident), MiB, over the run",
+            value_format=lambda v: f"{v:g} MiB",
+            x_format=_elapsed,
+            limit=memory_limit,
+            floor_top=64.0,
+            css="ff-chart-mem",
+        ),
+        "cpu_limit": limits.cpus,
+        "memory_limit": limits.memory_bytes,
+    }
+
+
+def run_page_context(
+    *, run: PipelineRun, can_cancel: bool, can_retry: bool, now: datetime | None = None
+) -> dict:
+    now = now or timezone.now()
+    pk = quote(run.pk)
+    seconds = None
+    if run.started_at is not None:
+        seconds = ((run.finished_at or now) - run.started_at).total_seconds()
+    wait = None
+    if run.started_at is not None:
+        wait = (run.started_at - run.queued_at).total_seconds()
+    return {
+        "run": run,
+        "now": now,
+        "run_seconds": seconds,
+        "wait_seconds": wait,
+        "duration_text": format_duration(seconds),
+        "can_cancel": can_cancel and not run.is_terminal,
+        "can_retry": can_retry and run.is_terminal,
+        "cancel_url": reverse("admin:runs_app_pipelinerun_cancel", args=[pk]),
+        "retry_url": reverse("admin:runs_app_pipelinerun_retry", args=[pk]),
+        "panels_url": reverse("admin:runs_app_pipelinerun_panels", args=[pk]),
+        "metrics_download_url": reverse("admin:runs_app_pipelinerun_metrics_download", args=[pk]),
+        "pipeline_url": reverse(
+            "admin:pipelines_app_pipeline_change", args=[quote(run.pipeline_id)]
+        ),
+        **resources_context(run),
+    }
+
+
+def render_panels(*, request: HttpRequest, context: dict) -> dict[str, SafeString]:
+    return {
+        name: render_to_string(
+            f"admin/runs_app/pipelinerun/panel_{name}.html", context, request=request
+        )
+        for name in PANELS
+    }
+
+
+def log_lines_from_text(text: str) -> list[dict[str, str | None]]:
+    """Log lines as the page shows them ({source, time, text}). Lines written before sources
+    were recorded have no source ("unknown"); engine notes are told by their prefix."""
+    lines = []
+    for raw in text.splitlines():
+        stamp, _, rest = raw.partition(" ")
+        try:
+            parse_timestamp(stamp)
+        except ValueError:
+            stamp, rest = "", raw
+        source = "note" if rest.startswith(NOTE_PREFIX) else "unknown"
+        lines.append(
+            {
+                "source": source,
+                "time": stamp or None,
+                "text": rest.removeprefix(NOTE_PREFIX) if source == "note" else rest,
+            }
+        )
+    return lines
