@@ -51,6 +51,15 @@ class ScheduledJobAdmin(admin.ModelAdmin):
         ("Record", {"classes": ("collapse",), "fields": ("id", "created_at", "updated_at")}),
     )
 
+    def get_fieldsets(self, request: HttpRequest, obj: ScheduledJob | None = None) -> Any:
+        # An empty form has no trigger yet: its fire times and record would only be noise
+        # (they used to read "the trigger is invalid" before anything was typed).
+        if obj is None or obj._state.adding:
+            return [
+                (name, opts) for name, opts in self.fieldsets if name not in ("Upcoming", "Record")
+            ]
+        return self.fieldsets
+
     # Rows from pipeline.json are rewritten by every discovery sync: edits would not stick.
     def has_change_permission(self, request: HttpRequest, obj: ScheduledJob | None = None) -> bool:
         allowed = super().has_change_permission(request, obj)
@@ -100,7 +109,7 @@ class ScheduledJobAdmin(admin.ModelAdmin):
 
     @admin.display(description=f"next {NEXT_FIRE_COUNT} fire times (UTC)")
     def next_fire_times(self, obj: ScheduledJob) -> str:
-        if obj.pk is None:
+        if obj.pk is None or obj._state.adding:  # the pk is a default uuid before saving
             return "Shown after saving."
         upcoming = scheduledjob_next_fire_times(job=obj, count=NEXT_FIRE_COUNT)
         if not upcoming:

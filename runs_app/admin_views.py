@@ -37,7 +37,7 @@ from pipelines_app.models import Pipeline
 from runs_app.admin_display import status_badge
 from runs_app.admin_pipeline_page import pipeline_runs_context
 from runs_app.errors import InvalidRunRequest, PipelineNotFound, PipelineNotRunnable, RunError
-from runs_app.forms import RunNowForm
+from runs_app.forms import RunNowForm, fixed_variables
 from runs_app.retention import pipeline_log_bytes, retention_policy
 from runs_app.services import run_enqueue
 
@@ -145,6 +145,8 @@ class PipelineRunsAdminMixin:
             "opts": self.opts,
             "original": pipeline,
             "form": form,
+            "run_config_defaults": form.defaults,
+            "fixed_variables": fixed_variables(pipeline),
             "not_runnable_reason": pipeline.not_runnable_reason,
             "change_url": reverse(
                 f"admin:{self.opts.app_label}_{self.opts.model_name}_change",

@@ -37,16 +37,27 @@ def parse_parameter_lines(text: str) -> dict[str, str]:
     return parameters
 
 
+PARAMETER_FIELD_PREFIX = "param_"
+
+
 class RunNowForm(forms.Form):
+    """Run now: the run configuration, one field per documented variable (the `default_env`
+    keys of the pipeline and its run configurations, pre-filled with the chosen
+    configuration's defaults), and further KEY=value lines. A documented field becomes a
+    parameter only when its value differs from the default, so a run records what was
+    changed, and its environment records what it got."""
+
     run_config_id = forms.ChoiceField(
         label="Run configuration",
         required=False,
         help_text="A run configuration from the pipeline's pipeline.json, or the defaults.",
     )
     parameters = forms.CharField(
+        label="More parameters",
         required=False,
-        widget=forms.Textarea(attrs={"rows": 8, "cols": 80, "spellcheck": "false"}),
-        help_text="One KEY=value per line. They reach the pipeline as environment variables.",
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80, "spellcheck": "false"}),
+        help_text="One KEY=value per line, for variables not listed above. Parameters reach "
+        "the pipeline as environment variables.",
     )
 
     def __init__(self, *args: Any, pipeline: Pipeline, **kwargs: Any) -> None:
@@ -55,16 +66,89 @@ class RunNowForm(forms.Form):
         choices = [(DEFAULT_RUN_CONFIG, "default (pipeline settings)")]
         choices += [(rc.id, rc.id) for rc in pipeline.spec.schedules]
         self.fields["run_config_id"].choices = choices
+        self.defaults = run_config_defaults(pipeline)
+        chosen = (
+            self.data.get("run_config_id", "")
+            if self.is_bound
+            else self.initial.get("run_config_id", DEFAULT_RUN_CONFIG)
+        )
+        current = self.defaults.get(chosen or DEFAULT_RUN_CONFIG, {})
+        documented = sorted({key for env in self.defaults.values() for key in env})
+        for key in documented:
+            name = PARAMETER_FIELD_PREFIX + key
+            self.fields[name] = forms.CharField(
+                label=key,
+                required=False,
+                strip=False,
+                initial=current.get(key, ""),
+                widget=forms.TextInput(
+                    attrs={"data-ff-parameter": key, "spellcheck": "false", "size": 40}
+                ),
+                help_text=_default_help(current.get(key)),
+            )
+        # The documented fields first, the free-form lines after them.
+        order = ["run_config_id", *(PARAMETER_FIELD_PREFIX + key for key in documented)]
+        self.order_fields([*order, "parameters"])
 
-    def clean_parameters(self) -> dict[str, str]:
-        parameters = parse_parameter_lines(self.cleaned_data.get("parameters") or "")
-        try:
-            return run_parameters_validate(parameters=parameters)
-        except InvalidRunRequest as exc:
-            raise ValidationError(list(exc.fields.values()) or str(exc)) from exc
+    @property
+    def documented_fields(self) -> list:
+        return [self[name] for name in self.fields if name.startswith(PARAMETER_FIELD_PREFIX)]
 
     def clean_run_config_id(self) -> str | None:
         return self.cleaned_data.get("run_config_id") or None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.errors:
+            return data
+        defaults = self.defaults.get(data.get("run_config_id") or DEFAULT_RUN_CONFIG, {})
+        try:
+            extra = parse_parameter_lines(data.get("parameters") or "")
+        except ValidationError as exc:
+            self.add_error("parameters", exc)
+            return data
+        # A field the request did not send (a script posting only `parameters`) keeps its
+        # default; a browser always sends every field.
+        changed = {
+            name.removeprefix(PARAMETER_FIELD_PREFIX): value
+            for name, value in data.items()
+            if name.startswith(PARAMETER_FIELD_PREFIX)
+            and name in self.data
+            and value != defaults.get(name.removeprefix(PARAMETER_FIELD_PREFIX), "")
+        }
+        both = sorted(set(changed) & set(extra))
+        if both:
+            self.add_error(
+                "parameters", f"Given above as well: {', '.join(both)}. Set each variable once."
+            )
+            return data
+        try:
+            data["parameters"] = run_parameters_validate(parameters={**changed, **extra})
+        except InvalidRunRequest as exc:
+            self.add_error("parameters", list(exc.fields.values()) or str(exc))
+        return data
+
+
+def _default_help(default: str | None) -> str:
+    if default is None:
+        return "Not set by this run configuration."
+    return f"Default: {default!r} (pipeline.json). Change it to pass a parameter."
+
+
+def fixed_variables(pipeline: Pipeline) -> list[tuple[str, str]]:
+    """Variables every run gets that a parameter may not replace: secrets, encrypted values."""
+    spec = pipeline.spec
+    encrypted = set(spec.encrypted_env) | {k for rc in spec.schedules for k in rc.encrypted_env}
+    return [(name, "secret") for name in spec.secrets] + [
+        (name, "encrypted") for name in sorted(encrypted)
+    ]
+
+
+def run_config_defaults(pipeline: Pipeline) -> dict[str, dict[str, str]]:
+    """{run configuration id ("" for the defaults): its default_env merged over the pipeline's}."""
+    spec = pipeline.spec
+    configs = [DEFAULT_RUN_CONFIG, *(rc.id for rc in spec.schedules)]
+    return {rc: dict(spec.effective(rc or None).default_env) for rc in configs}
 
 
 class ScheduledJobForm(forms.ModelForm):

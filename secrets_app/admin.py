@@ -35,6 +35,15 @@ class SecretForm(forms.ModelForm):
     class Meta:
         model = Secret
         fields = ("key", "value", "is_parameter")
+        labels = {"is_parameter": "Plain parameter (not secret)"}
+        help_texts = {
+            "is_parameter": (
+                "Checked: stored and shown in plain text, for settings that are not confidential "
+                "(a region, a bucket name). Unchecked: encrypted at rest and never shown again, "
+                "for passwords and tokens. Either way a pipeline gets it as an environment "
+                'variable when its pipeline.json lists the key under "secrets".'
+            )
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -85,7 +94,7 @@ class SecretForm(forms.ModelForm):
 @admin.register(Secret)
 class SecretAdmin(admin.ModelAdmin):
     form = SecretForm
-    list_display = ("key", "is_parameter", "shown_value", "updated_at")
+    list_display = ("key", "kind", "shown_value", "updated_at")
     list_filter = ("is_parameter",)
     search_fields = ("key",)
     ordering = ("key",)
@@ -101,6 +110,10 @@ class SecretAdmin(admin.ModelAdmin):
     # The key is the primary key: renaming would silently create a second row.
     def get_readonly_fields(self, request: HttpRequest, obj: Secret | None = None) -> Any:
         return (*self.readonly_fields, "key") if obj is not None else self.readonly_fields
+
+    @admin.display(description="kind", ordering="is_parameter")
+    def kind(self, obj: Secret) -> str:
+        return "plain parameter" if obj.is_parameter else "secret (encrypted)"
 
     @admin.display(description="value")
     def shown_value(self, obj: Secret) -> str:

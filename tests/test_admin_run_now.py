@@ -121,7 +121,7 @@ def test_writers_see_the_run_now_button() -> None:
         reverse("admin:pipelines_app_pipeline_change", args=[pipeline.pk])
     )
 
-    assert 'class="ff-run-now"' in page.text
+    assert 'id="ff-run-now"' in page.text
     assert run_url(pipeline) in page.text
 
 
