@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from fastflow_site.console import exact_time, format_duration
 from runs_app.logs import log_path, log_read
 from runs_app.models import PipelineRun
 
@@ -23,18 +24,29 @@ def status_badge(status: str, *, cancel_requested: bool = False) -> SafeString:
     )
 
 
-def format_seconds(seconds: float | timedelta | None) -> str:
-    if seconds is None:
+def duration_bar(run: PipelineRun, *, longest: float | None) -> SafeString | str:
+    """The duration as text beside a bar scaled to `longest` (the page's longest run), with the
+    start, end, queue wait and setup to the second in its tooltip."""
+    now = timezone.now()
+    if run.started_at is None:
         return "—"
-    if isinstance(seconds, timedelta):
-        seconds = seconds.total_seconds()
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m {secs:02d}s"
-    return f"{minutes}m {secs:02d}s"
+    seconds = ((run.finished_at or now) - run.started_at).total_seconds()
+    parts = [f"started {exact_time(run.started_at)}"]
+    if run.finished_at:
+        parts.append(f"finished {exact_time(run.finished_at)}")
+    parts.append(f"waited {format_duration((run.started_at - run.queued_at).total_seconds())}")
+    if run.setup_duration is not None:
+        parts.append(f"setup {format_duration(run.setup_duration)}")
+    share = min(seconds / longest, 1.0) if longest else 0.0
+    return format_html(
+        '<span class="ff-duration" data-status="{}" title="{}"><span class="ff-duration-bar">'
+        '<span style="width:{}%"></span></span>{}{}</span>',
+        run.status,
+        " · ".join(parts),
+        f"{share * 100:.1f}",
+        format_duration(seconds),
+        " so far" if run.finished_at is None else "",
+    )
 
 
 def log_tail(*, run: PipelineRun, max_bytes: int = INITIAL_LOG_BYTES) -> tuple[str, int, bool]:

@@ -66,21 +66,34 @@ def test_it_redirects_anonymous_users_to_login(client) -> None:
     assert client.get(log_url(run)).status_code == 302
 
 
-def test_it_shows_durations_from_the_annotation() -> None:
-    started = timezone.now() - timedelta(minutes=5)
+def test_it_shows_durations_with_bars_and_the_exact_times_to_the_second() -> None:
+    started = (timezone.now() - timedelta(minutes=5)).replace(microsecond=0)
     run = make_run(
         make_pipeline(),
         RunStatus.SUCCESS,
+        queued_at=started - timedelta(seconds=3),
         started_at=started,
         finished_at=started + timedelta(seconds=125),
         setup_duration=4.25,
     )
+    short = make_run(
+        make_pipeline("quick"),
+        RunStatus.FAILED,
+        started_at=started,
+        finished_at=started + timedelta(seconds=25),
+    )
 
-    response = client_for(Role.READONLY).get(CHANGELIST)
+    text = client_for(Role.READONLY).get(CHANGELIST).text
 
-    assert str(run.pk)[:8] in response.text
-    assert "2m 05s" in response.text
-    assert "4.2s" in response.text
+    assert str(run.pk)[:8] in text and str(short.pk)[:8] in text
+    assert "2 min 05 s" in text and "25 s" in text
+    exact = f"{started:%Y-%m-%d %H:%M:%S} UTC"
+    finished = f"{started + timedelta(seconds=125):%Y-%m-%d %H:%M:%S} UTC"
+    assert f"started {exact} · finished {finished} · waited 3 s · setup 4.2 s" in text
+    # The longest run of the page fills its bar; the others are scaled to it.
+    assert 'style="width:100.0%"' in text and 'style="width:20.0%"' in text
+    queued = f"{started - timedelta(seconds=3):%Y-%m-%d %H:%M:%S} UTC"
+    assert f'title="{queued}"' in text and "5 min ago" in text
 
 
 def test_it_searches_by_run_id_prefix_and_pipeline_name() -> None:
