@@ -297,9 +297,11 @@ def timeline(
         return plot_x0 + min(max(offset / span_s, 0.0), 1.0) * plot_w
 
     body = []
-    step = nice_step(span_s / 60, 6) * 60 if span_s >= 600 else nice_step(span_s, 6)
-    tick = 0.0
+    step = next((s for s in DURATION_STEPS if span_s / s <= 8), DURATION_STEPS[-1])
     bottom = PAD_TOP + max(len(lanes), 1) * LANE_HEIGHT
+    # Ticks on round clock times (multiples of the step since the epoch, in UTC).
+    first = math.ceil(since.timestamp() / step) * step
+    tick = first - since.timestamp()
     while tick <= span_s + 1e-6:
         x = plot_x0 + tick / span_s * plot_w
         moment = since + (until - since) * (tick / span_s)

@@ -18,6 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
@@ -28,6 +29,7 @@ from fastflow_site.console import time_tag
 from runs_app.admin_display import duration_bar, log_tail, status_badge
 from runs_app.admin_pipeline_page import run_seconds
 from runs_app.admin_run_page import log_lines_from_text, render_panels, run_page_context
+from runs_app.admin_timeline import timeline_context
 from runs_app.errors import InvalidRunRequest, RunError
 from runs_app.logs import data_file, log_offset_parse, log_path, log_read
 from runs_app.models import PipelineRun, RunStatus
@@ -305,6 +307,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
     def get_urls(self) -> list:
         view = self.admin_site.admin_view
         return [
+            path("timeline/", view(self.timeline_view), name="runs_app_pipelinerun_timeline"),
             path("<path:object_id>/log/", view(self.log_view), name="runs_app_pipelinerun_log"),
             path(
                 "<path:object_id>/log/download/",
@@ -333,6 +336,27 @@ class PipelineRunAdmin(admin.ModelAdmin):
             ),
             *super().get_urls(),
         ]
+
+    def timeline_view(self, request: HttpRequest) -> TemplateResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Timeline",
+            "opts": self.opts,
+            **timeline_context(request),
+        }
+        return TemplateResponse(request, "admin/runs_app/pipelinerun/timeline.html", context)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> TemplateResponse:
+        pipeline = request.GET.get("pipeline__pipeline_name__exact")
+        timeline_url = reverse("admin:runs_app_pipelinerun_timeline")
+        if pipeline:
+            timeline_url += f"?{urlencode({'pipeline': pipeline})}"
+        context = {"title": "Runs", "timeline_url": timeline_url, **(extra_context or {})}
+        return super().changelist_view(request, extra_context=context)
 
     def _viewable_run(self, request: HttpRequest, object_id: str) -> PipelineRun:
         if not self.has_view_permission(request):

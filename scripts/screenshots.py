@@ -115,7 +115,9 @@ def seed_history(days: float = 2.0) -> None:
                 PipelineRun(
                     pipeline_id=name,
                     status=status,
-                    triggered_by=rng.choice(("schedule", "schedule", "webhook", "manual", "api")),
+                    triggered_by=rng.choice(
+                        ("scheduler", "scheduler", "webhook", "manual", "downstream")
+                    ),
                     queued_at=queued,
                     started_at=started,
                     finished_at=started + timedelta(seconds=took),
