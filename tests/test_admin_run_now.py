@@ -157,3 +157,66 @@ def test_readonly_users_do_not_get_the_action() -> None:
 def test_parameter_lines_reject_duplicates() -> None:
     with pytest.raises(ValidationError, match="parameter .A. is given twice"):
         parse_parameter_lines("A=1\nA=2")
+
+
+# --- the documented variables (default_env) -----------------------------------------------------
+
+DOCUMENTED = {
+    "default_env": {"MODE": "full", "LIMIT": "100"},
+    "secrets": ["DB_PASSWORD"],
+    "schedules": [{"id": "quick", "default_env": {"LIMIT": "5", "DRY_RUN": "1"}}],
+}
+
+
+def test_the_documented_variables_are_prefilled_with_their_defaults() -> None:
+    pipeline = make_pipeline("etl", DOCUMENTED)
+
+    text = client_for(Role.WRITE).get(run_url(pipeline)).text
+
+    assert 'name="param_MODE" value="full"' in text
+    assert 'name="param_LIMIT" value="100"' in text
+    assert 'name="param_DRY_RUN"' in text and "Not set by this run configuration." in text
+    assert "Default: &#x27;full&#x27; (pipeline.json)" in text
+    # Each configuration's defaults for the page's script, and the variables no field changes.
+    assert '"quick": {"MODE": "full", "LIMIT": "5", "DRY_RUN": "1"}' in text
+    assert "<code>DB_PASSWORD</code> (secret)" in text
+
+
+def test_only_changed_values_become_parameters() -> None:
+    pipeline = make_pipeline("etl", DOCUMENTED)
+
+    client_for(Role.WRITE).post(
+        run_url(pipeline),
+        {
+            "run_config_id": "quick",
+            "param_MODE": "full",  # the default: not a parameter
+            "param_LIMIT": "7",  # changed from quick's 5
+            "param_DRY_RUN": "1",
+            "parameters": "EXTRA=yes",
+        },
+    )
+
+    run = PipelineRun.objects.get()
+    assert run.run_config_id == "quick"
+    assert run.parameters == {"LIMIT": "7", "EXTRA": "yes"}
+
+
+def test_a_variable_given_in_a_field_and_a_line_is_refused() -> None:
+    pipeline = make_pipeline("etl", DOCUMENTED)
+
+    response = client_for(Role.WRITE).post(
+        run_url(pipeline), {"param_MODE": "delta", "param_LIMIT": "100", "parameters": "MODE=x"}
+    )
+
+    assert response.status_code == 200
+    assert "Given above as well: MODE. Set each variable once." in response.text
+    assert 'value="delta"' in response.text  # what was typed stays
+    assert not PipelineRun.objects.exists()
+
+
+def test_fields_a_request_does_not_send_keep_their_defaults() -> None:
+    pipeline = make_pipeline("etl", DOCUMENTED)
+
+    client_for(Role.WRITE).post(run_url(pipeline), {"parameters": "DAY=monday"})
+
+    assert PipelineRun.objects.get().parameters == {"DAY": "monday"}

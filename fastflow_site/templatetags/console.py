@@ -40,9 +40,9 @@ def nav_link(
         return ""
     path = request.path if request is not None else ""
     current = path == url if exact else path.startswith(url)
-    return format_html(
-        '<li><a href="{}"{}>{}</a></li>', url, ' aria-current="page"' if current else "", label
-    )
+    if current:
+        return format_html('<li><a href="{}" aria-current="page">{}</a></li>', url, label)
+    return format_html('<li><a href="{}">{}</a></li>', url, label)
 
 
 @register.filter
