@@ -10,7 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts_app.api_permissions import AdminRole, AnyRole
-from accounts_app.models import Invitation, Role, Session, User
+from accounts_app.models import Invitation, Session, User
+from accounts_app.roles import Role
 from accounts_app.services import (
     INVITATION_DEFAULT_DAYS,
     INVITATION_MAX_DAYS,

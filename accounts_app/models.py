@@ -6,11 +6,7 @@ from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.db import models
 from django.utils import timezone
 
-
-class Role(models.TextChoices):
-    ADMIN = "ADMIN"
-    WRITE = "WRITE"
-    READONLY = "READONLY"
+from accounts_app.roles import Role, role_has_module_perms, role_has_perm
 
 
 class UserManager(BaseUserManager["User"]):
@@ -65,16 +61,12 @@ class User(AbstractBaseUser):
         return self.role == Role.ADMIN and not self.blocked
 
     def has_perm(self, perm: str, obj: object = None) -> bool:
-        from accounts_app.permissions import role_has_perm
-
         return not self.blocked and role_has_perm(self.role, perm)
 
     def has_perms(self, perm_list: list[str], obj: object = None) -> bool:
         return all(self.has_perm(p, obj) for p in perm_list)
 
     def has_module_perms(self, app_label: str) -> bool:
-        from accounts_app.permissions import role_has_module_perms
-
         return not self.blocked and role_has_module_perms(self.role, app_label)
 
 

@@ -29,7 +29,8 @@ from accounts_app.errors import (
     LastAdminError,
     LoginRefused,
 )
-from accounts_app.models import Invitation, Role, Session, User
+from accounts_app.models import Invitation, Session, User
+from accounts_app.roles import Role
 from accounts_app.tokens import token_decode, token_encode, token_hash
 from audit_app.context import AuditContext
 from audit_app.services import audit_changes, audit_record

@@ -26,7 +26,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
-from accounts_app.permissions import role_can
+from accounts_app.roles import role_can
 from audit_app.context import AuditContext
 from pipelines_app.admin_display import metadata_html, problems_box, schedules_html, state_badge
 from pipelines_app.errors import PipelinesDirError

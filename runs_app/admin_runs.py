@@ -20,7 +20,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from accounts_app.permissions import role_can
+from accounts_app.roles import role_can
 from audit_app.context import AuditContext
 from fastflow_site.api.errors import service_error_json
 from runs_app.admin_display import (

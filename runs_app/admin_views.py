@@ -31,7 +31,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from accounts_app.permissions import role_can
+from accounts_app.roles import role_can
 from audit_app.context import AuditContext
 from pipelines_app.models import Pipeline
 from runs_app.admin_display import status_badge

@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from accounts_app.api_permissions import ReadOnlyRole, RoleRequired
 from accounts_app.models import Role, User
-from accounts_app.permissions import role_can_do
+from accounts_app.roles import role_can_do
 from accounts_app.services import invitation_create, token_issue
 from pipelines_app.models import Pipeline
 from runs_app.models import EngineInstance, PipelineRun, ScheduledJob

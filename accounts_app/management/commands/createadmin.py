@@ -6,7 +6,8 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from accounts_app.login_links import login_link_url
-from accounts_app.models import Role, User
+from accounts_app.models import User
+from accounts_app.roles import Role
 from audit_app.context import AuditContext
 from audit_app.services import audit_record
 
