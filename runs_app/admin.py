@@ -3,8 +3,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
+from runs_app.admin_engines import EngineInstanceAdmin
 from runs_app.admin_runs import PipelineRunAdmin
-from runs_app.admin_schedules import EngineInstanceAdmin, ScheduledJobAdmin
+from runs_app.admin_schedules import ScheduledJobAdmin
 from runs_app.models import EngineInstance, PipelineRun, ScheduledJob
 
 admin.site.register(PipelineRun, PipelineRunAdmin)

@@ -33,8 +33,8 @@ from runs_app.admin_display import (
 )
 from runs_app.errors import InvalidRunRequest, RunError
 from runs_app.logs import log_offset_parse, log_path, log_read, metrics_read
-from runs_app.models import PipelineRun, RunStatus
-from runs_app.services import TRIGGERS, run_cancel, run_delete, run_retry
+from runs_app.models import PipelineRun, RunStatus, TriggeredBy
+from runs_app.services import run_cancel, run_delete, run_retry
 
 MAX_REPORTED_ERRORS = 10
 
@@ -47,18 +47,6 @@ class CappedPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         return self.object_list[: self.CAP].count()
-
-
-class TriggeredByFilter(admin.SimpleListFilter):
-    # A fixed list: the default filter would scan the whole table for distinct values.
-    title = "triggered by"
-    parameter_name = "triggered_by"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple]:
-        return [(t, t) for t in TRIGGERS]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(triggered_by=self.value()) if self.value() else queryset
 
 
 def _admin_link(viewname: str, pk: object, label: str) -> str:
@@ -89,7 +77,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
         "exit_code",
     )
     list_display_links = ("short_id",)
-    list_filter = ("status", TriggeredByFilter, "pipeline")
+    list_filter = ("status", "triggered_by", "pipeline")
     search_fields = ("id", "pipeline__pipeline_name")
     date_hierarchy = "queued_at"
     list_select_related = ("pipeline",)
@@ -413,7 +401,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
         try:
             new_run = run_retry(
                 run=run,
-                triggered_by="manual",
+                triggered_by=TriggeredBy.MANUAL,
                 audit=AuditContext.from_request(request, interface="admin"),
             )
         except RunError as exc:
@@ -461,7 +449,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
             verb="retried",
             service=partial(
                 run_retry,
-                triggered_by="manual",
+                triggered_by=TriggeredBy.MANUAL,
                 audit=AuditContext.from_request(request, interface="admin"),
             ),
         )

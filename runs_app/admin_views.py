@@ -37,6 +37,7 @@ from pipelines_app.models import Pipeline
 from runs_app.admin_display import status_badge
 from runs_app.errors import InvalidRunRequest, PipelineNotFound, PipelineNotRunnable, RunError
 from runs_app.forms import RunNowForm
+from runs_app.models import TriggeredBy
 from runs_app.retention import pipeline_log_bytes, retention_policy
 from runs_app.services import run_enqueue
 
@@ -108,7 +109,7 @@ class PipelineRunsAdminMixin:
             try:
                 run = run_enqueue(
                     pipeline=pipeline,
-                    triggered_by="manual",
+                    triggered_by=TriggeredBy.MANUAL,
                     audit=AuditContext.from_request(request, interface="admin"),
                 )
             except RunError as exc:
@@ -156,7 +157,7 @@ class PipelineRunsAdminMixin:
         try:
             run = run_enqueue(
                 pipeline=pipeline,
-                triggered_by="manual",
+                triggered_by=TriggeredBy.MANUAL,
                 parameters=form.cleaned_data["parameters"],
                 run_config_id=form.cleaned_data["run_config_id"],
                 audit=AuditContext.from_request(request, interface="admin"),

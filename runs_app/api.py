@@ -34,7 +34,7 @@ from runs_app.logs import (
     log_read,
     metrics_read,
 )
-from runs_app.models import PipelineRun, RunStatus
+from runs_app.models import PipelineRun, RunStatus, TriggeredBy
 from runs_app.sse import log_events
 
 MAX_LOG_CHUNK = 4 * 1024 * 1024
@@ -128,7 +128,7 @@ class PipelineRunCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         run = services.run_enqueue(
             pipeline=name,
-            triggered_by="manual",
+            triggered_by=TriggeredBy.MANUAL,
             parameters=serializer.validated_data["parameters"],
             run_config_id=serializer.validated_data["run_config_id"] or None,
             audit=AuditContext.from_request(request, interface="api"),
@@ -210,7 +210,7 @@ class RunRetryApi(APIView):
     def post(self, request: Request, run_id: str) -> Response:
         run = services.run_retry(
             run=run_get(run_id),
-            triggered_by="manual",
+            triggered_by=TriggeredBy.MANUAL,
             audit=AuditContext.from_request(request, interface="api"),
         )
         return Response(RunOutputSerializer(run).data, status=status.HTTP_201_CREATED)

@@ -31,14 +31,13 @@ from runs_app.errors import (
     RunStateConflict,
 )
 from runs_app.logs import data_file, log_append_notes
-from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus, ScheduledJob
+from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus, ScheduledJob, TriggeredBy
 from runs_app.notify import notify_run_finished
 from runs_app.outcome import Outcome, classify_exit
 from runs_app.stats import run_stats_record
 
 logger = logging.getLogger(__name__)
 
-TRIGGERS = ("manual", "webhook", "scheduler", "downstream", "retry", "daemon_restart")
 PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 KEY_MAX_LENGTH = 255
@@ -179,8 +178,9 @@ def run_enqueue(
 ) -> PipelineRun:
     """Create a PENDING run. With `idempotency_key`, a run of this pipeline created with the
     same key in the last 24 h is returned instead of a new one."""
-    if triggered_by not in TRIGGERS:
-        message = f"unknown trigger {triggered_by!r} (expected one of {', '.join(TRIGGERS)})"
+    if triggered_by not in TriggeredBy.values:
+        expected = ", ".join(TriggeredBy.values)
+        message = f"unknown trigger {triggered_by!r} (expected one of {expected})"
         raise InvalidRunRequest(message, fields={"triggered_by": message})
     target = _pipeline_for_run(pipeline)
     params = run_parameters_validate(parameters=parameters)
@@ -270,7 +270,7 @@ def run_cancel(*, run: PipelineRun, audit: AuditContext | None = None) -> Pipeli
 
 
 def run_retry(
-    *, run: PipelineRun, triggered_by: str = "manual", audit: AuditContext | None = None
+    *, run: PipelineRun, triggered_by: str = TriggeredBy.MANUAL, audit: AuditContext | None = None
 ) -> PipelineRun:
     """A new PENDING run with the same parameters and run configuration."""
     run.refresh_from_db(fields=["status"])
@@ -465,7 +465,7 @@ def _after_finish(run: PipelineRun) -> list[str]:
         counters["successful_runs"] = F("successful_runs") + 1
     elif run.status == RunStatus.FAILED:
         counters["failed_runs"] = F("failed_runs") + 1
-    if run.triggered_by == "webhook":
+    if run.triggered_by == TriggeredBy.WEBHOOK:
         counters["webhook_runs"] = F("webhook_runs") + 1
     Pipeline.objects.filter(pipeline_name=run.pipeline_id).update(**counters)
     run_stats_record(run=run)
@@ -508,7 +508,7 @@ def _queue_retry(run: PipelineRun, pipeline: Pipeline, notes: list[str]) -> bool
         with transaction.atomic():
             retry = run_enqueue(
                 pipeline=pipeline,
-                triggered_by="retry",
+                triggered_by=TriggeredBy.RETRY,
                 parameters=run.parameters,
                 run_config_id=run.run_config_id or None,
                 parent_run=run,
@@ -549,7 +549,7 @@ def _queue_downstream(run: PipelineRun, pipeline: Pipeline, notes: list[str]) ->
             with transaction.atomic():
                 child = run_enqueue(
                     pipeline=trigger.pipeline,
-                    triggered_by="downstream",
+                    triggered_by=TriggeredBy.DOWNSTREAM,
                     run_config_id=trigger.run_config_id,
                     parent_run=run,
                     chain_depth=depth,
