@@ -106,16 +106,18 @@ class Invitation(models.Model):
         return "expired" if self.is_expired else "valid"
 
 
-class Session(models.Model):
+class ApiToken(models.Model):
     """An API token: the row must exist for its JWT to be accepted (deleting it revokes).
 
-    `token` holds the SHA-256 of the JWT, never the JWT itself (see accounts_app.tokens).
+    `token` holds the SHA-256 of the JWT, never the JWT itself (see accounts_app.tokens). The
+    table is `sessions`, as in the documented schema; the Python name says what a row is (and
+    keeps it apart from Django's own browser sessions, `django_session`).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     token = models.TextField(unique=True)
     name = models.CharField(max_length=100, blank=True, default="")
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="sessions")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
     expires_at = models.DateTimeField()
     created_at = models.DateTimeField(default=timezone.now)
 

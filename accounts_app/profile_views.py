@@ -1,6 +1,6 @@
 """The signed-in user's own page: linked providers and personal API tokens.
 
-Every role reaches it (READONLY users cannot open the Session admin), so this is where people
+Every role reaches it (READONLY users cannot open the API token admin), so this is where people
 issue and revoke their own tokens. A new token is rendered once in the response and nowhere else:
 not in messages (which are stored in a cookie or the session) and not in any log.
 """
@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts_app.errors import InvalidInput
 from accounts_app.forms import TokenIssueForm
-from accounts_app.models import Session
+from accounts_app.models import ApiToken
 from accounts_app.services import token_issue, token_revoke
 from audit_app.context import AuditContext
 
@@ -32,7 +32,7 @@ def _render(
         **admin.site.each_context(request),
         "title": "Your account",
         "account": user,
-        "tokens": Session.objects.filter(user=user).order_by("-created_at"),
+        "tokens": ApiToken.objects.filter(user=user).order_by("-created_at"),
         "now": timezone.now(),
         "form": form,
         "new_token": new_token,
@@ -71,9 +71,9 @@ def account_token_issue(request: HttpRequest) -> HttpResponse:
 @never_cache
 @login_required
 @require_POST
-def account_token_revoke(request: HttpRequest, session_id: str) -> HttpResponse:
+def account_token_revoke(request: HttpRequest, token_id: str) -> HttpResponse:
     if token_revoke(
-        session_id=session_id,
+        token_id=token_id,
         actor=request.user,
         audit=AuditContext.from_request(request, interface="admin"),
     ):

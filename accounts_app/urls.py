@@ -13,7 +13,7 @@ urlpatterns = [
     path("account/", profile_views.account_profile, name="account_profile"),
     path("account/tokens/", profile_views.account_token_issue, name="account_token_issue"),
     path(
-        "account/tokens/<uuid:session_id>/revoke/",
+        "account/tokens/<uuid:token_id>/revoke/",
         profile_views.account_token_revoke,
         name="account_token_revoke",
     ),

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts_app.api_permissions import ReadOnlyRole, WriteRole
-from accounts_app.models import Session
+from accounts_app.models import ApiToken
 from accounts_app.services import user_access_alive
 from audit_app.context import AuditContext
 from fastflow_site.api.lookups import get_or_404
@@ -284,8 +284,8 @@ class RunLogStreamApi(APIView):
         # Checked before the response starts: once streaming, an error can no longer be a 400.
         offset = log_offset_parse(raw=raw)
         run = run_get(run_id)
-        session = request.auth if isinstance(request.auth, Session) else None
-        still_allowed = partial(user_access_alive, user=request.user, session=session)
+        api_token = request.auth if isinstance(request.auth, ApiToken) else None
+        still_allowed = partial(user_access_alive, user=request.user, api_token=api_token)
         response = StreamingHttpResponse(
             log_events(run=run, offset=offset, still_allowed=still_allowed),
             content_type="text/event-stream",

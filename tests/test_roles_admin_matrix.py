@@ -103,7 +103,7 @@ def pages(model: type[models.Model]) -> list[tuple[str, str, models.Model | None
 
 def test_the_matrix_covers_the_accounts_models():
     labels = {m._meta.label for m in admin_models()}
-    assert {"accounts_app.User", "accounts_app.Invitation", "accounts_app.Session"} <= labels
+    assert {"accounts_app.User", "accounts_app.Invitation", "accounts_app.ApiToken"} <= labels
     # Hidden on purpose: roles replace groups; providers come from the environment.
     assert not labels & {"auth.Group", "socialaccount.SocialApp", "socialaccount.SocialToken"}
 
@@ -145,7 +145,7 @@ def test_readonly_never_sees_secrets_users_invitations_or_sessions(world):
         "secrets_app/secret",
         "accounts_app/user",
         "accounts_app/invitation",
-        "accounts_app/session",
+        "accounts_app/apitoken",
     ):
         assert client.get(f"/admin/{name}/").status_code == 403, name
     index = client.get("/admin/").content.decode()
