@@ -85,7 +85,7 @@ def scheduledjob_clean(*, job: ScheduledJob) -> None:
     job.run_config_id = (job.run_config_id or "").strip()
     if job.run_config_id and job.pipeline_id:
         pipeline = Pipeline.objects.filter(pk=job.pipeline_id).first()
-        known = [rc.id for rc in pipeline.spec.schedules] if pipeline else []
+        known = [rc.id for rc in pipeline.spec.run_configs] if pipeline else []
         if job.run_config_id not in known:
             errors["run_config_id"] = (
                 f"Pipeline '{job.pipeline_id}' has no run configuration {job.run_config_id!r}"
@@ -273,7 +273,7 @@ def _wanted(pipeline: Pipeline) -> list[_Wanted]:
                 pipeline.enabled,
             )
         )
-    for config in spec.schedules:
+    for config in spec.run_configs:
         trigger = _trigger(config.schedule_cron, config.schedule_interval_seconds)
         if trigger:
             rows.append(

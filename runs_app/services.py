@@ -186,7 +186,7 @@ def run_enqueue(
     params = run_parameters_validate(parameters=parameters)
     config_id = (run_config_id or "").strip()
     if config_id and target.spec.run_config(config_id) is None:
-        known = ", ".join(rc.id for rc in target.spec.schedules) or "none defined"
+        known = ", ".join(rc.id for rc in target.spec.run_configs) or "none defined"
         message = (
             f"pipeline '{target.pipeline_name}' has no run configuration {config_id!r} "
             f"(known: {known})"
