@@ -1,7 +1,7 @@
 """Account flows: invitations, roles and blocking, API tokens, who a social login becomes.
 
-Every interface (admin, API, allauth adapter, management commands, engine housekeeping) calls
-these functions; none of them holds account logic of its own.
+Every interface (admin, API, allauth adapter, management commands such as `createadmin`, engine
+housekeeping) calls these functions; none of them holds account logic of its own.
 """
 
 from __future__ import annotations
@@ -319,6 +319,60 @@ def user_delete(*, user: User, actor: User | None, audit: AuditContext | None = 
                 target=user,
                 details={"role": user.role, "email": user.email},
             )
+
+
+@dataclass(frozen=True)
+class AdminMade:
+    user: User
+    outcome: str  # created | promoted | found (already an ADMIN)
+
+
+def user_make_admin(
+    *, username: str, email: str = "", audit: AuditContext | None = None
+) -> AdminMade:
+    """Create an ADMIN, or make an existing user one (bootstrap and recovery: `createadmin`).
+
+    A blocked user is refused: unblocking is a decision of its own. `email`, when given,
+    replaces the user's address.
+    """
+    username = username.strip()
+    if not username:
+        raise InvalidInput("username must not be empty", {"username": "This field is required."})
+    max_length = User._meta.get_field("username").max_length
+    if len(username) > max_length:
+        message = f"username must be at most {max_length} characters"
+        raise InvalidInput(message, {"username": message})
+    email = _normalize_email(email) if email.strip() else ""
+    with transaction.atomic():
+        user, created = User.objects.select_for_update().get_or_create(
+            username=username,
+            defaults={"email": email, "role": Role.ADMIN, "password": make_password(None)},
+        )
+        if created:
+            audit_record(
+                audit=audit,
+                action="user.create",
+                target=user,
+                changes={"role": {"old": None, "new": Role.ADMIN}},
+            )
+            return AdminMade(user=user, outcome="created")
+        if user.blocked:
+            message = f"user '{username}' is blocked; unblock it first"
+            raise InvalidInput(message, {"username": message})
+        previous_role = user.role
+        outcome = "found" if previous_role == Role.ADMIN else "promoted"
+        changes = {"role": Role.ADMIN, **({"email": email} if email else {})}
+        User.objects.filter(id=user.id).update(**changes)
+        if outcome == "promoted":
+            audit_record(
+                audit=audit,
+                action="user.role",
+                target=user,
+                changes={"role": {"old": previous_role, "new": Role.ADMIN}},
+            )
+    for name, value in changes.items():
+        setattr(user, name, value)
+    return AdminMade(user=user, outcome=outcome)
 
 
 # --- API tokens ---------------------------------------------------------------------------------
