@@ -12,11 +12,11 @@ from accounts_app.services import token_issue
 from pipelines_app.models import Pipeline
 from runs_app.engine.executors import get_executor
 from runs_app.engine.housekeeping import LeaderChores
-from runs_app.engine.lease import lease_acquire, lease_holder, lease_release
+from runs_app.engine.lease import lease_acquire, lease_release
 from runs_app.engine.warmup import CacheWarmer
 from runs_app.models import EngineInstance, ScheduledJob
 from tests.conftest import write_pipeline
-from tests.helpers_engine import ThreadEngine, wait_for
+from tests.helpers_engine import ThreadEngine, lease_holder, wait_for
 
 
 @pytest.mark.django_db(transaction=True)
