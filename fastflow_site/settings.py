@@ -177,6 +177,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_apscheduler",
     "allauth",
     "allauth.account",
@@ -387,6 +388,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Automation API of the Fast-Flow pipeline orchestrator.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ (Swagger UI) loads its scripts from drf-spectacular-sidecar's static files.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # validatorUrl None: Swagger UI would otherwise send the schema to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "displayOperationId": True, "validatorUrl": None},
 }
 
 # --- APScheduler --------------------------------------------------------------------------------

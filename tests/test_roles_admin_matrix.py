@@ -229,8 +229,11 @@ def test_the_accounts_endpoints_are_declared_as_the_issue_says():
                 )
 
 
-# Open to anybody on purpose: the OpenAPI schema documents the API, it exposes no data.
-PUBLIC_API = {("/api/schema/", "SpectacularAPIView", "GET")}
+# Open to anybody on purpose: the OpenAPI schema and its page document the API, they expose no data.
+PUBLIC_API = {
+    ("/api/schema/", "SpectacularAPIView", "GET"),
+    ("/api/docs/", "SpectacularSwaggerView", "GET"),
+}
 
 
 def test_the_only_endpoints_without_a_role_permission_are_the_public_ones():
