@@ -41,7 +41,7 @@ MODEL_ACTIONS: dict[str, dict[str, set[str]]] = {
     Role.WRITE: {
         # Only the `enabled` flag: the pipeline admin/API limit which fields are editable.
         "pipelines_app.pipeline": {"change"},
-        "runs_app.pipelinerun": {"change"},
+        # Runs are only viewed (cancel and retry are ACTIONS): Django's view-only run page.
         "runs_app.scheduledjob": {"add", "change", "delete"},
     },
 }

@@ -163,6 +163,11 @@ class PipelineRunAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # runs are created by triggers (Run now, API, schedules), never by hand
 
+    def has_change_permission(self, request: HttpRequest, obj: PipelineRun | None = None) -> bool:
+        # Nobody edits a run: every role gets Django's read-only page (view permission), with
+        # no Save buttons. Cancel and Retry are actions of their own.
+        return False
+
     def has_delete_permission(self, request: HttpRequest, obj: PipelineRun | None = None) -> bool:
         # The role table decides who deletes (ADMIN only); a live run is never deleted, or its
         # container would lose its row.
@@ -274,22 +279,6 @@ class PipelineRunAdmin(admin.ModelAdmin):
         return _pretty_json(obj.env_vars)
 
     # --- change page: log, buttons --------------------------------------------------------------
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        # Every field is read-only: a Save button would only record an empty change.
-        extra_context = {
-            **(extra_context or {}),
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
-
     def render_change_form(
         self,
         request: HttpRequest,
