@@ -116,7 +116,6 @@ def _persisted_value(path: Path, make: Any) -> str:
     return path.read_text().strip()
 
 
-TESTING = "pytest" in sys.modules or env_bool("FASTFLOW_TESTING", False)
 DEBUG = env_bool("DEBUG", True)
 
 DATA_DIR = Path(env_str("FASTFLOW_DATA_DIR", str(BASE_DIR / "data"))).resolve()
@@ -131,8 +130,6 @@ if not SECRET_KEY:
     SECRET_KEY = _persisted_value(DATA_DIR / "secret_key", lambda: secrets.token_urlsafe(50))
 
 ALLOWED_HOSTS = _read("ALLOWED_HOSTS", env.list, ["localhost", "127.0.0.1", "[::1]"])
-if TESTING:
-    ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]
 CSRF_TRUSTED_ORIGINS = _read("CSRF_TRUSTED_ORIGINS", env.list, [])
 FASTFLOW_BASE_URL = env_str("FASTFLOW_BASE_URL", "http://localhost:8000").rstrip("/")
 
@@ -146,7 +143,7 @@ if not _raw_keys:
             "print(Fernet.generate_key().decode())')"
         )
     _key_path = DATA_DIR / "encryption.key"
-    if not _key_path.exists() and not TESTING:
+    if not _key_path.exists():
         print(
             f"WARNING: FASTFLOW_ENCRYPTION_KEY is not set: generated a development key in "
             f"{_key_path}. Set FASTFLOW_ENCRYPTION_KEY in production and keep it safe.",
@@ -280,14 +277,15 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("FASTFLOW_STATIC_ROOT", str(DATA_DIR / "staticfiles")))
-# Autorefresh in development and tests: no collectstatic needed, no "No directory" warning.
-WHITENOISE_AUTOREFRESH = DEBUG or TESTING
+# Autorefresh in development: no collectstatic needed, no "No directory" warning. (The test
+# suite picks the plain storage itself, in tests/conftest.py.)
+WHITENOISE_AUTOREFRESH = DEBUG
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
-            if not (DEBUG or TESTING)
+            if not DEBUG
             else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
     },
@@ -406,6 +404,8 @@ RUNNER_IMAGE_DEFAULT = "ghcr.io/astral-sh/uv:python{python_version}-bookworm-sli
 FASTFLOW_RUNNER_IMAGE = env_str("FASTFLOW_RUNNER_IMAGE", "").strip() or RUNNER_IMAGE_DEFAULT
 FASTFLOW_DEFAULT_PYTHON_VERSION = env_str("FASTFLOW_DEFAULT_PYTHON_VERSION", "3.11")
 FASTFLOW_RUNNER_NETWORK = env_str("FASTFLOW_RUNNER_NETWORK", "bridge")
+# Pull a runner image that is not on the Docker host yet (off: a missing image fails the run).
+FASTFLOW_RUNNER_PULL = env_bool("FASTFLOW_RUNNER_PULL", True)
 FASTFLOW_RUNNER_CA_BUNDLE = env_str("FASTFLOW_RUNNER_CA_BUNDLE", "")
 FASTFLOW_RUNNER_USER = env_str("FASTFLOW_RUNNER_USER", "65534:65534")
 FASTFLOW_RUNNER_PIDS_LIMIT = env_int("FASTFLOW_RUNNER_PIDS_LIMIT", 512, minimum=16)

@@ -10,10 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
+from django.test import override_settings
 
 from tests.helpers_browser import CHROMIUM_FLAGS
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# Engines the tests start as subprocesses inherit this; the in-process settings are set below.
+os.environ["FASTFLOW_RUNNER_PULL"] = "false"
 # One uv cache for the whole test session, so requirement installs are paid once.
 SHARED_UV_CACHE = Path(os.environ.get("FASTFLOW_TEST_UV_CACHE", "/tmp/fastflow-test-uv-cache"))
 
@@ -29,6 +33,21 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
     test = db.setdefault("TEST", {})
     if db["ENGINE"] == "django.db.backends.sqlite3" and not test.get("NAME"):
         test["NAME"] = str(Path("/tmp") / f"fastflow-test-{os.getpid()}.sqlite3")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_run_settings() -> Iterator[None]:
+    """What a test run needs that production must not do (the settings never sniff for tests).
+
+    No image pulls: a missing runner image fails loudly instead of reaching out to a registry.
+    The plain static files storage: pages render without `collectstatic`'s manifest.
+    """
+    storages = {
+        **django_settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    with override_settings(FASTFLOW_RUNNER_PULL=False, STORAGES=storages):
+        yield
 
 
 @pytest.fixture(autouse=True)
