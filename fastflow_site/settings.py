@@ -365,6 +365,8 @@ if FASTFLOW_GOOGLE_CLIENT_ID:
     }
 
 # --- REST framework -----------------------------------------------------------------------------
+# No DEFAULT_PAGINATION_CLASS / PAGE_SIZE: the list views paginate explicitly
+# (fastflow_site/api/pagination.py), so those settings would do nothing.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts_app.authentication.BearerTokenAuthentication",
@@ -377,8 +379,6 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "fastflow_site.api.schema.FastflowAutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
-    "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "fastflow_site.api.errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
