@@ -533,7 +533,7 @@ def _queue_downstream(run: PipelineRun, pipeline: Pipeline, notes: list[str]) ->
     succeeded = run.status == RunStatus.SUCCESS
     depth = run.chain_depth + 1
     for trigger in pipeline.spec.downstream_triggers:
-        if not (trigger.on_success if succeeded else trigger.on_failure):
+        if not trigger.fires_for(succeeded=succeeded):
             continue
         target = f"downstream pipeline '{trigger.pipeline}'"
         if trigger.run_config_id:
