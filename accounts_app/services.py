@@ -566,6 +566,25 @@ def _initial_admin_applies(identity: SocialIdentity) -> bool:
     return not User.objects.filter(role=Role.ADMIN, blocked=False).exists()
 
 
+def _existing_user_for(identity: SocialIdentity, provider_field: str) -> SocialLoginResult | None:
+    """Rules 1 and 2 of `user_from_social_login`: the account this login already belongs to."""
+    user = User.objects.filter(**{provider_field: identity.uid}).first()
+    via = "provider_id"
+    if user is None and identity.verified_emails:
+        email_q = Q()
+        for email in identity.verified_emails:
+            email_q |= Q(email__iexact=email)
+        matches = list(User.objects.filter(email_q)[:2])
+        # Never re-point an account already linked to a different id at this provider.
+        if len(matches) == 1 and getattr(matches[0], provider_field) in (None, ""):
+            user, via = matches[0], "verified_email"
+    if user is None:
+        return None
+    if user.blocked:
+        raise LoginRefused(REFUSED_BLOCKED, reason="blocked")
+    return SocialLoginResult(_refresh_profile(user, identity), via)
+
+
 def user_from_social_login(
     *,
     identity: SocialIdentity,
@@ -617,25 +636,11 @@ def _social_login_decide(
     if provider_field is None or not identity.uid:
         raise LoginRefused(REFUSED_NO_ACCESS, reason="unknown_provider")
 
-    user = User.objects.filter(**{provider_field: identity.uid}).first()
-    if user is not None:
-        if user.blocked:
-            raise LoginRefused(REFUSED_BLOCKED, reason="blocked")
-        return SocialLoginResult(_refresh_profile(user, identity), "provider_id")
+    existing = _existing_user_for(identity, provider_field)
+    if existing is not None:
+        return existing
 
     verified = identity.verified_emails
-    if verified:
-        email_q = Q()
-        for email in verified:
-            email_q |= Q(email__iexact=email)
-        matches = list(User.objects.filter(email_q)[:2])
-        # Never re-point an account already linked to a different id at this provider.
-        if len(matches) == 1 and getattr(matches[0], provider_field) in (None, ""):
-            user = matches[0]
-            if user.blocked:
-                raise LoginRefused(REFUSED_BLOCKED, reason="blocked")
-            return SocialLoginResult(_refresh_profile(user, identity), "verified_email")
-
     base_fields = {
         "username": identity.username_hint or identity.best_email.partition("@")[0],
         provider_field: identity.uid,

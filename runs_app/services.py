@@ -69,6 +69,32 @@ def _encodable(value: str) -> bool:
     return True
 
 
+def _parameter_problem(name: object, value: object, *, max_bytes: int) -> str | None:
+    """What is wrong with one parameter as an environment variable, or None."""
+    if not isinstance(name, str) or not PARAMETER_NAME.match(name):
+        return (
+            f"invalid parameter name {name!r}: use letters, digits and underscores, "
+            "not starting with a digit"
+        )
+    if refused := reserved_env_message(name, what="parameter"):
+        return refused
+    if not isinstance(value, str):
+        return (
+            f"parameter {name!r} must be a string, got {type(value).__name__} "
+            "(environment variables are text)"
+        )
+    if "\x00" in value:
+        return (
+            f"parameter {name!r} contains a NUL character, which an environment variable "
+            "cannot hold"
+        )
+    if not _encodable(value):
+        return f"parameter {name!r} is not valid Unicode text (lone surrogate)"
+    if len(value.encode()) > max_bytes:
+        return f"parameter {name!r} is longer than {max_bytes} bytes"
+    return None
+
+
 def run_parameters_validate(*, parameters: object) -> dict[str, str]:
     """Parameters arrive as environment variables, so names and sizes are checked strictly."""
     if parameters is None:
@@ -81,30 +107,11 @@ def run_parameters_validate(*, parameters: object) -> dict[str, str]:
         message = f"too many parameters: {len(parameters)} given, at most {limit} allowed"
         raise InvalidRunRequest(message, fields={"parameters": message})
     max_bytes = settings.FASTFLOW_PARAMETER_VALUE_MAX_BYTES
-    errors: dict[str, str] = {}
-    for name, value in parameters.items():
-        field = f"parameters.{name}"
-        if not isinstance(name, str) or not PARAMETER_NAME.match(name):
-            errors[field] = (
-                f"invalid parameter name {name!r}: use letters, digits and underscores, "
-                "not starting with a digit"
-            )
-        elif refused := reserved_env_message(name, what="parameter"):
-            errors[field] = refused
-        elif not isinstance(value, str):
-            errors[field] = (
-                f"parameter {name!r} must be a string, got {type(value).__name__} "
-                "(environment variables are text)"
-            )
-        elif "\x00" in value:
-            errors[field] = (
-                f"parameter {name!r} contains a NUL character, which an environment variable "
-                "cannot hold"
-            )
-        elif not _encodable(value):
-            errors[field] = f"parameter {name!r} is not valid Unicode text (lone surrogate)"
-        elif len(value.encode()) > max_bytes:
-            errors[field] = f"parameter {name!r} is longer than {max_bytes} bytes"
+    errors = {
+        f"parameters.{name}": problem
+        for name, value in parameters.items()
+        if (problem := _parameter_problem(name, value, max_bytes=max_bytes)) is not None
+    }
     if errors:
         raise InvalidRunRequest("invalid parameters: " + "; ".join(errors.values()), errors)
     return dict(parameters)
