@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -293,6 +294,11 @@ def start_engine_and_kill_it(spec: RunSpec, settings, after_line: str) -> str:
     handle = engine.stdout.readline().strip()
     try:
         wait_for_line(spec, after_line)
+        # And its first metrics sample: Docker's first stats reading comes about as late as the
+        # third line, and a killed engine that never sampled leaves nothing to carry on from.
+        deadline = time.monotonic() + 30
+        while not metric_samples(spec) and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         engine.send_signal(signal.SIGKILL)
         engine.wait()
