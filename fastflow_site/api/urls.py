@@ -13,7 +13,6 @@ urlpatterns = [
     path("", include("runs_app.api_urls")),
     path("", include("secrets_app.api_urls")),
     path("", include("accounts_app.api_urls")),
-    path("", include("audit_app.api_urls")),
     path(
         "schema/",
         SpectacularAPIView.as_view(**PUBLIC),
