@@ -116,7 +116,6 @@ def _persisted_value(path: Path, make: Any) -> str:
     return path.read_text().strip()
 
 
-TESTING = "pytest" in sys.modules or env_bool("FASTFLOW_TESTING", False)
 DEBUG = env_bool("DEBUG", True)
 
 DATA_DIR = Path(env_str("FASTFLOW_DATA_DIR", str(BASE_DIR / "data"))).resolve()
@@ -131,8 +130,6 @@ if not SECRET_KEY:
     SECRET_KEY = _persisted_value(DATA_DIR / "secret_key", lambda: secrets.token_urlsafe(50))
 
 ALLOWED_HOSTS = _read("ALLOWED_HOSTS", env.list, ["localhost", "127.0.0.1", "[::1]"])
-if TESTING:
-    ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]
 CSRF_TRUSTED_ORIGINS = _read("CSRF_TRUSTED_ORIGINS", env.list, [])
 FASTFLOW_BASE_URL = env_str("FASTFLOW_BASE_URL", "http://localhost:8000").rstrip("/")
 
@@ -146,7 +143,7 @@ if not _raw_keys:
             "print(Fernet.generate_key().decode())')"
         )
     _key_path = DATA_DIR / "encryption.key"
-    if not _key_path.exists() and not TESTING:
+    if not _key_path.exists():
         print(
             f"WARNING: FASTFLOW_ENCRYPTION_KEY is not set: generated a development key in "
             f"{_key_path}. Set FASTFLOW_ENCRYPTION_KEY in production and keep it safe.",
@@ -177,6 +174,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_apscheduler",
     "allauth",
     "allauth.account",
@@ -279,14 +277,15 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("FASTFLOW_STATIC_ROOT", str(DATA_DIR / "staticfiles")))
-# Autorefresh in development and tests: no collectstatic needed, no "No directory" warning.
-WHITENOISE_AUTOREFRESH = DEBUG or TESTING
+# Autorefresh in development: no collectstatic needed, no "No directory" warning. (The test
+# suite picks the plain storage itself, in tests/conftest.py.)
+WHITENOISE_AUTOREFRESH = DEBUG
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
-            if not (DEBUG or TESTING)
+            if not DEBUG
             else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
     },
@@ -366,6 +365,8 @@ if FASTFLOW_GOOGLE_CLIENT_ID:
     }
 
 # --- REST framework -----------------------------------------------------------------------------
+# No DEFAULT_PAGINATION_CLASS / PAGE_SIZE: the list views paginate explicitly
+# (fastflow_site/api/pagination.py), so those settings would do nothing.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts_app.authentication.BearerTokenAuthentication",
@@ -378,8 +379,6 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "fastflow_site.api.schema.FastflowAutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
-    "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "fastflow_site.api.errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -387,6 +386,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Automation API of the Fast-Flow pipeline orchestrator.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ (Swagger UI) loads its scripts from drf-spectacular-sidecar's static files.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # validatorUrl None: Swagger UI would otherwise send the schema to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "displayOperationId": True, "validatorUrl": None},
 }
 
 # --- APScheduler --------------------------------------------------------------------------------
@@ -400,6 +404,8 @@ RUNNER_IMAGE_DEFAULT = "ghcr.io/astral-sh/uv:python{python_version}-bookworm-sli
 FASTFLOW_RUNNER_IMAGE = env_str("FASTFLOW_RUNNER_IMAGE", "").strip() or RUNNER_IMAGE_DEFAULT
 FASTFLOW_DEFAULT_PYTHON_VERSION = env_str("FASTFLOW_DEFAULT_PYTHON_VERSION", "3.11")
 FASTFLOW_RUNNER_NETWORK = env_str("FASTFLOW_RUNNER_NETWORK", "bridge")
+# Pull a runner image that is not on the Docker host yet (off: a missing image fails the run).
+FASTFLOW_RUNNER_PULL = env_bool("FASTFLOW_RUNNER_PULL", True)
 FASTFLOW_RUNNER_CA_BUNDLE = env_str("FASTFLOW_RUNNER_CA_BUNDLE", "")
 FASTFLOW_RUNNER_USER = env_str("FASTFLOW_RUNNER_USER", "65534:65534")
 FASTFLOW_RUNNER_PIDS_LIMIT = env_int("FASTFLOW_RUNNER_PIDS_LIMIT", 512, minimum=16)

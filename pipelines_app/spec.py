@@ -117,6 +117,8 @@ PIPELINE_KEYS = (
     "notifications",
     "retention",
 )
+# The one key whose PipelineSpec attribute has another name.
+_ATTRIBUTE_FOR_KEY = {"schedules": "run_configs"}
 
 
 def _frozen_env(value: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -250,7 +252,8 @@ class PipelineSpec:
     run_once_at: datetime | None = None
     max_instances: int | None = None
     downstream_triggers: tuple[DownstreamTrigger, ...] = ()
-    schedules: tuple[RunConfig, ...] = ()
+    # pipeline.json's `schedules` key (the original's name): run configurations, scheduled or not.
+    run_configs: tuple[RunConfig, ...] = ()
     restart_on_crash: bool = False
     restart_cooldown: int = 60
     restart_interval: str | None = None
@@ -260,19 +263,19 @@ class PipelineSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "default_env", _frozen_env(self.default_env))
         object.__setattr__(self, "encrypted_env", _frozen_env(self.encrypted_env))
-        for name in ("tags", "secrets", "downstream_triggers", "schedules"):
+        for name in ("tags", "secrets", "downstream_triggers", "run_configs"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property
     def schedule_count(self) -> int:
         """How many triggers fire this pipeline on their own (schedules and run_once_at)."""
-        count = sum(1 for rc in self.schedules if rc.is_scheduled)
+        count = sum(1 for rc in self.run_configs if rc.is_scheduled)
         if self.schedule_cron or self.schedule_interval_seconds:
             count += 1
         return count + (1 if self.run_once_at else 0)
 
     def run_config(self, run_config_id: str) -> RunConfig | None:
-        return next((rc for rc in self.schedules if rc.id == run_config_id), None)
+        return next((rc for rc in self.run_configs if rc.id == run_config_id), None)
 
     def effective(self, run_config_id: str | None = None) -> EffectiveConfig:
         """Raises KeyError for an unknown run configuration (the original fell back)."""
@@ -313,19 +316,22 @@ class PipelineSpec:
             return False, None
         supplied = key.encode()
         result: tuple[bool, str | None] = (False, None)
-        candidates = [(self.webhook_key, None), *((rc.webhook_key, rc.id) for rc in self.schedules)]
+        candidates = [
+            (self.webhook_key, None),
+            *((rc.webhook_key, rc.id) for rc in self.run_configs),
+        ]
         for candidate, run_config_id in candidates:
             if candidate and hmac.compare_digest(candidate.encode(), supplied) and not result[0]:
                 result = (True, run_config_id)
         return result
 
     def to_dict(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in PIPELINE_KEYS}
+        data = {name: getattr(self, _ATTRIBUTE_FOR_KEY.get(name, name)) for name in PIPELINE_KEYS}
         data["retry_strategy"] = self.retry_strategy.to_dict()
         data["downstream_triggers"] = [
             {name: getattr(t, name) for name in TRIGGER_KEYS} for t in self.downstream_triggers
         ]
-        data["schedules"] = [rc.to_dict() for rc in self.schedules]
+        data["schedules"] = [rc.to_dict() for rc in self.run_configs]
         data["notifications"] = self.notifications.to_dict() if self.notifications else None
         data["retention"] = self.retention.to_dict() if self.retention else None
         return to_json_value(data)
@@ -597,9 +603,9 @@ def parse_pipeline_json(data: object, *, source: str) -> ParseResult:
         raise SpecError(f"{source}: expected a JSON object at the top level, got {json_type(data)}")
     r = _Reader(source)
     r.check_unknown(data, PIPELINE_KEYS, "")
-    schedules = r.take(data, "schedules", lambda v: _run_configs(r, v), ())
+    run_configs = r.take(data, "schedules", lambda v: _run_configs(r, v), ())
     schedule = _schedule(r, data, "")
-    if schedules and (schedule["schedule_cron"] or schedule["schedule_interval_seconds"]):
+    if run_configs and (schedule["schedule_cron"] or schedule["schedule_interval_seconds"]):
         r.error(
             "schedules",
             "cannot be combined with a top-level schedule_cron/schedule_interval_seconds "
@@ -608,7 +614,7 @@ def parse_pipeline_json(data: object, *, source: str) -> ParseResult:
     overrides = _overrides(r, data, "")
     overrides["retry_attempts"] = overrides["retry_attempts"] or 0
     overrides["retry_strategy"] = overrides["retry_strategy"] or RetryStrategy()
-    _check_webhook_keys(r, overrides["webhook_key"], schedules)
+    _check_webhook_keys(r, overrides["webhook_key"], run_configs)
     spec = PipelineSpec(
         description=r.take(data, "description", as_str, ""),
         tags=r.take(data, "tags", as_str_list, ()),
@@ -620,7 +626,7 @@ def parse_pipeline_json(data: object, *, source: str) -> ParseResult:
         run_once_at=r.take(data, "run_once_at", as_datetime),
         max_instances=r.take(data, "max_instances", lambda v: as_int(v, minimum=1)),
         downstream_triggers=r.take(data, "downstream_triggers", lambda v: _downstream(r, v), ()),
-        schedules=schedules,
+        run_configs=run_configs,
         restart_on_crash=r.take(data, "restart_on_crash", as_bool, False),
         restart_cooldown=r.take(data, "restart_cooldown", as_int, 60),
         restart_interval=r.take(data, "restart_interval", as_restart_interval),

@@ -20,7 +20,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from accounts_app.permissions import role_can
+from accounts_app.roles import role_can
 from audit_app.context import AuditContext
 from fastflow_site.api.errors import service_error_json
 from runs_app.admin_display import (
@@ -33,8 +33,8 @@ from runs_app.admin_display import (
 )
 from runs_app.errors import InvalidRunRequest, RunError
 from runs_app.logs import log_offset_parse, log_path, log_read, metrics_read
-from runs_app.models import PipelineRun, RunStatus
-from runs_app.services import TRIGGERS, run_cancel, run_delete, run_retry
+from runs_app.models import PipelineRun, RunStatus, TriggeredBy
+from runs_app.services import run_cancel, run_delete, run_retry
 
 MAX_REPORTED_ERRORS = 10
 
@@ -47,18 +47,6 @@ class CappedPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         return self.object_list[: self.CAP].count()
-
-
-class TriggeredByFilter(admin.SimpleListFilter):
-    # A fixed list: the default filter would scan the whole table for distinct values.
-    title = "triggered by"
-    parameter_name = "triggered_by"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple]:
-        return [(t, t) for t in TRIGGERS]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(triggered_by=self.value()) if self.value() else queryset
 
 
 def _admin_link(viewname: str, pk: object, label: str) -> str:
@@ -89,7 +77,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
         "exit_code",
     )
     list_display_links = ("short_id",)
-    list_filter = ("status", TriggeredByFilter, "pipeline")
+    list_filter = ("status", "triggered_by", "pipeline")
     search_fields = ("id", "pipeline__pipeline_name")
     date_hierarchy = "queued_at"
     list_select_related = ("pipeline",)
@@ -174,6 +162,11 @@ class PipelineRunAdmin(admin.ModelAdmin):
     # --- permissions ----------------------------------------------------------------------------
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # runs are created by triggers (Run now, API, schedules), never by hand
+
+    def has_change_permission(self, request: HttpRequest, obj: PipelineRun | None = None) -> bool:
+        # Nobody edits a run: every role gets Django's read-only page (view permission), with
+        # no Save buttons. Cancel and Retry are actions of their own.
+        return False
 
     def has_delete_permission(self, request: HttpRequest, obj: PipelineRun | None = None) -> bool:
         # The role table decides who deletes (ADMIN only); a live run is never deleted, or its
@@ -286,22 +279,6 @@ class PipelineRunAdmin(admin.ModelAdmin):
         return _pretty_json(obj.env_vars)
 
     # --- change page: log, buttons --------------------------------------------------------------
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        # Every field is read-only: a Save button would only record an empty change.
-        extra_context = {
-            **(extra_context or {}),
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
-
     def render_change_form(
         self,
         request: HttpRequest,
@@ -413,7 +390,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
         try:
             new_run = run_retry(
                 run=run,
-                triggered_by="manual",
+                triggered_by=TriggeredBy.MANUAL,
                 audit=AuditContext.from_request(request, interface="admin"),
             )
         except RunError as exc:
@@ -461,7 +438,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
             verb="retried",
             service=partial(
                 run_retry,
-                triggered_by="manual",
+                triggered_by=TriggeredBy.MANUAL,
                 audit=AuditContext.from_request(request, interface="admin"),
             ),
         )

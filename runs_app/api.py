@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts_app.api_permissions import ReadOnlyRole, WriteRole
-from accounts_app.models import Session
+from accounts_app.models import ApiToken
 from accounts_app.services import user_access_alive
 from audit_app.context import AuditContext
 from fastflow_site.api.lookups import get_or_404
@@ -34,7 +34,7 @@ from runs_app.logs import (
     log_read,
     metrics_read,
 )
-from runs_app.models import PipelineRun, RunStatus
+from runs_app.models import PipelineRun, RunStatus, TriggeredBy
 from runs_app.sse import log_events
 
 MAX_LOG_CHUNK = 4 * 1024 * 1024
@@ -128,7 +128,7 @@ class PipelineRunCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         run = services.run_enqueue(
             pipeline=name,
-            triggered_by="manual",
+            triggered_by=TriggeredBy.MANUAL,
             parameters=serializer.validated_data["parameters"],
             run_config_id=serializer.validated_data["run_config_id"] or None,
             audit=AuditContext.from_request(request, interface="api"),
@@ -210,7 +210,7 @@ class RunRetryApi(APIView):
     def post(self, request: Request, run_id: str) -> Response:
         run = services.run_retry(
             run=run_get(run_id),
-            triggered_by="manual",
+            triggered_by=TriggeredBy.MANUAL,
             audit=AuditContext.from_request(request, interface="api"),
         )
         return Response(RunOutputSerializer(run).data, status=status.HTTP_201_CREATED)
@@ -284,8 +284,8 @@ class RunLogStreamApi(APIView):
         # Checked before the response starts: once streaming, an error can no longer be a 400.
         offset = log_offset_parse(raw=raw)
         run = run_get(run_id)
-        session = request.auth if isinstance(request.auth, Session) else None
-        still_allowed = partial(user_access_alive, user=request.user, session=session)
+        api_token = request.auth if isinstance(request.auth, ApiToken) else None
+        still_allowed = partial(user_access_alive, user=request.user, api_token=api_token)
         response = StreamingHttpResponse(
             log_events(run=run, offset=offset, still_allowed=still_allowed),
             content_type="text/event-stream",

@@ -20,6 +20,17 @@ class RunStatus(models.TextChoices):
 TERMINAL_STATUSES = (RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
+class TriggeredBy(models.TextChoices):
+    """What started a run (the admin filter and the API show the value itself)."""
+
+    MANUAL = "manual", "manual"
+    WEBHOOK = "webhook", "webhook"
+    SCHEDULER = "scheduler", "scheduler"
+    DOWNSTREAM = "downstream", "downstream"
+    RETRY = "retry", "retry"
+    DAEMON_RESTART = "daemon_restart", "daemon_restart"
+
+
 class PipelineRunQuerySet(models.QuerySet):
     def due(self, now: datetime) -> PipelineRunQuerySet:
         """PENDING runs that may start at `now` (no `not_before`, or it has passed)."""
@@ -50,7 +61,9 @@ class PipelineRun(models.Model):
     parameters = models.JSONField(default=dict, blank=True)
     uv_version = models.CharField(max_length=64, blank=True, default="")
     setup_duration = models.FloatField(null=True, blank=True)
-    triggered_by = models.CharField(max_length=64, default="manual")
+    triggered_by = models.CharField(
+        max_length=64, choices=TriggeredBy.choices, default=TriggeredBy.MANUAL
+    )
     # Additions (docs/schema.md says why).
     queued_at = models.DateTimeField(default=timezone.now, db_index=True)
     not_before = models.DateTimeField(null=True, blank=True)

@@ -31,14 +31,13 @@ from runs_app.errors import (
     RunStateConflict,
 )
 from runs_app.logs import data_file, log_append_notes
-from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus, ScheduledJob
+from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus, ScheduledJob, TriggeredBy
 from runs_app.notify import notify_run_finished
 from runs_app.outcome import Outcome, classify_exit
 from runs_app.stats import run_stats_record
 
 logger = logging.getLogger(__name__)
 
-TRIGGERS = ("manual", "webhook", "scheduler", "downstream", "retry", "daemon_restart")
 PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 KEY_MAX_LENGTH = 255
@@ -70,6 +69,32 @@ def _encodable(value: str) -> bool:
     return True
 
 
+def _parameter_problem(name: object, value: object, *, max_bytes: int) -> str | None:
+    """What is wrong with one parameter as an environment variable, or None."""
+    if not isinstance(name, str) or not PARAMETER_NAME.match(name):
+        return (
+            f"invalid parameter name {name!r}: use letters, digits and underscores, "
+            "not starting with a digit"
+        )
+    if refused := reserved_env_message(name, what="parameter"):
+        return refused
+    if not isinstance(value, str):
+        return (
+            f"parameter {name!r} must be a string, got {type(value).__name__} "
+            "(environment variables are text)"
+        )
+    if "\x00" in value:
+        return (
+            f"parameter {name!r} contains a NUL character, which an environment variable "
+            "cannot hold"
+        )
+    if not _encodable(value):
+        return f"parameter {name!r} is not valid Unicode text (lone surrogate)"
+    if len(value.encode()) > max_bytes:
+        return f"parameter {name!r} is longer than {max_bytes} bytes"
+    return None
+
+
 def run_parameters_validate(*, parameters: object) -> dict[str, str]:
     """Parameters arrive as environment variables, so names and sizes are checked strictly."""
     if parameters is None:
@@ -82,30 +107,11 @@ def run_parameters_validate(*, parameters: object) -> dict[str, str]:
         message = f"too many parameters: {len(parameters)} given, at most {limit} allowed"
         raise InvalidRunRequest(message, fields={"parameters": message})
     max_bytes = settings.FASTFLOW_PARAMETER_VALUE_MAX_BYTES
-    errors: dict[str, str] = {}
-    for name, value in parameters.items():
-        field = f"parameters.{name}"
-        if not isinstance(name, str) or not PARAMETER_NAME.match(name):
-            errors[field] = (
-                f"invalid parameter name {name!r}: use letters, digits and underscores, "
-                "not starting with a digit"
-            )
-        elif refused := reserved_env_message(name, what="parameter"):
-            errors[field] = refused
-        elif not isinstance(value, str):
-            errors[field] = (
-                f"parameter {name!r} must be a string, got {type(value).__name__} "
-                "(environment variables are text)"
-            )
-        elif "\x00" in value:
-            errors[field] = (
-                f"parameter {name!r} contains a NUL character, which an environment variable "
-                "cannot hold"
-            )
-        elif not _encodable(value):
-            errors[field] = f"parameter {name!r} is not valid Unicode text (lone surrogate)"
-        elif len(value.encode()) > max_bytes:
-            errors[field] = f"parameter {name!r} is longer than {max_bytes} bytes"
+    errors = {
+        f"parameters.{name}": problem
+        for name, value in parameters.items()
+        if (problem := _parameter_problem(name, value, max_bytes=max_bytes)) is not None
+    }
     if errors:
         raise InvalidRunRequest("invalid parameters: " + "; ".join(errors.values()), errors)
     return dict(parameters)
@@ -179,14 +185,15 @@ def run_enqueue(
 ) -> PipelineRun:
     """Create a PENDING run. With `idempotency_key`, a run of this pipeline created with the
     same key in the last 24 h is returned instead of a new one."""
-    if triggered_by not in TRIGGERS:
-        message = f"unknown trigger {triggered_by!r} (expected one of {', '.join(TRIGGERS)})"
+    if triggered_by not in TriggeredBy.values:
+        expected = ", ".join(TriggeredBy.values)
+        message = f"unknown trigger {triggered_by!r} (expected one of {expected})"
         raise InvalidRunRequest(message, fields={"triggered_by": message})
     target = _pipeline_for_run(pipeline)
     params = run_parameters_validate(parameters=parameters)
     config_id = (run_config_id or "").strip()
     if config_id and target.spec.run_config(config_id) is None:
-        known = ", ".join(rc.id for rc in target.spec.schedules) or "none defined"
+        known = ", ".join(rc.id for rc in target.spec.run_configs) or "none defined"
         message = (
             f"pipeline '{target.pipeline_name}' has no run configuration {config_id!r} "
             f"(known: {known})"
@@ -270,7 +277,7 @@ def run_cancel(*, run: PipelineRun, audit: AuditContext | None = None) -> Pipeli
 
 
 def run_retry(
-    *, run: PipelineRun, triggered_by: str = "manual", audit: AuditContext | None = None
+    *, run: PipelineRun, triggered_by: str = TriggeredBy.MANUAL, audit: AuditContext | None = None
 ) -> PipelineRun:
     """A new PENDING run with the same parameters and run configuration."""
     run.refresh_from_db(fields=["status"])
@@ -465,7 +472,7 @@ def _after_finish(run: PipelineRun) -> list[str]:
         counters["successful_runs"] = F("successful_runs") + 1
     elif run.status == RunStatus.FAILED:
         counters["failed_runs"] = F("failed_runs") + 1
-    if run.triggered_by == "webhook":
+    if run.triggered_by == TriggeredBy.WEBHOOK:
         counters["webhook_runs"] = F("webhook_runs") + 1
     Pipeline.objects.filter(pipeline_name=run.pipeline_id).update(**counters)
     run_stats_record(run=run)
@@ -508,7 +515,7 @@ def _queue_retry(run: PipelineRun, pipeline: Pipeline, notes: list[str]) -> bool
         with transaction.atomic():
             retry = run_enqueue(
                 pipeline=pipeline,
-                triggered_by="retry",
+                triggered_by=TriggeredBy.RETRY,
                 parameters=run.parameters,
                 run_config_id=run.run_config_id or None,
                 parent_run=run,
@@ -533,7 +540,7 @@ def _queue_downstream(run: PipelineRun, pipeline: Pipeline, notes: list[str]) ->
     succeeded = run.status == RunStatus.SUCCESS
     depth = run.chain_depth + 1
     for trigger in pipeline.spec.downstream_triggers:
-        if not (trigger.on_success if succeeded else trigger.on_failure):
+        if not trigger.fires_for(succeeded=succeeded):
             continue
         target = f"downstream pipeline '{trigger.pipeline}'"
         if trigger.run_config_id:
@@ -549,7 +556,7 @@ def _queue_downstream(run: PipelineRun, pipeline: Pipeline, notes: list[str]) ->
             with transaction.atomic():
                 child = run_enqueue(
                     pipeline=trigger.pipeline,
-                    triggered_by="downstream",
+                    triggered_by=TriggeredBy.DOWNSTREAM,
                     run_config_id=trigger.run_config_id,
                     parent_run=run,
                     chain_depth=depth,

@@ -59,6 +59,24 @@ def test_every_role_sees_the_run_page_and_its_log_but_only_writers_act(
     assert ("retry_selected" in actions.text) is may_act
 
 
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.WRITE, Role.READONLY])
+def test_the_run_page_is_read_only_for_every_role(role: str) -> None:
+    run = make_run(make_pipeline(), RunStatus.FAILED, log="boom\n")
+    client = client_for(role)
+
+    page = client.get(change_url(run))
+    posted = client.post(change_url(run), {"exit_code": "0"})
+
+    assert page.status_code == 200
+    assert page.context["has_change_permission"] is False
+    assert 'name="_save"' not in page.text and 'name="_continue"' not in page.text
+    assert posted.status_code == 403
+    run.refresh_from_db()
+    assert run.exit_code is None and run.status == RunStatus.FAILED
+    # Deleting a finished run stays ADMIN's.
+    assert ("deletelink" in page.text) is (role == Role.ADMIN)
+
+
 def test_it_redirects_anonymous_users_to_login(client) -> None:
     run = make_run(make_pipeline())
 

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -211,6 +212,17 @@ def test_a_missing_image_is_an_infrastructure_error(executor, settings, make_pip
         executor.start(spec)
 
 
+def test_with_pulls_on_a_missing_image_is_pulled_and_the_failure_named(
+    executor, settings, make_pipeline_dir
+):
+    settings.FASTFLOW_RUNNER_PULL = True
+    # A registry on a closed local port: the pull is really attempted, and fails at once.
+    settings.FASTFLOW_RUNNER_IMAGE = "127.0.0.1:9/fastflow-runner:absent-{python_version}"
+    spec = make_spec(make_pipeline_dir("pull_fails"))
+    with pytest.raises(InfrastructureError, match="not found locally and pulling it failed"):
+        executor.start(spec)
+
+
 def test_an_unreachable_daemon_is_an_infrastructure_error(settings, tmp_path):
     settings.FASTFLOW_DOCKER_HOST = f"unix://{tmp_path}/no-docker.sock"
     with pytest.raises(InfrastructureError, match="Docker engine not reachable at unix://"):
@@ -265,7 +277,7 @@ def start_engine_and_kill_it(spec: RunSpec, settings, after_line: str) -> str:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "fastflow_site.settings",
-        "FASTFLOW_TESTING": "1",
+        "FASTFLOW_RUNNER_PULL": "false",
         "FASTFLOW_DATA_DIR": str(settings.DATA_DIR),
         "FASTFLOW_UV_CACHE_DIR": str(settings.FASTFLOW_UV_CACHE_DIR),
         "FASTFLOW_RUNNER_IMAGE": settings.FASTFLOW_RUNNER_IMAGE,
@@ -282,6 +294,11 @@ def start_engine_and_kill_it(spec: RunSpec, settings, after_line: str) -> str:
     handle = engine.stdout.readline().strip()
     try:
         wait_for_line(spec, after_line)
+        # And its first metrics sample: Docker's first stats reading comes about as late as the
+        # third line, and a killed engine that never sampled leaves nothing to carry on from.
+        deadline = time.monotonic() + 30
+        while not metric_samples(spec) and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         engine.send_signal(signal.SIGKILL)
         engine.wait()

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from runs_app.engine.lease import SCHEDULER_LEASE, lease_holder
+from runs_app.engine.lease import SCHEDULER_LEASE
 from runs_app.models import TERMINAL_STATUSES, EngineInstance, PipelineRun, RunStatus
 from runs_app.schedule_services import scheduledjob_create, scheduledjob_update
 from runs_app.services import run_enqueue
-from tests.helpers_engine import EngineProcess, make_pipeline, wait_for
+from tests.helpers_engine import EngineProcess, lease_holder, make_pipeline, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

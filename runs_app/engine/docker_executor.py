@@ -203,8 +203,8 @@ class DockerExecutor(Executor):
         except DOCKER_ERRORS as exc:
             raise InfrastructureError(f"Docker engine error looking up {name}: {exc}") from exc
         hint = "set FASTFLOW_RUNNER_IMAGE to an image that exists, or build/pull it"
-        if settings.TESTING:
-            # Tests never reach out to a registry behind the developer's back.
+        if not settings.FASTFLOW_RUNNER_PULL:
+            # Off in the test suite: tests never reach out to a registry behind anyone's back.
             raise InfrastructureError(f"runner image {name} not found locally ({hint})")
         logger.info("pulling runner image %s", name)
         try:
@@ -526,17 +526,7 @@ class DockerExecution(Execution):
                 and bool(spec.mem_hard_limit)
                 and not (outcome.timed_out or outcome.cancelled)
             )
-            if log.ready_at is not None:
-                outcome.setup_duration = max((log.ready_at - started_at).total_seconds(), 0.0)
-            elif self._resume:
-                outcome.setup_duration = noted_setup_duration(spec.log_file)
-            if outcome.oom_killed:
-                limit = format_bytes(spec.mem_hard_limit) if spec.mem_hard_limit else "its"
-                log.note(f"out of memory: the container was killed at its {limit} memory limit")
-            if outcome.exit_code and log.ready_at is None and self._offline:
-                log.note(OFFLINE_HINT)
-            if self._log_error:
-                log.note(f"log stream from Docker interrupted: {self._log_error}")
+            self._note_ending(outcome, log, started_at)
             outcome.error = classify_exit(
                 outcome, timeout=spec.timeout, mem_limit=spec.mem_hard_limit
             )
@@ -551,6 +541,21 @@ class DockerExecution(Execution):
         outcome.peak_memory_bytes = metrics.peak_memory_bytes
         outcome.uv_version = self._executor.uv_version(self._image)
         return outcome
+
+    def _note_ending(self, outcome: Outcome, log: LogWriter, started_at: datetime) -> None:
+        """The setup time, and what the log should say about how the container ended."""
+        spec = self.spec
+        if log.ready_at is not None:
+            outcome.setup_duration = max((log.ready_at - started_at).total_seconds(), 0.0)
+        elif self._resume:
+            outcome.setup_duration = noted_setup_duration(spec.log_file)
+        if outcome.oom_killed:
+            limit = format_bytes(spec.mem_hard_limit) if spec.mem_hard_limit else "its"
+            log.note(f"out of memory: the container was killed at its {limit} memory limit")
+        if outcome.exit_code and log.ready_at is None and self._offline:
+            log.note(OFFLINE_HINT)
+        if self._log_error:
+            log.note(f"log stream from Docker interrupted: {self._log_error}")
 
     def cleanup(self) -> None:
         """Remove the container: after the engine recorded the outcome, since removing takes

@@ -21,7 +21,7 @@ from pipelines_app.errors import PipelinesDirError
 from pipelines_app.models import Pipeline
 from pipelines_app.services import pipelines_sync
 from runs_app.engine.warmup import CacheWarmer
-from runs_app.schedules import schedules_sync_from_pipelines
+from runs_app.schedule_services import schedules_sync_from_pipelines
 
 logger = logging.getLogger(__name__)
 
