@@ -11,11 +11,11 @@ in the database.
 2. The rest of the history is generated (bench/history_data.py: bulk INSERT … SELECT), the
    pipeline counters and hourly statistics computed, and the engine's queries timed again —
    side by side: O(pending) means the two columns match.
-3. A real server (gunicorn, one sync worker, DEBUG off) is started on the installation, an
-   ADMIN is logged in (a session cookie) and given an API token, and every page and endpoint
-   is fetched once to warm up, then `repeat` times: the median and the slowest are printed
-   (milliseconds, measured by the client on 127.0.0.1, so they are server time plus well
-   under a millisecond of loopback).
+3. A real server (gunicorn with deploy/gunicorn.conf.py, DEBUG off) is started on the
+   installation, an ADMIN is logged in (a session cookie) and given an API token, and every
+   page and endpoint is fetched once to warm up, then `repeat` times: the median and the
+   slowest are printed (milliseconds, measured by the client on 127.0.0.1, so they are
+   server time plus well under a millisecond of loopback).
 4. The aggregates the dashboard and /metrics read (runs_app.period_stats) are timed in-process.
 
 With --dir the installation (SQLite file, data dir) is kept there, and a second run with the
@@ -203,13 +203,11 @@ def start_server(bench: Bench, port: int) -> subprocess.Popen:
             sys.executable,
             "-m",
             "gunicorn",
+            "--config",
+            str(ROOT / "deploy" / "gunicorn.conf.py"),  # what production runs (gthread)
             "fastflow_site.wsgi:application",
             "--bind",
             f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--timeout",
-            "120",
         ],
         env=env,
         cwd=ROOT,
