@@ -65,6 +65,7 @@ def timed(action: Callable[[], object], repeat: int) -> tuple[float, float]:
 
 def engine_queries() -> dict[str, Callable[[], object]]:
     from django.db import transaction
+    from django.utils import timezone
 
     from runs_app.engine.loop import Engine
     from runs_app.models import PipelineRun, RunStatus
@@ -82,8 +83,12 @@ def engine_queries() -> dict[str, Callable[[], object]]:
             PipelineRun.objects.filter(status=RunStatus.RUNNING).exclude(engine_id__in=[ENGINE_ID])
         )
 
+    def due_runs() -> None:  # the claim's one query over PENDING runs, alone
+        list(PipelineRun.objects.due(timezone.now()).order_by("queued_at", "id")[:5])
+
     return {
         "claim the next run (rolled back)": claim,
+        "  its query for the next due runs": due_runs,
         "any run due? (the 50 ms poll)": Engine._runs_due,
         "queue depth (pending / delayed / running)": queue_depth,
         "reconcile: RUNNING runs of dead engines": orphaned,
