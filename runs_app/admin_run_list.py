@@ -82,32 +82,43 @@ class RunChangeList(ChangeList):
 
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet:
         queryset = super().get_queryset(request, exclude_parameters)
-        if exclude_parameters is None:
-            self.undated_queryset = queryset
-        if self.date_range is not None:
-            start, end = self.date_range
-            field = self.date_hierarchy
-            queryset = queryset.filter(**{f"{field}__gte": start, f"{field}__lt": end})
-        return self._bounded_sort(queryset) if exclude_parameters is None else queryset
+        if exclude_parameters is not None:
+            return queryset
+        self.undated_queryset = queryset
+        start, end = self.date_range or (None, None)
+        dated = self._dated(queryset, start, end)
+        boundary = self._sort_boundary(dated)
+        if boundary is None:
+            return dated
+        # Newer than the boundary only: one lower bound on queued_at, not the date's and this
+        # one (SQLite would use either).
+        self.sorted_within_cap = True
+        bounded = self._dated(queryset, boundary, end)
+        bounded.capped_count = CappedPaginator.CAP  # known: the paginator need not count
+        return bounded
 
-    def _bounded_sort(self, queryset: QuerySet) -> QuerySet:
+    def _dated(self, queryset: QuerySet, start: datetime | None, end: datetime | None) -> QuerySet:
+        field = self.date_hierarchy
+        if start is not None:
+            queryset = queryset.filter(**{f"{field}__gte": start})
+        if end is not None:
+            queryset = queryset.filter(**{f"{field}__lt": end})
+        return queryset
+
+    def _sort_boundary(self, queryset: QuerySet) -> datetime | None:
         """A filter (or search, or date) with a sort on another column: the database would
         read every matching run to sort them (O(matches): seconds for a big pipeline's
-        runs). Past the count's cap, the list is the newest CAP matches, so those are sorted:
-        an index range of CAP rows, whatever the history."""
+        runs). Past the count's cap the list is the newest CAP matches, so only those are
+        sorted: this returns the queue time of the CAP-th newest match (an index-only lookup),
+        or None when there are fewer matches or no such sort."""
         ordering = list(queryset.query.order_by)
         first = _order_name(ordering[0]) if ordering else "queued_at"
         fixed_by_filter = any(p in self.params for p in FILTER_PARAMS.get(first, ()))
         if first == "queued_at" or fixed_by_filter or not queryset.query.where:
-            return queryset
+            return None
         cap = CappedPaginator.CAP
-        if queryset.order_by()[:cap].count() < cap:
-            return queryset
-        newest = queryset.order_by("-queued_at", "-pk").values("pk")[:cap]
-        self.sorted_within_cap = True
-        bounded = queryset.model._default_manager.filter(pk__in=newest).order_by(*ordering)
-        bounded.capped_count = cap  # counted above: the paginator need not count again
-        return bounded
+        newest = queryset.order_by("-queued_at").values_list("queued_at", flat=True)
+        return newest[cap - 1 : cap].first()
 
     def get_ordering(self, request: HttpRequest, queryset: QuerySet) -> list:
         if self.params.get(ORDER_VAR):

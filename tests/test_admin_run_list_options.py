@@ -241,3 +241,23 @@ def test_sorting_by_the_column_a_filter_fixes_needs_no_cap(admin_client, monkeyp
     response = admin_client.get(CHANGELIST, {"status__exact": "SUCCESS", "o": str(status)})
 
     assert not response.context["cl"].sorted_within_cap
+
+
+def test_a_month_sorted_by_duration_past_the_cap_sorts_its_newest_runs(admin_client, monkeypatch):
+    from runs_app.admin_run_list import CappedPaginator
+
+    monkeypatch.setattr(CappedPaginator, "CAP", 2)
+    etl = make_pipeline("etl")
+    feb = [datetime(2026, 2, day, tzinfo=UTC) for day in (3, 10, 20)]
+    old, mid, new = (
+        make_run(etl, RunStatus.SUCCESS, queued_at=moment, duration=seconds)
+        for moment, seconds in zip(feb, (900.0, 5.0, 50.0), strict=True)
+    )
+    make_run(etl, RunStatus.SUCCESS, queued_at=datetime(2026, 3, 1, tzinfo=UTC), duration=999.0)
+    column = COLUMNS.index("duration_column")
+
+    response = admin_client.get(
+        CHANGELIST, {"queued_at__year": 2026, "queued_at__month": 2, "o": f"-{column}"}
+    )
+
+    assert listed(response) == [new, mid]  # February's newest 2, longest first; not March's
