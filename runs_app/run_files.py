@@ -22,6 +22,7 @@ from pathlib import Path
 
 from django.utils import timezone
 
+from fastflow_site.datadir import private_dir
 from runs_app.logs import data_file, run_log_file, run_metrics_file
 from runs_app.models import TERMINAL_STATUSES, PipelineRun
 
@@ -89,7 +90,7 @@ def _shard_file(
         report.failed.append(f"{run.id}: {target} exists already; {current} left in place")
         return
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)  # 0700, like every folder of the data dir
         os.replace(current, target)
     except OSError as exc:
         report.failed.append(f"{run.id}: cannot move {current}: {exc}")

@@ -85,6 +85,7 @@ def test_the_command_moves_old_files_and_the_rows_follow():
         assert run.metrics_file == str(run_metrics_file(run)) and Path(run.metrics_file).is_file()
         assert not old_log.exists() and not old_metrics.exists()
         assert f"log of {run.id}" in page_of(run)
+        assert Path(run.log_file).parent.stat().st_mode & 0o777 == 0o700  # private, as all
     assert not list(Path(settings.METRICS_DIR).glob("*.jsonl"))  # the flat folder is empty
     assert run_files_shard().summary().startswith("0 file(s) moved")  # again: nothing to do
 
