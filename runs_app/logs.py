@@ -49,13 +49,24 @@ def parse_timestamp(text: str) -> datetime:
     return moment
 
 
+def run_files_folder(run: PipelineRun) -> Path:
+    """The folder of a run's files below `logs/` or `metrics/`: `<pipeline>/<first two hex
+    digits of the run id>`. Ids are random, so a pipeline's runs spread evenly over its 256
+    folders: one folder holds a pipeline's runs / 256 files (about 4,000 at a million runs
+    of one pipeline), not all of them in one listing."""
+    return Path(run.pipeline_id) / run.id.hex[:2]
+
+
 def run_log_file(run: PipelineRun) -> Path:
-    """Where a new run's log goes (`logs/<pipeline>/<run id>.log` in the data dir)."""
-    return Path(settings.LOGS_DIR) / run.pipeline_id / f"{run.id}.log"
+    """Where a new run's log goes: `logs/<pipeline>/<shard>/<run id>.log` in the data dir.
+    The path is stored on the run (`log_file`), so files of the older flat layout, and any
+    moved by `manage.py runfiles_shard`, keep being found through their row."""
+    return Path(settings.LOGS_DIR) / run_files_folder(run) / f"{run.id}.log"
 
 
 def run_metrics_file(run: PipelineRun) -> Path:
-    return Path(settings.METRICS_DIR) / f"{run.id}.jsonl"
+    """Where a new run's metrics go: `metrics/<pipeline>/<shard>/<run id>.jsonl`."""
+    return Path(settings.METRICS_DIR) / run_files_folder(run) / f"{run.id}.jsonl"
 
 
 def log_append_notes(*, run: PipelineRun, notes: list[str]) -> None:
@@ -118,6 +129,17 @@ def read_from(fh: BinaryIO, offset: int, limit: int = -1) -> bytes:
         return b""
     fh.seek(offset)
     return fh.read(limit)
+
+
+def log_missing(*, run: PipelineRun) -> bool:
+    """A finished run whose recorded log file is gone (deleted by hand, a lost volume): it
+    must say so, not look like a run that printed nothing. A live run's file may simply not
+    exist yet (its container is starting), and a run that never started has none."""
+    return bool(run.log_file) and run.is_terminal and log_path(run=run) is None
+
+
+def metrics_missing(*, run: PipelineRun) -> bool:
+    return bool(run.metrics_file) and run.is_terminal and data_file(run.metrics_file) is None
 
 
 def log_read(*, run: PipelineRun, offset: int = 0, limit: int = DEFAULT_CHUNK) -> tuple[bytes, int]:

@@ -34,6 +34,7 @@ from runs_app.logs import data_file, log_append_notes
 from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus, ScheduledJob, TriggeredBy
 from runs_app.notify import notify_run_finished
 from runs_app.outcome import Outcome, classify_exit
+from runs_app.period_stats import run_period_stats_record
 from runs_app.stats import run_stats_record
 
 logger = logging.getLogger(__name__)
@@ -210,6 +211,7 @@ def run_enqueue(
                     idempotency_key=key,
                     queued_at__gte=timezone.now() - IDEMPOTENCY_WINDOW,
                 )
+                .exclude(idempotency_key="")  # the partial index's condition, for the planner
                 .order_by("queued_at")
                 .first()
             )
@@ -259,6 +261,7 @@ def run_cancel(*, run: PipelineRun, audit: AuditContext | None = None) -> Pipeli
         if cancelled:
             run.refresh_from_db()
             run_stats_record(run=run)
+            run_period_stats_record(run=run)
         else:
             requested = PipelineRun.objects.filter(
                 id=run.id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True
@@ -435,6 +438,7 @@ def run_finish(*, run: PipelineRun, outcome: Outcome) -> PipelineRun:
         run.refresh_from_db()
         if not finished:
             return run
+        _store_duration(run)
         notes = _after_finish(run)
     _log_notes(run, notes)
     return run
@@ -456,6 +460,7 @@ def run_fail(*, run: PipelineRun, reason: str, log_file: Path | str | None = Non
         run.refresh_from_db()
         if not failed:
             return run
+        _store_duration(run)
         notes = _after_finish(run)
     if run.status == RunStatus.FAILED:
         notes.insert(0, f"run failed: {reason}")
@@ -463,10 +468,20 @@ def run_fail(*, run: PipelineRun, reason: str, log_file: Path | str | None = Non
     return run
 
 
+def _store_duration(run: PipelineRun) -> None:
+    """Store finished_at − started_at, so lists sort and filter on an indexed column instead of
+    computing it for every row (a run that never started keeps NULL)."""
+    if run.started_at is None or run.finished_at is None:
+        return
+    run.duration = (run.finished_at - run.started_at).total_seconds()
+    PipelineRun.objects.filter(id=run.id).update(duration=run.duration)
+
+
 def _after_finish(run: PipelineRun) -> list[str]:
     """Counters, then retry or downstream runs. Runs inside the finishing transaction, so a
     crash never leaves a finished run without its follow-ups; idempotency keys make a replay
     harmless. Returns notes for the run's log."""
+    run_period_stats_record(run=run)
     counters = {"total_runs": F("total_runs") + 1}
     if run.status == RunStatus.SUCCESS:
         counters["successful_runs"] = F("successful_runs") + 1

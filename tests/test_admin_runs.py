@@ -202,6 +202,7 @@ def test_the_log_endpoint_returns_text_from_an_offset_and_the_next_offset() -> N
         "status": "RUNNING",
         "terminal": False,
         "cancel_requested": False,
+        "log_missing": False,
     }
     assert later["text"] == "second\n" and later["offset"] == 13
 

@@ -48,7 +48,7 @@ def test_two_engines_run_each_of_100_queued_runs_exactly_once():
     used = set(finished.values_list("engine_id", flat=True))
     assert used <= engines
     assert len(used) == 2, "both engines should have taken part"
-    logs = sorted((Path(settings.LOGS_DIR) / "trivial").glob("*.log"))
+    logs = sorted((Path(settings.LOGS_DIR) / "trivial").glob("*/*.log"))  # <shard>/<run>.log
     assert len(logs) == 100
     for run in finished:
         lines = [line for line in Path(run.log_file).read_text().splitlines() if " ran " in line]
