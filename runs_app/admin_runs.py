@@ -26,6 +26,7 @@ from fastflow_site.api.errors import service_error_json
 from runs_app.admin_display import (
     format_bytes,
     format_seconds,
+    log_lines_json,
     log_tail,
     resource_summary,
     sparkline,
@@ -312,10 +313,10 @@ class PipelineRunAdmin(admin.ModelAdmin):
         obj: PipelineRun | None = None,
     ) -> TemplateResponse:
         if obj is not None:
-            text, offset, truncated = log_tail(run=obj)
+            lines, offset, truncated = log_tail(run=obj)
             pk = quote(obj.pk)
             context.update(
-                log_text=text,
+                log_lines=lines,
                 log_offset=offset,
                 log_truncated=truncated,
                 log_live=not obj.is_terminal,
@@ -371,7 +372,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
         data, next_offset = log_read(run=run, offset=offset)
         response = JsonResponse(
             {
-                "text": data.decode("utf-8", errors="replace"),
+                "lines": log_lines_json(data),
                 "offset": next_offset,
                 "status": run.status,
                 "terminal": run.is_terminal,

@@ -33,7 +33,7 @@ from runs_app.errors import (
 from runs_app.logs import data_file, log_append_notes
 from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus, ScheduledJob
 from runs_app.notify import notify_run_finished
-from runs_app.outcome import Outcome, classify_exit
+from runs_app.outcome import Outcome, outcome_message
 from runs_app.stats import run_stats_record
 
 logger = logging.getLogger(__name__)
@@ -414,12 +414,19 @@ def run_finish(*, run: PipelineRun, outcome: Outcome) -> PipelineRun:
     follow-ups (retry, downstream) in the same transaction."""
     status = RunStatus.SUCCESS if outcome.succeeded else RunStatus.FAILED
     # The executor's wording (it knows the run's limits), else the same vocabulary without them.
-    message = "" if outcome.succeeded else (outcome.error or classify_exit(outcome))
+    # A success keeps a message only when the executor has one (e.g. output lost to a full disk).
+    message = outcome.error or outcome_message(outcome)
+    # The process's real exit time: recording may come much later (a database outage). Kept
+    # between the start and now, whatever the clock of a remote Docker daemon says.
+    now = timezone.now()
+    finished_at = min(outcome.finished_at or now, now)
+    if run.started_at is not None:
+        finished_at = max(finished_at, run.started_at)
     with transaction.atomic():
         finished = PipelineRun.objects.filter(id=run.id, status=RunStatus.RUNNING).update(
             status=_cancelled_or(status),
             error_message=_cancel_message_or(message),
-            finished_at=timezone.now(),
+            finished_at=finished_at,
             exit_code=outcome.exit_code,
             setup_duration=outcome.setup_duration,
             uv_version=outcome.uv_version[:64],

@@ -12,11 +12,11 @@ import pytest
 from django.conf import settings
 
 from runs_app.engine.base import Execution, Executor, RunSpec
+from runs_app.logs import STDERR, STDOUT, LogLine, log_lines_parse
 from runs_app.outcome import Outcome
 
 TEST_IMAGE = "fastflow-runner:python{python_version}"
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-TIMESTAMP_LENGTH = len("2026-11-27T22:45:01.123Z ")
 
 
 def use_runner_image(test_settings) -> None:
@@ -58,16 +58,28 @@ def run_to_end(executor: Executor, spec: RunSpec) -> Outcome:
     return executor.start(spec).wait()
 
 
+def display(line: LogLine) -> str:
+    """A line as the tests compare it: notes (by their source, never their text) with
+    `[fastflow] ` in front, output as printed."""
+    return f"[fastflow] {line.note_text}" if line.is_note else line.text
+
+
+def log_entries(path: Path) -> list[LogLine]:
+    return log_lines_parse(path.read_bytes()) if path.exists() else []
+
+
+def text_lines(path: Path) -> list[str]:
+    """The log's lines without source and timestamp (notes marked, see `display`)."""
+    return [display(line) for line in log_entries(path)]
+
+
 def log_lines(spec: RunSpec) -> list[str]:
-    """The log's lines without their timestamp prefix."""
-    if not spec.log_file.exists():
-        return []
-    return [line[TIMESTAMP_LENGTH:] for line in spec.log_file.read_text().splitlines()]
+    return text_lines(spec.log_file)
 
 
 def user_lines(spec: RunSpec) -> list[str]:
-    """Only what the pipeline printed (no engine notes)."""
-    return [line for line in log_lines(spec) if not line.startswith("[fastflow] ")]
+    """Only what the pipeline printed, stdout and stderr (no engine notes)."""
+    return [line.text for line in log_entries(spec.log_file) if line.source in (STDOUT, STDERR)]
 
 
 def metric_samples(spec: RunSpec) -> list[dict]:

@@ -138,7 +138,7 @@ def test_parameters_arrive_as_env_vars_and_engine_variables_win(executor, make_p
     assert lines == {
         "GREETING": "hi there",
         "FASTFLOW_RUN_ID": spec.run_id,
-        "UV_CACHE_DIR": "/cache/uv",
+        "UV_CACHE_DIR": "/tmp/uv-cache",  # the run's own: the shared cache is not mounted
         "HOME": "/tmp",
         "uid": "65534",
     }
@@ -183,8 +183,8 @@ def test_the_container_is_locked_down(executor, make_pipeline_dir):
     assert attrs["Config"]["WorkingDir"] == "/app"
     app = next(m for m in attrs["Mounts"] if m["Destination"] == "/app")
     assert app["RW"] is False and Path(app["Source"]) == folder.resolve()
-    cache = next(m for m in attrs["Mounts"] if m["Destination"] == "/cache/uv")
-    assert cache["RW"] is True
+    # A run mounts nothing writable: no shared cache (only warm-ups write it), no environment.
+    assert [m["Destination"] for m in attrs["Mounts"] if m["RW"]] == []
     labels = attrs["Config"]["Labels"]
     assert labels["fastflow.run_id"] == spec.run_id
     assert labels["fastflow.pipeline"] == "inspected"

@@ -16,6 +16,7 @@ from django.utils import timezone
 from runs_app.engine.dispatcher import Dispatcher
 from runs_app.engine.executors import get_executor
 from runs_app.engine.reconcile import reconcile
+from runs_app.logs import log_lines_parse
 from runs_app.models import EngineInstance, PipelineRun, RunStatus
 from runs_app.services import run_claim_next, run_enqueue, run_fail
 from tests.helpers_engine import (
@@ -38,8 +39,7 @@ COUNTING = (
 
 def user_lines(run: PipelineRun) -> list[str]:
     """What the pipeline printed, without timestamps and engine notes."""
-    lines = [line.split(" ", 1)[1] for line in log_text(run).splitlines()]
-    return [line for line in lines if not line.startswith("[fastflow] ")]
+    return [line.text for line in log_lines_parse(log_text(run).encode()) if not line.is_note]
 
 
 def run_containers(run: PipelineRun) -> list:
