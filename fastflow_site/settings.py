@@ -417,6 +417,9 @@ FASTFLOW_SYNC_INTERVAL_SECONDS = env_float("FASTFLOW_SYNC_INTERVAL_SECONDS", 30.
 FASTFLOW_HEARTBEAT_STALE_SECONDS = env_float("FASTFLOW_HEARTBEAT_STALE_SECONDS", 30.0, minimum=2)
 FASTFLOW_SCHEDULE_GRACE_SECONDS = env_int("FASTFLOW_SCHEDULE_GRACE_SECONDS", 300, minimum=1)
 FASTFLOW_DOWNSTREAM_MAX_DEPTH = env_int("FASTFLOW_DOWNSTREAM_MAX_DEPTH", 10, minimum=1)
+# A claimed run whose engine died before its container/process started goes back to the queue
+# at most this many times (then it fails with the reason).
+FASTFLOW_REQUEUE_MAX = env_int("FASTFLOW_REQUEUE_MAX", 3, minimum=0)
 
 # --- Notifications (Apprise), retention, audit ------------------------------------------------
 # Checked entry by entry when the notifications app starts (ImproperlyConfigured names it).

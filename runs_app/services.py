@@ -30,7 +30,7 @@ from runs_app.errors import (
     RunError,
     RunStateConflict,
 )
-from runs_app.logs import data_file, log_append_notes
+from runs_app.logs import data_file, log_append_notes, run_log_file
 from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus, ScheduledJob
 from runs_app.notify import notify_run_finished
 from runs_app.outcome import Outcome, outcome_message
@@ -382,6 +382,35 @@ def run_record_start(
         run.log_file = str(log_file)
         run.metrics_file = str(metrics_file)
     return bool(updated)
+
+
+def run_requeue(*, run: PipelineRun, reason: str) -> bool:
+    """Put a RUNNING run whose execution never started back in the queue (PENDING, same place:
+    `queued_at` is kept), at most FASTFLOW_REQUEUE_MAX times; the reason goes into its log.
+    False when it may not be re-queued any more (or is no longer this engine's): the caller
+    fails it."""
+    limit = settings.FASTFLOW_REQUEUE_MAX
+    log_file = run.log_file or str(run_log_file(run))
+    requeued = PipelineRun.objects.filter(
+        id=run.id,
+        status=RunStatus.RUNNING,
+        engine_id=run.engine_id,
+        requeue_count__lt=limit,
+    ).update(
+        status=RunStatus.PENDING,
+        started_at=None,
+        engine_id="",
+        container_id="",
+        log_file=log_file,
+        requeue_count=F("requeue_count") + 1,
+    )
+    run.refresh_from_db()
+    if not requeued:
+        return False
+    note = f"{reason}; nothing ran: back in the queue ({run.requeue_count} of {limit})"
+    logger.info("run %s: %s", run.id, note)
+    log_append_notes(run=run, notes=[note])
+    return True
 
 
 def run_take_over(*, run: PipelineRun, engine_id: str) -> bool:

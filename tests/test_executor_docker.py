@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from runs_app.engine.base import InfrastructureError, RunSpec
+from runs_app.engine.base import ExecutionNeverStarted, InfrastructureError, RunSpec
 from runs_app.engine.docker_executor import DockerExecution, DockerExecutor
 from runs_app.engine.executors import get_executor
 from tests.helpers_executor import (
@@ -320,7 +320,9 @@ def test_a_run_that_ended_on_its_own_past_its_timeout_while_unwatched_succeeds(
     assert user_lines(spec) == [f"line {i}" for i in range(1, 9)]
 
 
-def test_reattach_to_a_container_that_never_started_removes_it(executor, make_pipeline_dir):
+def test_reattach_to_a_container_that_never_started_removes_it_and_says_so(
+    executor, make_pipeline_dir
+):
     spec = make_spec(make_pipeline_dir("never_started"))
     options = executor.container_options(
         spec,
@@ -329,7 +331,8 @@ def test_reattach_to_a_container_that_never_started_removes_it(executor, make_pi
         labels={"fastflow.run_id": spec.run_id},
     )
     container = executor.client.containers.create(**options)
-    assert executor.reattach(spec, container.id) is None
+    with pytest.raises(ExecutionNeverStarted):
+        executor.reattach(spec, container.id)
     assert containers_of(spec) == []
 
 

@@ -25,6 +25,12 @@ class InfrastructureError(Exception):
     """
 
 
+class ExecutionNeverStarted(Exception):
+    """Raised by `Executor.reattach` for an execution that was created but never started (the
+    engine died in between): nothing ran, so the engine puts the run back in the queue. The
+    executor has removed what was created before raising."""
+
+
 @dataclass(frozen=True)
 class RunSpec:
     run_id: str
@@ -132,8 +138,18 @@ class Executor(abc.ABC):
         written). An executor whose executions cannot be adopted (`survives_engine_restart`
         False) stops a survivor and returns None; the engine then fails the run with a reason.
         Raises InfrastructureError when re-attaching fails; the engine then fails the run with
-        that message and removes the execution (`remove_orphan`).
+        that message and removes the execution (`remove_orphan`). Raises ExecutionNeverStarted
+        (after removing it) when the execution exists but never started: the run is re-queued.
         """
+
+    def find_handle(self, run_id: str) -> str | None:
+        """The handle of an execution of `run_id` that exists although none was recorded (the
+        engine died between starting it and recording its handle), or None. The engine asks
+        before it re-queues a run that seems never to have started: a run must not run twice.
+        The default looks in `running_handles()`; an executor that cannot list its executions
+        cheaply overrides this with a targeted search. Raises InfrastructureError when it cannot
+        tell (the run is then left for the next reconcile)."""
+        return self.running_handles().get(run_id)
 
     @abc.abstractmethod
     def running_handles(self) -> dict[str, str]:

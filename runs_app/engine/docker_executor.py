@@ -42,7 +42,13 @@ from docker.types import Mount
 from docker.types.daemon import CancellableStream
 
 from runs_app.engine import wrapper
-from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
+from runs_app.engine.base import (
+    Execution,
+    ExecutionNeverStarted,
+    Executor,
+    InfrastructureError,
+    RunSpec,
+)
 from runs_app.engine.hostpaths import HostPaths
 from runs_app.engine.logstream import LogWriter, note_setup_failure, noted_ready, resume_point
 from runs_app.engine.metrics import DockerStatsSampler, MetricsRecorder
@@ -416,7 +422,7 @@ class DockerExecutor(Executor):
         if container.status == "created":
             # The engine died between create and start: the run never began.
             _remove(container)
-            return None
+            raise ExecutionNeverStarted(f"container {container.short_id} was never started")
         try:
             image = self.client.images.get(container.attrs["Image"])
         except DOCKER_ERRORS:

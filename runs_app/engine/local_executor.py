@@ -341,6 +341,21 @@ class LocalExecutor(Executor):
         # stored on the run, which kills a survivor.
         return {}
 
+    def find_handle(self, run_id: str) -> str | None:
+        """The process group leader whose environment carries this run's id (run ids are
+        UUIDs, unique across installations): one scan of the engine user's processes, only
+        when a run's engine died before recording the pid."""
+        me = os.getuid()
+        for process in psutil.process_iter(["pid", "uids"]):
+            try:
+                if process.info["uids"].real != me or os.getpgid(process.pid) != process.pid:
+                    continue
+                if process.environ().get("FASTFLOW_RUN_ID") == run_id:
+                    return str(process.pid)
+            except (psutil.Error, OSError):
+                continue
+        return None
+
     def remove_orphan(self, handle_id: str) -> None:
         with contextlib.suppress(ValueError):
             pid = int(handle_id)
