@@ -147,3 +147,34 @@ def sparkline(values: tuple[float, ...], *, colour: str, width: int = 240, heigh
         colour,
         points,
     )
+
+
+LIMIT_LABELS = (
+    ("memory_bytes", "memory", format_bytes),
+    ("cpus", "CPUs", lambda v: f"{v:g}"),
+    ("pids", "processes", lambda v: f"{v:g}"),
+    ("tmp_bytes", "/tmp", format_bytes),  # noqa: S108 - a label
+    ("timeout_seconds", "timeout", lambda v: format_seconds(v) if v else "none"),
+    ("log_max_bytes", "log", format_bytes),
+)
+# Limits the Docker executor enforces that another executor may not (see enforced_limits).
+CONTAINER_LIMITS = ("memory_bytes", "cpus", "pids", "tmp_bytes")
+
+
+def limits_summary(limits: dict) -> str:
+    """The limits in force for a run as recorded when it started, one phrase each; the ones
+    its executor did not enforce are named as such."""
+    if not limits:
+        return "—"
+    parts = [
+        f"{label} {show(limits[key])}"
+        for key, label, show in LIMIT_LABELS
+        if limits.get(key) is not None
+    ]
+    missing = [
+        label for key, label, _ in LIMIT_LABELS if key in CONTAINER_LIMITS and key not in limits
+    ]
+    if missing:
+        executor = limits.get("executor", "this")
+        parts.append(f"not enforced by the {executor} executor: {', '.join(missing)}")
+    return " · ".join(parts)

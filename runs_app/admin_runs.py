@@ -26,6 +26,7 @@ from fastflow_site.api.errors import service_error_json
 from runs_app.admin_display import (
     format_bytes,
     format_seconds,
+    limits_summary,
     log_lines_json,
     log_tail,
     resource_summary,
@@ -115,7 +116,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Resources", {"fields": ("resources",)}),
+        ("Resources", {"fields": ("limits_detail", "resources")}),
         (
             "Timing",
             {
@@ -225,6 +226,10 @@ class PipelineRunAdmin(admin.ModelAdmin):
     @admin.display(description="setup duration")
     def setup_duration_detail(self, obj: PipelineRun) -> str:
         return format_seconds(obj.setup_duration)
+
+    @admin.display(description="limits in force")
+    def limits_detail(self, obj: PipelineRun) -> str:
+        return limits_summary(obj.limits)
 
     @admin.display(description="CPU / RAM")
     def resources(self, obj: PipelineRun) -> str:

@@ -366,8 +366,10 @@ def run_record_start(
     env_vars: dict[str, str],
     log_file: Path | str,
     metrics_file: Path | str,
+    limits: dict[str, object] | None = None,
 ) -> bool:
-    """Store what the executor started. False if the run is no longer this engine's to run."""
+    """Store what the executor started (with the limits in force for the run). False if the
+    run is no longer this engine's to run."""
     updated = PipelineRun.objects.filter(
         id=run.id, status=RunStatus.RUNNING, engine_id=run.engine_id
     ).update(
@@ -375,10 +377,12 @@ def run_record_start(
         env_vars=env_vars,
         log_file=str(log_file),
         metrics_file=str(metrics_file),
+        limits=limits or {},
     )
     if updated:
         run.container_id = container_id
         run.env_vars = env_vars
+        run.limits = limits or {}
         run.log_file = str(log_file)
         run.metrics_file = str(metrics_file)
     return bool(updated)

@@ -160,6 +160,7 @@ def _warmup_spec(name: str, pipeline_dir: Path, python_version: str) -> RunSpec:
 class DockerExecutor(Executor):
     name = "docker"
     survives_engine_restart = True  # containers keep running; the next engine re-attaches
+    enforced_limits = frozenset({"memory_bytes", "cpus", "pids", "tmp_bytes"})
 
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None
@@ -259,15 +260,16 @@ class DockerExecutor(Executor):
         environment = {k: v for k, v in spec.env.items() if k != "PATH"}
         environment.update(engine_env(run_id=spec.run_id, pipeline_name=spec.pipeline_name))
         environment.update(env or {})
+        tmp_size = int(spec.tmp_size or settings.FASTFLOW_RUNNER_TMPFS_SIZE)
         options: dict[str, Any] = {
             "image": image.id,
             "command": command,
             "user": settings.FASTFLOW_RUNNER_USER,
             "read_only": True,
-            "tmpfs": {CONTAINER_TMP: f"size={settings.FASTFLOW_RUNNER_TMPFS_SIZE},mode=1777"},
+            "tmpfs": {CONTAINER_TMP: f"size={tmp_size},mode=1777"},
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
-            "pids_limit": settings.FASTFLOW_RUNNER_PIDS_LIMIT,
+            "pids_limit": spec.pids_limit or settings.FASTFLOW_RUNNER_PIDS_LIMIT,
             "working_dir": APP_DIR,
             "mounts": all_mounts,
             "environment": environment,

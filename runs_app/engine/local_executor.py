@@ -225,6 +225,9 @@ def _kill_group(pgid: int, sig: signal.Signals) -> None:
 class LocalExecutor(Executor):
     name = "local"
     survives_engine_restart = False  # see reattach()
+    # Memory as RLIMIT_AS on user code. CPU, processes (RLIMIT_NPROC counts all of the user's)
+    # and /tmp (a host directory) cannot be limited per run without a container.
+    enforced_limits = frozenset({"memory_bytes"})
 
     def check(self) -> None:
         uv_binary()
