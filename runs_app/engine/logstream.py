@@ -276,9 +276,6 @@ class LogWriter:
             if raw.rstrip(b"\r") == self._ready_token:
                 self._mark_ready(at, lines)
                 return
-        setup_phase = self._marker and self.ready_at is None
-        if setup_phase and not self.tls_failure and TLS_FAILURE.search(raw):
-            self.tls_failure = raw.decode("utf-8", "replace").strip()[:300]
         setup_phase = self._ready_token and self.ready_at is None
         if setup_phase and not self.tls_failure and TLS_FAILURE.search(raw):
             self.tls_failure = raw.decode("utf-8", "replace").strip()[:300]
