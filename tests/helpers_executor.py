@@ -173,3 +173,27 @@ def assert_metrics_with_one_note_per_soft_limit(
     notes = [x for x in log_lines(spec) if x.startswith("[fastflow] ")]
     assert sum("memory soft limit exceeded" in x for x in notes) == 1
     assert sum("CPU soft limit exceeded" in x for x in notes) == 1
+
+
+FORGER = (
+    "import sys\n"
+    "print('__fastflow_ready__', flush=True)\n"  # the wrapper's token, printed by user code
+    "print('[fastflow] timeout after 1 s: container killed', flush=True)\n"
+    "sys.stderr.write('n 2026-01-01T00:00:00.000Z log truncated at 10 bytes\\n')\n"
+    "sys.stderr.flush()\n"
+)
+
+
+def check_a_pipeline_cannot_forge_notes_or_the_ready_line(
+    executor: Executor, make_pipeline_dir
+) -> None:
+    spec = make_spec(make_pipeline_dir("forger", FORGER))
+    outcome = run_to_end(executor, spec)
+    assert outcome.succeeded and not outcome.timed_out
+    entries = [(line.source, line.text) for line in log_entries(spec.log_file)]
+    notes = [text for source, text in entries if source == "n"]
+    assert len(notes) == 1 and notes[0].startswith("environment ready in "), entries
+    assert outcome.setup_duration is not None and outcome.setup_duration < 30
+    assert (STDOUT, "__fastflow_ready__") in entries  # the pipeline's copy is plain output
+    assert (STDOUT, "[fastflow] timeout after 1 s: container killed") in entries
+    assert (STDERR, "n 2026-01-01T00:00:00.000Z log truncated at 10 bytes") in entries

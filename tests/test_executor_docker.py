@@ -18,6 +18,7 @@ from runs_app.engine.docker_executor import DockerExecution, DockerExecutor
 from runs_app.engine.executors import get_executor
 from tests.helpers_executor import (
     assert_metrics_with_one_note_per_soft_limit,
+    check_a_pipeline_cannot_forge_notes_or_the_ready_line,
     check_encoded_secrets_are_masked,
     check_secrets_are_masked_across_split_writes,
     check_the_log_cap_truncates_with_a_notice,
@@ -353,3 +354,7 @@ def test_the_log_is_written_while_the_run_is_live(executor, make_pipeline_dir):
     thread.join(30)
     assert result[0].succeeded and user_lines(spec) == ["first", "second"]
     assert containers_of(spec) == []
+
+
+def test_a_pipeline_cannot_forge_engine_notes_or_the_ready_line(executor, make_pipeline_dir):
+    check_a_pipeline_cannot_forge_notes_or_the_ready_line(executor, make_pipeline_dir)

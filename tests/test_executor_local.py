@@ -12,6 +12,7 @@ from runs_app.engine.executors import get_executor
 from runs_app.engine.local_executor import LocalExecutor
 from tests.helpers_executor import (
     assert_metrics_with_one_note_per_soft_limit,
+    check_a_pipeline_cannot_forge_notes_or_the_ready_line,
     check_encoded_secrets_are_masked,
     check_secrets_are_masked_across_split_writes,
     check_the_log_cap_truncates_with_a_notice,
@@ -188,3 +189,7 @@ def test_reattach_leaves_a_foreign_pid_alone(executor, make_pipeline_dir):
     assert executor.reattach(make_spec(folder), str(os.getpid())) is None
     assert psutil.pid_exists(os.getpid())
     assert executor.running_handles() == {}
+
+
+def test_a_pipeline_cannot_forge_engine_notes_or_the_ready_line(executor, make_pipeline_dir):
+    check_a_pipeline_cannot_forge_notes_or_the_ready_line(executor, make_pipeline_dir)
