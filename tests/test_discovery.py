@@ -23,12 +23,6 @@ from tests.helpers_pipelines import full_pipeline_json
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples" / "pipelines"
 
 
-@pytest.fixture(autouse=True)
-def _roomy_maxima(settings) -> None:
-    """The full pipeline.json asks for 4 cores; the default maximum is this machine's count."""
-    settings.FASTFLOW_RUN_CPU_MAX = 16.0
-
-
 def by_name(root: Path | None = None) -> dict:
     return {p.name: p for p in discover_pipelines(root)}
 
