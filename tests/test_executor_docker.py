@@ -305,7 +305,10 @@ def test_reattach_after_an_engine_crash_finishes_without_duplicate_lines(
     assert outcome.succeeded
     assert user_lines(spec) == [f"line {i}" for i in range(1, 9)]
     assert outcome.setup_duration is not None
-    assert metric_samples(spec)  # the new engine keeps sampling into the same file
+    if container_state == "running":
+        # The new engine keeps sampling into the same file. (An exited container has no stats;
+        # whether the first engine got its first reading, ~1 s in, before line 3 is timing.)
+        assert metric_samples(spec)
     assert containers_of(spec) == []
 
 
