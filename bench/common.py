@@ -17,7 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+# The code under test: this checkout, or another one (`--code-root`, e.g. main's, to compare
+# before and after a change in one session). The benchmark scripts themselves come from here.
+ROOT = Path(os.environ.get("FASTFLOW_BENCH_CODE_ROOT") or Path(__file__).resolve().parent.parent)
 TRIVIAL = "print('hello')\n"
 
 

@@ -68,6 +68,7 @@ __all__ = [
     "cron_trigger",
     "next_fire_times",
     "parse_memory",
+    "ResourceMaxima",
     "parse_pipeline_json",
     "validate_cron",
 ]
@@ -84,7 +85,17 @@ RETRY_TYPES = {
 MIN_MEM_HARD_LIMIT = 6 * 1024 * 1024
 SHORT_WEBHOOK_KEY = 16
 
-LIMIT_KEYS = ("cpu_hard_limit", "mem_hard_limit", "cpu_soft_limit", "mem_soft_limit")
+LIMIT_KEYS = (
+    "cpu_hard_limit",
+    "mem_hard_limit",
+    "cpu_soft_limit",
+    "mem_soft_limit",
+    "pids_limit",
+    "tmp_size",
+)
+# The limits an installation caps (`ResourceMaxima`): a pipeline may ask for up to the maximum.
+CAPPED_KEYS = ("cpu_hard_limit", "mem_hard_limit", "pids_limit", "tmp_size")
+MIN_PIDS_LIMIT = 16
 SCHEDULE_KEYS = ("schedule_cron", "schedule_interval_seconds", "schedule_start", "schedule_end")
 OVERRIDE_KEYS = (
     *LIMIT_KEYS,
@@ -127,6 +138,33 @@ def _frozen_env(value: Mapping[str, str] | None) -> Mapping[str, str]:
 
 def _empty_env() -> Mapping[str, str]:
     return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class ResourceMaxima:
+    """The most a pipeline.json may ask for, per capped key: (maximum, the setting that sets
+    it). Discovery passes the installation's; parsing a stored spec passes none (a lowered
+    maximum makes the next discovery report the pipeline, not an unreadable row)."""
+
+    limits: Mapping[str, tuple[float, str]] = field(default_factory=dict)
+
+    def check(self, key: str, value: float | None) -> str:
+        """ "" when `value` is within the maximum for `key`, else the reason."""
+        if value is None or key not in self.limits:
+            return ""
+        maximum, setting = self.limits[key]
+        if value <= maximum:
+            return ""
+        shown = _limit_text(key, value), _limit_text(key, maximum)
+        return f"{shown[0]} is above the maximum of this installation, {shown[1]} ({setting})"
+
+
+def _limit_text(key: str, value: float) -> str:
+    if key in ("mem_hard_limit", "tmp_size"):
+        return f"{value / 1024**2:.1f} MiB" if value < 1024**3 else f"{value / 1024**3:.1f} GiB"
+    if key == "cpu_hard_limit":
+        return f"{value:g} cores"
+    return f"{value:g}"
 
 
 @dataclass(frozen=True)
@@ -190,6 +228,8 @@ class RunConfig:
     mem_hard_limit: int | None = None
     cpu_soft_limit: float | None = None
     mem_soft_limit: int | None = None
+    pids_limit: int | None = None
+    tmp_size: int | None = None  # bytes of the run's /tmp
     timeout: int | None = None  # None = inherit the pipeline's; 0 = no limit
     retry_attempts: int | None = None
     retry_strategy: RetryStrategy | None = None
@@ -219,6 +259,8 @@ class EffectiveConfig:
     mem_hard_limit: int | None
     cpu_soft_limit: float | None
     mem_soft_limit: int | None
+    pids_limit: int | None
+    tmp_size: int | None
     timeout: int | None  # None = no limit (0 in the file means no limit)
     retry_attempts: int
     retry_strategy: RetryStrategy
@@ -237,6 +279,8 @@ class PipelineSpec:
     mem_hard_limit: int | None = None
     cpu_soft_limit: float | None = None
     mem_soft_limit: int | None = None
+    pids_limit: int | None = None
+    tmp_size: int | None = None  # bytes of the run's /tmp
     timeout: int | None = None  # None or 0 = no limit
     retry_attempts: int = 0
     retry_strategy: RetryStrategy = field(default_factory=RetryStrategy)
@@ -294,6 +338,8 @@ class PipelineSpec:
             mem_hard_limit=pick("mem_hard_limit"),
             cpu_soft_limit=pick("cpu_soft_limit"),
             mem_soft_limit=pick("mem_soft_limit"),
+            pids_limit=pick("pids_limit"),
+            tmp_size=pick("tmp_size"),
             timeout=pick("timeout") or None,
             retry_attempts=pick("retry_attempts"),
             retry_strategy=pick("retry_strategy"),
@@ -351,8 +397,9 @@ class ParseResult:
 class _Reader:
     """Collects every problem of one file instead of stopping at the first."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, maxima: ResourceMaxima | None = None) -> None:
         self.source = source
+        self.maxima = maxima or ResourceMaxima()
         self.errors: list[str] = []
         self.warnings: list[str] = []
 
@@ -399,7 +446,14 @@ def _limits(r: _Reader, data: Mapping[str, Any], prefix: str) -> dict[str, Any]:
             data, "cpu_soft_limit", lambda v: as_number(v, allow_equal=False), prefix=prefix
         ),
         "mem_soft_limit": r.take(data, "mem_soft_limit", parse_memory, prefix=prefix),
+        "pids_limit": r.take(
+            data, "pids_limit", lambda v: as_int(v, minimum=MIN_PIDS_LIMIT), prefix=prefix
+        ),
+        "tmp_size": r.take(data, "tmp_size", parse_memory, prefix=prefix),
     }
+    for key in CAPPED_KEYS:
+        if reason := r.maxima.check(key, limits[key]):
+            r.error(prefix + key, reason)
     hard_mem = limits["mem_hard_limit"]
     if hard_mem is not None and hard_mem < MIN_MEM_HARD_LIMIT:
         r.error(
@@ -597,11 +651,14 @@ def _type(value: Any) -> str:
     return text
 
 
-def parse_pipeline_json(data: object, *, source: str) -> ParseResult:
-    """Validate a decoded pipeline.json; raises SpecError naming the file, key and reason."""
+def parse_pipeline_json(
+    data: object, *, source: str, maxima: ResourceMaxima | None = None
+) -> ParseResult:
+    """Validate a decoded pipeline.json; raises SpecError naming the file, key and reason.
+    With `maxima`, resource limits above the installation's maximum are errors too."""
     if not isinstance(data, Mapping):
         raise SpecError(f"{source}: expected a JSON object at the top level, got {json_type(data)}")
-    r = _Reader(source)
+    r = _Reader(source, maxima)
     r.check_unknown(data, PIPELINE_KEYS, "")
     run_configs = r.take(data, "schedules", lambda v: _run_configs(r, v), ())
     schedule = _schedule(r, data, "")

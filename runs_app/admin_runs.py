@@ -26,6 +26,8 @@ from fastflow_site.api.errors import service_error_json
 from runs_app.admin_display import (
     format_bytes,
     format_seconds,
+    limits_summary,
+    log_lines_json,
     log_tail,
     resource_summary,
     sparkline,
@@ -45,8 +47,6 @@ from runs_app.models import PipelineRun, RunStatus, TriggeredBy
 from runs_app.services import run_cancel, run_delete, run_retry
 
 MAX_REPORTED_ERRORS = 10
-
-
 
 
 def _admin_link(viewname: str, pk: object, label: str) -> str:
@@ -108,7 +108,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Resources", {"fields": ("resources",)}),
+        ("Resources", {"fields": ("limits_detail", "resources")}),
         (
             "Timing",
             {
@@ -248,6 +248,10 @@ class PipelineRunAdmin(admin.ModelAdmin):
     def setup_duration_detail(self, obj: PipelineRun) -> str:
         return format_seconds(obj.setup_duration)
 
+    @admin.display(description="limits in force")
+    def limits_detail(self, obj: PipelineRun) -> str:
+        return limits_summary(obj.limits)
+
     @admin.display(description="CPU / RAM")
     def resources(self, obj: PipelineRun) -> str:
         summary = resource_summary(
@@ -321,10 +325,10 @@ class PipelineRunAdmin(admin.ModelAdmin):
         obj: PipelineRun | None = None,
     ) -> TemplateResponse:
         if obj is not None:
-            text, offset, truncated = log_tail(run=obj)
+            lines, offset, truncated = log_tail(run=obj)
             pk = quote(obj.pk)
             context.update(
-                log_text=text,
+                log_lines=lines,
                 log_offset=offset,
                 log_truncated=truncated,
                 log_live=not obj.is_terminal,
@@ -381,7 +385,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
         data, next_offset = log_read(run=run, offset=offset)
         response = JsonResponse(
             {
-                "text": data.decode("utf-8", errors="replace"),
+                "lines": log_lines_json(data),
                 "offset": next_offset,
                 "status": run.status,
                 "terminal": run.is_terminal,

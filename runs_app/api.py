@@ -70,6 +70,11 @@ class RunOutputSerializer(serializers.ModelSerializer):
         child=serializers.CharField(), help_text="the run's environment; secret values are ***"
     )
     parameters = serializers.DictField(child=serializers.CharField())
+    limits = serializers.DictField(
+        help_text="the limits in force for the run as its executor applied them (memory_bytes, "
+        "cpus, pids, tmp_bytes where enforced; timeout_seconds, log_max_bytes; executor); "
+        "{} before it started"
+    )
 
     class Meta:
         model = PipelineRun
@@ -96,6 +101,8 @@ class RunOutputSerializer(serializers.ModelSerializer):
             "uv_version",
             "setup_duration",
             "peak_memory_bytes",
+            "limits",
+            "requeue_count",
             "log_file",
             "metrics_file",
             "container_id",

@@ -92,6 +92,10 @@ class PipelineRun(models.Model):
     peak_memory_bytes = models.BigIntegerField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
     duration = models.FloatField(null=True, blank=True)
+    # How often the run went back to the queue because its engine died before starting it.
+    requeue_count = models.IntegerField(default=0)
+    # The resource limits in force for the run, as the executor applied them.
+    limits = models.JSONField(default=dict, blank=True)
 
     objects = PipelineRunQuerySet.as_manager()
 

@@ -30,10 +30,10 @@ from runs_app.errors import (
     RunError,
     RunStateConflict,
 )
-from runs_app.logs import data_file, log_append_notes
+from runs_app.logs import data_file, log_append_notes, run_log_file
 from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus, ScheduledJob, TriggeredBy
 from runs_app.notify import notify_run_finished
-from runs_app.outcome import Outcome, classify_exit
+from runs_app.outcome import Outcome, outcome_message
 from runs_app.period_stats import run_period_stats_record
 from runs_app.stats import run_stats_record
 
@@ -376,8 +376,10 @@ def run_record_start(
     env_vars: dict[str, str],
     log_file: Path | str,
     metrics_file: Path | str,
+    limits: dict[str, object] | None = None,
 ) -> bool:
-    """Store what the executor started. False if the run is no longer this engine's to run."""
+    """Store what the executor started (with the limits in force for the run). False if the
+    run is no longer this engine's to run."""
     updated = PipelineRun.objects.filter(
         id=run.id, status=RunStatus.RUNNING, engine_id=run.engine_id
     ).update(
@@ -385,13 +387,44 @@ def run_record_start(
         env_vars=env_vars,
         log_file=str(log_file),
         metrics_file=str(metrics_file),
+        limits=limits or {},
     )
     if updated:
         run.container_id = container_id
         run.env_vars = env_vars
+        run.limits = limits or {}
         run.log_file = str(log_file)
         run.metrics_file = str(metrics_file)
     return bool(updated)
+
+
+def run_requeue(*, run: PipelineRun, reason: str) -> bool:
+    """Put a RUNNING run whose execution never started back in the queue (PENDING, same place:
+    `queued_at` is kept), at most FASTFLOW_REQUEUE_MAX times; the reason goes into its log.
+    False when it may not be re-queued any more (or is no longer this engine's): the caller
+    fails it."""
+    limit = settings.FASTFLOW_REQUEUE_MAX
+    log_file = run.log_file or str(run_log_file(run))
+    requeued = PipelineRun.objects.filter(
+        id=run.id,
+        status=RunStatus.RUNNING,
+        engine_id=run.engine_id,
+        requeue_count__lt=limit,
+    ).update(
+        status=RunStatus.PENDING,
+        started_at=None,
+        engine_id="",
+        container_id="",
+        log_file=log_file,
+        requeue_count=F("requeue_count") + 1,
+    )
+    run.refresh_from_db()
+    if not requeued:
+        return False
+    note = f"{reason}; nothing ran: back in the queue ({run.requeue_count} of {limit})"
+    logger.info("run %s: %s", run.id, note)
+    log_append_notes(run=run, notes=[note])
+    return True
 
 
 def run_take_over(*, run: PipelineRun, engine_id: str) -> bool:
@@ -424,12 +457,19 @@ def run_finish(*, run: PipelineRun, outcome: Outcome) -> PipelineRun:
     follow-ups (retry, downstream) in the same transaction."""
     status = RunStatus.SUCCESS if outcome.succeeded else RunStatus.FAILED
     # The executor's wording (it knows the run's limits), else the same vocabulary without them.
-    message = "" if outcome.succeeded else (outcome.error or classify_exit(outcome))
+    # A success keeps a message only when the executor has one (e.g. output lost to a full disk).
+    message = outcome.error or outcome_message(outcome)
+    # The process's real exit time: recording may come much later (a database outage). Kept
+    # between the start and now, whatever the clock of a remote Docker daemon says.
+    now = timezone.now()
+    finished_at = min(outcome.finished_at or now, now)
+    if run.started_at is not None:
+        finished_at = max(finished_at, run.started_at)
     with transaction.atomic():
         finished = PipelineRun.objects.filter(id=run.id, status=RunStatus.RUNNING).update(
             status=_cancelled_or(status),
             error_message=_cancel_message_or(message),
-            finished_at=timezone.now(),
+            finished_at=finished_at,
             exit_code=outcome.exit_code,
             setup_duration=outcome.setup_duration,
             uv_version=outcome.uv_version[:64],

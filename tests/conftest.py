@@ -63,6 +63,8 @@ def data_dir(tmp_path: Path, settings) -> Path:
     settings.METRICS_DIR = data / "metrics"
     settings.PIPELINES_DIR = pipelines
     settings.FASTFLOW_UV_CACHE_DIR = SHARED_UV_CACHE
+    # Its default is this machine's CPU count; pipeline.json fixtures ask for up to 4 cores.
+    settings.FASTFLOW_RUN_CPU_MAX = 16.0
     return data
 
 
