@@ -67,7 +67,7 @@ def pipeline_badges(pipeline: Pipeline) -> list[Badge]:
     if spec is None or pipeline.discovery_error:
         return badges
     badges.append(_schedule_badge(spec))
-    webhook = bool(spec.webhook_key or any(rc.webhook_key for rc in spec.schedules))
+    webhook = bool(spec.webhook_key or any(rc.webhook_key for rc in spec.run_configs))
     badges.append(
         Badge(
             "webhook",

@@ -20,8 +20,8 @@ from django.utils.safestring import SafeString
 from fastflow_site.charts import Limit, line_chart
 from fastflow_site.console import format_bytes, format_duration
 from pipelines_app.errors import SpecError
-from runs_app.admin_display import resource_summary
-from runs_app.logs import NOTE_PREFIX, data_file, metrics_read, parse_timestamp
+from runs_app.admin_display import limits_summary, resource_summary
+from runs_app.logs import data_file, metrics_missing, metrics_read, parse_timestamp
 from runs_app.models import PipelineRun
 
 MIB = 1024 * 1024
@@ -35,7 +35,10 @@ class RunLimits:
 
 
 def run_limits(run: PipelineRun) -> RunLimits:
-    """The hard limits of the run's configuration, drawn on its charts."""
+    """The hard limits drawn on the run's charts: those its executor enforced, as recorded when
+    it started (`PipelineRun.limits`); before that, its configuration's in pipeline.json."""
+    if run.limits:
+        return RunLimits(run.limits.get("cpus"), run.limits.get("memory_bytes"))
     try:
         effective = run.pipeline.spec.effective(run.run_config_id or None)
     except (SpecError, KeyError):
@@ -80,6 +83,8 @@ def resources_context(run: PipelineRun) -> dict:
     return {
         "summary": summary,
         "has_metrics_file": data_file(run.metrics_file) is not None,
+        "metrics_missing": metrics_missing(run=run),
+        "limits_text": limits_summary(run.limits) if run.limits else None,
         "cpu_chart": line_chart(
             cpu,
             label="CPU use, % of one core, over the run",
@@ -140,24 +145,3 @@ def render_panels(*, request: HttpRequest, context: dict) -> dict[str, SafeStrin
         )
         for name in PANELS
     }
-
-
-def log_lines_from_text(text: str) -> list[dict[str, str | None]]:
-    """Log lines as the page shows them ({source, time, text}). Lines written before sources
-    were recorded have no source ("unknown"); engine notes are told by their prefix."""
-    lines = []
-    for raw in text.splitlines():
-        stamp, _, rest = raw.partition(" ")
-        try:
-            parse_timestamp(stamp)
-        except ValueError:
-            stamp, rest = "", raw
-        source = "note" if rest.startswith(NOTE_PREFIX) else "unknown"
-        lines.append(
-            {
-                "source": source,
-                "time": stamp or None,
-                "text": rest.removeprefix(NOTE_PREFIX) if source == "note" else rest,
-            }
-        )
-    return lines

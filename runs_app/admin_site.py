@@ -25,4 +25,6 @@ class ConsoleAdminSite(admin.AdminSite):
     def index(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> TemplateResponse:
-        return super().index(request, {**dashboard_context(request), **(extra_context or {})})
+        return super().index(
+            request, {**dashboard_context(request, site=self), **(extra_context or {})}
+        )

@@ -64,7 +64,7 @@ class RunNowForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.pipeline = pipeline
         choices = [(DEFAULT_RUN_CONFIG, "default (pipeline settings)")]
-        choices += [(rc.id, rc.id) for rc in pipeline.spec.schedules]
+        choices += [(rc.id, rc.id) for rc in pipeline.spec.run_configs]
         self.fields["run_config_id"].choices = choices
         self.defaults = run_config_defaults(pipeline)
         chosen = (
@@ -138,7 +138,7 @@ def _default_help(default: str | None) -> str:
 def fixed_variables(pipeline: Pipeline) -> list[tuple[str, str]]:
     """Variables every run gets that a parameter may not replace: secrets, encrypted values."""
     spec = pipeline.spec
-    encrypted = set(spec.encrypted_env) | {k for rc in spec.schedules for k in rc.encrypted_env}
+    encrypted = set(spec.encrypted_env) | {k for rc in spec.run_configs for k in rc.encrypted_env}
     return [(name, "secret") for name in spec.secrets] + [
         (name, "encrypted") for name in sorted(encrypted)
     ]
@@ -147,7 +147,7 @@ def fixed_variables(pipeline: Pipeline) -> list[tuple[str, str]]:
 def run_config_defaults(pipeline: Pipeline) -> dict[str, dict[str, str]]:
     """{run configuration id ("" for the defaults): its default_env merged over the pipeline's}."""
     spec = pipeline.spec
-    configs = [DEFAULT_RUN_CONFIG, *(rc.id for rc in spec.schedules)]
+    configs = [DEFAULT_RUN_CONFIG, *(rc.id for rc in spec.run_configs)]
     return {rc: dict(spec.effective(rc or None).default_env) for rc in configs}
 
 

@@ -20,7 +20,7 @@ from pipelines_app.code_view import pygments_css
 from pipelines_app.models import Pipeline
 from pipelines_app.services import pipelines_sync
 from runs_app.models import PipelineRun, RunStatus
-from runs_app.schedules import schedules_sync_from_pipelines
+from runs_app.schedule_services import schedules_sync_from_pipelines
 from tests.helpers_admin import client_for
 
 pytestmark = pytest.mark.django_db

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts_app.models import Role
-from runs_app.logs import format_timestamp
+from runs_app.logs import NOTE, STDERR, STDOUT, format_timestamp, log_line
 from runs_app.models import PipelineRun, RunStatus
 from tests.helpers_admin import client_for, make_pipeline, make_run
 
@@ -157,20 +157,27 @@ def test_the_metrics_download_is_the_file_and_a_run_without_one_is_404() -> None
     assert missing.status_code == 404
 
 
-def test_log_lines_are_elements_with_their_time_and_engine_notes_marked() -> None:
+def test_log_lines_are_elements_with_their_time_and_source_marked() -> None:
     at = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     run = make_run(
         make_pipeline(),
         RunStatus.SUCCESS,
-        log=f"{format_timestamp(at)} hello <i>there</i>\n"
-        f"{format_timestamp(at)} [fastflow] run finished\n",
+        log=(
+            log_line(STDOUT, at, "hello <i>there</i>")
+            + log_line(STDERR, at, "a warning")
+            + log_line(NOTE, at, "run finished")
+            # A pipeline printing what looks like a note is still stdout.
+            + log_line(STDOUT, at, "[fastflow] forged")
+        ).decode(),
     )
 
     text = client_for(Role.READONLY).get(url("change", run)).text
 
     assert '<span class="ff-log-time" title="2030-01-02T03:04:05.678Z">03:04:05.678</span>' in text
     assert "hello &lt;i&gt;there&lt;/i&gt;" in text
-    assert 'class="ff-log-line ff-log-note"' in text and "ff-log-badge" in text
+    lines = re.findall(r'<span class="ff-log-line ff-log-(\w+)" data-source="\w+">', text)
+    assert lines == ["stdout", "stderr", "note", "stdout"]
+    assert text.count('<span class="ff-log-badge">fastflow</span>') == 1
     assert 'id="ff-log-find"' in text and 'id="ff-log-first-error"' in text
 
 

@@ -59,21 +59,6 @@
     return element;
   }
 
-  // Logs written before sources were recorded come as text (runs_app/admin_run_page.py reads
-  // them the same way): a timestamp, the text; notes start with "[fastflow] ".
-  function linesFromText(text) {
-    return text.split("\n").filter(function (raw, index, all) {
-      return index < all.length - 1 || raw !== "";
-    }).map(function (raw) {
-      const match = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) (.*)$/.exec(raw);
-      const time = match ? match[1] : null;
-      const rest = match ? match[2] : raw;
-      const note = rest.startsWith("[fastflow] ");
-      return {source: note ? "note" : "unknown", time: time,
-        text: note ? rest.slice("[fastflow] ".length) : rest};
-    });
-  }
-
   function append(lines) {
     const fragment = document.createDocumentFragment();
     const added = lines.map(lineElement);
@@ -107,7 +92,7 @@
       return;
     }
     logFailures = 0;
-    const lines = body.lines || (body.text ? linesFromText(body.text) : []);
+    const lines = body.lines || [];
     if (lines.length) {
       append(lines);
     }
