@@ -154,6 +154,8 @@ def browser(tmp_path: Path) -> Iterator[object]:
     options.binary_location = paths[0]
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
         options.add_argument(flag)
+    # The page's console (script errors, resources that failed to load), for driver.get_log.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=paths[1]))
     driver.set_page_load_timeout(30)
     try:

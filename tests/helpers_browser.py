@@ -22,7 +22,13 @@ CHROMIUM_FLAGS = (
 WAIT_SECONDS = 15
 
 
-def wait_until(driver: object, condition: Callable[[object], object], message: str) -> None:
+def wait_until(
+    driver: object,
+    condition: Callable[[object], object],
+    message: str,
+    *,
+    timeout: float = WAIT_SECONDS,
+) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.2).until(condition, message)
+    WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition, message)

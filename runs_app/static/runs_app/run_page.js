@@ -10,6 +10,7 @@
   const LOG_POLL_MS = 1000;
   const PANELS_POLL_MS = 2000;
   const MAX_BACKOFF_MS = 30000;
+  const CSRF_VALUE = /name="csrfmiddlewaretoken" value="[^"]*"/g;
   // Lines that report an error, in the usual shapes of Python and shells.
   const ERROR_TEXT = /Traceback \(most recent call last\)|\b\w*(Error|Exception)\b|\bFATAL\b|\bCRITICAL\b|\berror:/;
 
@@ -117,6 +118,7 @@
   // --- the panels -------------------------------------------------------------------------
   let panelsTimer = null;
   let panelsBusy = false;
+  const shownPanels = new Map();  // the HTML last swapped in, per panel
 
   async function refreshPanels() {
     if (panelsBusy) {
@@ -134,8 +136,13 @@
         const body = await response.json();
         Object.keys(body.panels).forEach(function (name) {
           const holder = document.querySelector('[data-ff-panel="' + name + '"]');
-          if (holder) {
-            holder.innerHTML = body.panels[name];  // our own templates, escaped on the server
+          // An unchanged panel stays as it is: a button being clicked or focused is not
+          // replaced under the pointer.
+          const html = body.panels[name];
+          const seen = html.replace(CSRF_VALUE, "");  // masked afresh in every response
+          if (holder && shownPanels.get(name) !== seen) {
+            holder.innerHTML = html;  // our own templates, escaped on the server
+            shownPanels.set(name, seen);
           }
         });
         lastStatus = body.status;
