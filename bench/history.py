@@ -255,6 +255,8 @@ def cursor_at(position: str) -> str:
 
 def pages(names: list[str]) -> list[tuple[str, str, str]]:
     """(label, path, "admin" | "api" | "none") of everything timed."""
+    from django.utils import timezone
+
     from runs_app.admin_runs import PipelineRunAdmin
     from runs_app.models import PipelineRun, RunStatus
 
@@ -277,14 +279,35 @@ def pages(names: list[str]) -> list[tuple[str, str, str]]:
         "pipeline": "pipeline_link",
         "status": "status_column",
         "trigger": "triggered_by",
-        "queued": "queued_at",
-        "started": "started_at",
-        "finished": "finished_at",
+        "queued": "queued_column",
         "duration": "duration_column",
     }
     runs = "/admin/runs_app/pipelinerun/"
+    live = PipelineRun.objects.filter(status=RunStatus.RUNNING).first()
+    write_files(live)
+    now = timezone.now()
+    hour = (now - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    pipeline = f"/admin/pipelines_app/pipeline/{names[7]}"
+    # Lists the dashboard links to (runs_app/admin_dashboard.py: the runs queued in a period).
+    failed_hour = {
+        "status__exact": "FAILED",
+        "queued_at__gte": hour.isoformat(),
+        "queued_at__lt": (hour + timedelta(hours=1)).isoformat(),
+    }
+    longest_30d = {
+        "queued_at__gte": (now - timedelta(days=30)).isoformat(),
+        "o": f"-{columns.index('duration_column')}",
+    }
     admin = [
-        ("admin index", "/admin/"),
+        ("dashboard (admin index), 24 h", "/admin/"),
+        ("dashboard, 1 h", "/admin/?window=1h"),
+        ("dashboard, 7 days", "/admin/?window=7d"),
+        ("dashboard, 30 days", "/admin/?window=30d"),
+        ("dashboard link: an hour's FAILED runs", f"{runs}?{urlencode(failed_hour)}"),
+        ("dashboard link: 30 days, longest first", f"{runs}?{urlencode(longest_30d)}"),
+        ("timeline, 6 h", f"{runs}timeline/"),
+        ("timeline, 7 days (newest 2000 runs)", f"{runs}timeline/?window=7d"),
+        ("timeline of one pipeline, 7 days", f"{runs}timeline/?window=7d&pipeline={names[7]}"),
         ("run list, default", runs),
         ("run list, page 2", f"{runs}?p=2"),
         ("run list, last page (200)", f"{runs}?p=200"),
@@ -329,14 +352,18 @@ def pages(names: list[str]) -> list[tuple[str, str, str]]:
             f"&o=-{columns.index('duration_column')}",
         ),
         (
-            "filter pipeline, sorted by started",
-            f"{runs}?pipeline__pipeline_name__exact={names[7]}&o=-{columns.index('started_at')}",
+            "filter pipeline, sorted by duration",
+            f"{runs}?pipeline__pipeline_name__exact={names[7]}"
+            f"&o=-{columns.index('duration_column')}",
         ),
         ("run page (log, metrics)", f"{runs}{run.id}/change/"),
+        ("run page of a RUNNING run", f"{runs}{live.id}/change/"),
+        ("run page panels (live JSON)", f"{runs}{live.id}/panels/"),
         ("run page, log file missing", f"{runs}{gone.id}/change/"),
         ("run log (live tail JSON)", f"{runs}{run.id}/log/?offset=0"),
         ("pipeline list", "/admin/pipelines_app/pipeline/"),
-        ("pipeline page", f"/admin/pipelines_app/pipeline/{names[7]}/change/"),
+        ("pipeline page", f"{pipeline}/change/"),
+        ("Run now form", f"{pipeline}/run/"),
         ("schedule list", "/admin/runs_app/scheduledjob/"),
         ("engine list", "/admin/runs_app/engineinstance/"),
     ]

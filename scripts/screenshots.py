@@ -80,11 +80,14 @@ def seed_history(days: float = 2.0) -> None:
     import django
 
     django.setup()
+    from django.db import transaction
     from django.db.models import F
     from django.utils import timezone
 
     from pipelines_app.models import Pipeline
     from runs_app.models import PipelineRun, RunStatus
+    from runs_app.period_stats import run_period_stats_record
+    from runs_app.stats import run_stats_record
 
     rng = random.Random(13)  # the same history every time
     now = timezone.now()
@@ -121,12 +124,17 @@ def seed_history(days: float = 2.0) -> None:
                     queued_at=queued,
                     started_at=started,
                     finished_at=started + timedelta(seconds=took),
+                    duration=took,
                     exit_code=1 if failed else (-15 if cancelled else 0),
                     error_message="exited with code 1" if failed else "",
                     setup_duration=rng.uniform(0.1, 0.6),
                 )
             )
     PipelineRun.objects.bulk_create(rows, batch_size=500)
+    with transaction.atomic():  # counted as the engine counts a run that ends
+        for run in rows:
+            run_period_stats_record(run=run)
+            run_stats_record(run=run)
     for name in HISTORY:
         runs = [r for r in rows if r.pipeline_id == name]
         Pipeline.objects.filter(pk=name).update(
@@ -265,6 +273,7 @@ def main() -> int:
                 "run": f"/admin/runs_app/pipelinerun/{busy}/change/",
                 "pipeline": "/admin/pipelines_app/pipeline/busy_minute/change/",
                 "runs": "/admin/runs_app/pipelinerun/",
+                "timeline": "/admin/runs_app/pipelinerun/timeline/",
             }
             for name, url in pages.items():
                 for theme in ("light", "dark"):
