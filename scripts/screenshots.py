@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
 OUT = ROOT / "docs" / "screenshots"
 WIDTH, HEIGHT, MOBILE_WIDTH = 1366, 900, 390
+# Pages shot taller than the window: the run page's CPU/RAM charts come after its log.
+TALL = {"run": 1560}
 # pipeline: (runs per day, failure share, typical seconds)
 HISTORY = {
     "hello_world": (60, 0.0, 1.5),
@@ -283,7 +285,7 @@ def main() -> int:
                         args.out / f"{name}-{theme}.png",
                         theme=theme,
                         width=WIDTH,
-                        height=HEIGHT,
+                        height=TALL.get(name, HEIGHT),
                     )
             shoot(
                 driver,
