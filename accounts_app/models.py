@@ -124,6 +124,7 @@ class ApiToken(models.Model):
     class Meta:
         db_table = "sessions"
         ordering = ["-created_at"]
+        verbose_name = "API token"  # the admin would say "Api tokens"
 
     def __str__(self) -> str:
         return f"token {self.name or self.id} of {self.user_id}"

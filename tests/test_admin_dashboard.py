@@ -188,6 +188,8 @@ def test_the_header_has_api_docs_and_no_view_site_and_hides_what_a_role_cannot_s
     nav = readonly[readonly.index('class="ff-nav"') : readonly.index("</nav>")]
     assert "Runs" in nav and "Pipelines" in nav and "Secrets" not in nav
     assert "Secrets" in admin[admin.index('class="ff-nav"') : admin.index("</nav>")]
+    sections = admin[admin.index('id="ff-sections"') :]
+    assert ">API tokens</a>" in sections and "Api tokens" not in sections
     assert 'aria-current="page">Dashboard' in readonly
 
 
