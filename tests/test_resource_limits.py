@@ -128,7 +128,7 @@ def test_a_docker_run_gets_the_defaults_or_what_pipeline_json_asks_and_records_t
     page = client_for(Role.READONLY).get(
         reverse("admin:runs_app_pipelinerun_change", args=[runs[0].pk])
     )
-    assert "memory 192.0 MiB · CPUs 0.5 · processes 100 · /tmp 32.0 MiB" in page.text
+    assert "memory 192 MiB · CPUs 0.5 · processes 100 · /tmp 32 MiB" in page.text
 
 
 @pytest.mark.docker
