@@ -248,7 +248,9 @@ def window_context(*, window: str, now: datetime, sort_longest: dict[str, str]) 
         "failing": failing,
         "runs_url": _window_url(since),
         "failed_url": _window_url(since, status__exact=RunStatus.FAILED),
-        "slowest_url": _window_url(since, **sort_longest),
+        # The runs the percentiles are of: those with a duration (a descending sort would put
+        # the others first on PostgreSQL).
+        "slowest_url": _window_url(since, duration__isnull="false", **sort_longest),
     }
 
 
