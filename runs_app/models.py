@@ -73,6 +73,8 @@ class PipelineRun(models.Model):
     container_id = models.CharField(max_length=128, blank=True, default="")
     peak_memory_bytes = models.BigIntegerField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    # With git sync: the commit whose checkout the run uses, fixed when it is claimed.
+    git_commit = models.CharField(max_length=64, blank=True, default="")
 
     objects = PipelineRunQuerySet.as_manager()
 
