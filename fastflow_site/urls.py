@@ -15,6 +15,8 @@ urlpatterns = [
         include(("runs_app.webhook_urls", "webhooks"), namespace="original-webhooks"),
     ),
     path("api/", include("fastflow_site.api.urls")),
+    # One segment, so no pipeline webhook (/webhooks/<pipeline>/<key>) can take its place.
+    path("webhooks/git", include("gitsync_app.webhook_urls")),
     path("webhooks/", include("runs_app.webhook_urls")),
     path("", include("runs_app.prometheus_urls")),
 ]

@@ -143,107 +143,121 @@ def _subdir_clean(subdir: str) -> tuple[str, str]:
     return "/".join(parts), ""
 
 
-def repository_configure(
-    *,
-    url: str,
-    branch: str = "main",
-    subdir: str = "",
-    auth_method: str = AuthMethod.NONE,
-    https_username: str = "x-access-token",
-    token: str | None = None,
-    ssh_private_key: str | None = None,
-    ssh_known_hosts: str = "",
-    webhook_secret: str | None = None,
-    auto_sync_interval: int = 0,
-    enabled: bool = True,
-    requested_by: str = "configuration",
-) -> GitRepository:
-    """Create or change the repository. Credentials given as None (or "") keep the stored ones;
-    those the chosen method does not use are deleted. A change of what is synced (URL, branch,
-    folder, credentials) requests a sync."""
-    repo = repository_get() or GitRepository()
-    url, branch = url.strip(), branch.strip()
-    errors: dict[str, str] = {}
-    if auth_method not in AuthMethod.values:
+@dataclass(frozen=True)
+class RepositoryConfig:
+    """What an operator configures (credentials in plaintext; None or "" keeps the stored)."""
+
+    url: str
+    branch: str = "main"
+    subdir: str = ""
+    auth_method: str = AuthMethod.NONE
+    https_username: str = "x-access-token"
+    token: str | None = None
+    ssh_private_key: str | None = None
+    generate_deploy_key: bool = False
+    ssh_known_hosts: str = ""
+    webhook_secret: str | None = None
+    auto_sync_interval: int = 0
+    enabled: bool = True
+
+
+@dataclass
+class _Checked:
+    errors: dict[str, str] = field(default_factory=dict)
+    url: str = ""
+    branch: str = ""
+    subdir: str = ""
+    known_hosts: str = ""
+    public_key: str = ""
+
+
+def _check(config: RepositoryConfig, repo: GitRepository) -> _Checked:
+    checked = _Checked(url=config.url.strip(), branch=config.branch.strip())
+    errors, method = checked.errors, config.auth_method
+    if method not in AuthMethod.values:
         errors["auth_method"] = f"One of {', '.join(AuthMethod.values)}."
-    elif problem := _url_problem(url, auth_method):
+    elif problem := _url_problem(checked.url, method):
         errors["url"] = problem
-    if not branch or len(branch) > 255 or _BAD_BRANCH.search(branch):
+    if not checked.branch or len(checked.branch) > 255 or _BAD_BRANCH.search(checked.branch):
         errors["branch"] = "Not a valid branch name."
-    subdir, problem = _subdir_clean(subdir)
+    checked.subdir, problem = _subdir_clean(config.subdir)
     if problem:
         errors["subdir"] = problem
-    if auto_sync_interval != 0 and auto_sync_interval < AUTO_SYNC_MIN_SECONDS:
+    interval = config.auto_sync_interval
+    if interval != 0 and interval < AUTO_SYNC_MIN_SECONDS:
         errors["auto_sync_interval"] = (
             f"0 (off) or at least {AUTO_SYNC_MIN_SECONDS} seconds; a push webhook syncs at once."
         )
-    if auth_method == AuthMethod.TOKEN and not (token or repo.token_encrypted):
-        errors["token"] = "Enter the token (a personal access or deploy token, read access)."  # noqa: S105
-    public_key = repo.ssh_public_key
-    if ssh_private_key:
+    if method == AuthMethod.TOKEN and not (config.token or repo.token_encrypted):
+        errors["token"] = "Enter a token (personal access or deploy token, read access)."  # noqa: S105
+    if config.ssh_private_key and not config.generate_deploy_key:
         try:
-            public_key = ssh.deploy_key_public_half(ssh_private_key)
+            checked.public_key = ssh.deploy_key_public_half(config.ssh_private_key)
         except ValueError as exc:
             errors["ssh_private_key"] = str(exc)
-    elif auth_method == AuthMethod.SSH_KEY and not repo.ssh_private_key_encrypted:
+    elif (
+        method == AuthMethod.SSH_KEY
+        and not config.generate_deploy_key
+        and not repo.ssh_private_key_encrypted
+    ):
         errors["ssh_private_key"] = "Paste a private deploy key, or generate one."
-    known_hosts = ""
-    host = ssh.ssh_host(url)
-    if auth_method == AuthMethod.SSH_KEY and host is not None and "url" not in errors:
+    host = ssh.ssh_host(checked.url)
+    if method == AuthMethod.SSH_KEY and host is not None and "url" not in errors:
         try:
-            known_hosts = ssh.known_hosts_normalise(ssh_known_hosts, host)
+            checked.known_hosts = ssh.known_hosts_normalise(config.ssh_known_hosts, host)
         except ssh.HostKeyError as exc:
             errors["ssh_known_hosts"] = str(exc)
-    if errors:
-        raise GitConfigInvalid(
-            "invalid git sync configuration: " + "; ".join(errors.values()), errors
-        )
+    return checked
 
+
+def repository_config_errors(*, config: RepositoryConfig) -> dict[str, str]:
+    """Field → problem for a configuration `repository_configure` would refuse ({} if none)."""
+    return _check(config, repository_get() or GitRepository()).errors
+
+
+def repository_configure(
+    *, config: RepositoryConfig, requested_by: str = "configuration"
+) -> GitRepository:
+    """Create or change the repository. Credentials the chosen method does not use are deleted.
+    A change of what is synced (URL, branch, folder, credentials, host keys) requests a sync."""
+    repo = repository_get() or GitRepository()
+    checked = _check(config, repo)
+    if checked.errors:
+        raise GitConfigInvalid(
+            "invalid git sync configuration: " + "; ".join(checked.errors.values()),
+            checked.errors,
+        )
+    method = config.auth_method
     before = (repo.url, repo.branch, repo.subdir, repo.auth_method, repo.ssh_known_hosts)
-    repo.url, repo.branch, repo.subdir, repo.auth_method = url, branch, subdir, auth_method
-    repo.https_username = https_username.strip() or "x-access-token"
-    repo.ssh_known_hosts = known_hosts
-    credentials_changed = bool(token or ssh_private_key)
-    if auth_method == AuthMethod.TOKEN:
-        if token:
-            repo.token_encrypted = crypto.encrypt(token)
-    else:
+    after = (checked.url, checked.branch, checked.subdir, method, checked.known_hosts)
+    repo.url, repo.branch, repo.subdir, repo.auth_method, repo.ssh_known_hosts = after
+    repo.https_username = config.https_username.strip() or "x-access-token"
+    credentials_changed = bool(config.token or config.ssh_private_key or config.generate_deploy_key)
+    if method != AuthMethod.TOKEN:
         repo.token_encrypted = ""
-    if auth_method == AuthMethod.SSH_KEY:
-        if ssh_private_key:
-            repo.ssh_private_key_encrypted = crypto.encrypt(
-                ssh.private_key_normalise(ssh_private_key)
-            )
-            repo.ssh_public_key = public_key
-    else:
+    elif config.token:
+        repo.token_encrypted = crypto.encrypt(config.token)
+    if method != AuthMethod.SSH_KEY:
         repo.ssh_private_key_encrypted = repo.ssh_public_key = ""
-    if before[0] != url:
+    elif config.generate_deploy_key:
+        private, repo.ssh_public_key = ssh.deploy_key_generate()
+        repo.ssh_private_key_encrypted = crypto.encrypt(private)
+    elif config.ssh_private_key:
+        private = ssh.private_key_normalise(config.ssh_private_key)
+        repo.ssh_private_key_encrypted = crypto.encrypt(private)
+        repo.ssh_public_key = checked.public_key
+    if before[0] != checked.url:
         repo.ssh_offered_host_keys = ""
-    if webhook_secret:
-        repo.webhook_secret_encrypted = crypto.encrypt(webhook_secret)
-    repo.auto_sync_interval = auto_sync_interval
-    repo.enabled = enabled
-    changed = before != (url, branch, subdir, auth_method, known_hosts) or credentials_changed
+    if config.webhook_secret:
+        repo.webhook_secret_encrypted = crypto.encrypt(config.webhook_secret)
+    repo.auto_sync_interval = config.auto_sync_interval
+    repo.enabled = config.enabled
     fields = list(CONFIG_FIELDS)
-    if enabled and (changed or repo._state.adding):
-        repo.sync_requested_at, repo.sync_requested_by = timezone.now(), requested_by
+    if config.enabled and (before != after or credentials_changed or repo._state.adding):
+        repo.sync_requested_at, repo.sync_requested_by = timezone.now(), requested_by[:255]
         fields += ["sync_requested_at", "sync_requested_by"]
     # Only the configuration: a sync may be writing the state columns at this moment.
     repo.save(update_fields=None if repo._state.adding else [*fields, "updated_at"])
-    return repo
-
-
-def repository_generate_deploy_key() -> GitRepository:
-    """A new Ed25519 deploy key; its public half is shown to add to the forge (read-only)."""
-    repo = _configured()
-    private, public = ssh.deploy_key_generate()
-    GitRepository.objects.filter(pk=repo.pk).update(
-        ssh_private_key_encrypted=crypto.encrypt(private),
-        ssh_public_key=public,
-        auth_method=AuthMethod.SSH_KEY,
-        updated_at=timezone.now(),
-    )
-    repo.refresh_from_db()
     return repo
 
 

@@ -12,6 +12,7 @@ urlpatterns = [
     path("", include("secrets_app.api_urls")),
     path("", include("accounts_app.api_urls")),
     path("", include("audit_app.api_urls")),
+    path("", include("gitsync_app.api_urls")),
     path(
         "schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
