@@ -18,7 +18,7 @@ class GitRepository(models.Model):
 
     SINGLETON_ID = 1
 
-    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID, editable=False)
+    id = models.IntegerField(primary_key=True, default=SINGLETON_ID, editable=False)
     # --- configuration ---
     url = models.CharField(max_length=1024)
     branch = models.CharField(max_length=255, default="main")
