@@ -87,6 +87,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
         "duration_column",
         "setup_duration_column",
         "exit_code",
+        "commit_column",
     )
     list_display_links = ("short_id",)
     list_filter = ("status", TriggeredByFilter, "pipeline")
@@ -107,6 +108,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
                     "status_detail",
                     "triggered_by",
                     "run_config_id",
+                    "git_commit",
                     "exit_code",
                     "error_message",
                     "duration_detail",
@@ -191,6 +193,13 @@ class PipelineRunAdmin(admin.ModelAdmin):
     @admin.display(description="run", ordering="id")
     def short_id(self, obj: PipelineRun) -> str:
         return str(obj.pk)[:8]
+
+    @admin.display(description="commit", ordering="git_commit")
+    def commit_column(self, obj: PipelineRun) -> str:
+        # With git sync: the commit the run ran; the full id on hover.
+        if not obj.git_commit:
+            return "—"
+        return format_html('<code title="{}">{}</code>', obj.git_commit, obj.git_commit[:12])
 
     @admin.display(description="pipeline", ordering="pipeline")
     def pipeline_link(self, obj: PipelineRun) -> str:
