@@ -4,9 +4,9 @@ commit out into a fresh directory. No database.
 Why the binary and not a library: `git` and `ssh` are on every machine Fast-Flow runs on, speak
 every transport and authentication a forge offers (smart HTTP with tokens, SSH with deploy keys
 and host-key checks, file://) exactly as operators know them from the command line, and their
-errors are the ones a forge's documentation explains. dulwich re-implements SSH and HTTP auth
-with its own gaps; GitPython shells out to the same binary anyway; pygit2 needs libgit2 built with
-libssh2. docs/git-sync.md says more.
+errors are the ones a forge's documentation explains. dulwich would still run `ssh` (or need
+paramiko), GitPython wraps this same binary, pygit2 needs libgit2 built with libssh2.
+docs/git-sync.md says more.
 
 Credentials never reach a command line or a file in the repository:
 - HTTPS token: `GIT_ASKPASS` names a small script that prints the username and the token from

@@ -95,6 +95,7 @@ class PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin):
         "last_cache_warmup",
         "cache_warmup_error",
         "discovered_at",
+        "git_commit",
         "is_missing",
         "metadata_column",
         "log_disk_column",
@@ -140,7 +141,10 @@ class PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin):
             },
         ),
         ("Storage", {"fields": ("log_disk_column", "retention_column")}),
-        ("Discovery", {"fields": ("discovered_at", "is_missing", "metadata_column")}),
+        (
+            "Discovery",
+            {"fields": ("discovered_at", "git_commit", "is_missing", "metadata_column")},
+        ),
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:

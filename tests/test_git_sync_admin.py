@@ -16,6 +16,8 @@ pytestmark = pytest.mark.django_db
 ADD = "/admin/gitsync_app/gitrepository/add/"
 CHANGE = "/admin/gitsync_app/gitrepository/1/change/"
 TOKEN = "ghp_t0pS3cretT0kenValue"
+# A real ed25519 public key (GitHub's published host key): valid base64 of a key blob.
+HOST_KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 FORM = {
     "url": "https://forge.example/team/pipelines.git",
     "branch": "main",
@@ -85,7 +87,7 @@ def test_generating_a_deploy_key_shows_its_public_half_only():
         "auth_method": AuthMethod.SSH_KEY,
         "token": "",
         "generate_deploy_key": "on",
-        "ssh_known_hosts": "forge.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+        "ssh_known_hosts": "forge.example ssh-ed25519 " + HOST_KEY,
     }
 
     assert admin.post(ADD, form).status_code == 302
@@ -157,7 +159,7 @@ def test_pinning_the_offered_host_keys_is_for_admins():
         auth_method=AuthMethod.SSH_KEY,
         generate_deploy_key=True,
     )
-    offered = "forge.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"
+    offered = f"forge.example ssh-ed25519 {HOST_KEY}\n"
     GitRepository.objects.update(ssh_offered_host_keys=offered)
     pin = "/admin/gitsync_app/gitrepository/1/pin-host-keys/"
 
