@@ -27,9 +27,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit_app.context import AuditContext
+from audit_app.services import audit_changes, audit_record
 from gitsync_app import ssh
 from gitsync_app.errors import GitConfigInvalid, GitNotConfigured, GitSyncBusy, GitSyncFailed
 from gitsync_app.git import Credentials, Git, GitError
@@ -487,3 +490,19 @@ def checkouts_prune(*, holder: str, commits_in_use: CommitsInUse) -> list[str]:
         return []
     with _lease(holder) as taken:
         return _prune(commits_in_use) if taken else []
+
+
+def repository_credentials_rotate(*, audit: AuditContext | None = None) -> int:
+    """Re-encrypt the stored credentials with the current key (`rotatesecrets`); how many."""
+    repo = repository_get()
+    if repo is None:
+        return 0
+    fields = ("token_encrypted", "ssh_private_key_encrypted", "webhook_secret_encrypted")
+    rotated = {name: crypto.rotate(getattr(repo, name)) for name in fields if getattr(repo, name)}
+    if rotated:
+        with transaction.atomic():
+            GitRepository.objects.filter(pk=repo.pk).update(**rotated)
+            audit_record(
+                audit=audit, action="git.rotate", target=repo, details={"count": len(rotated)}
+            )
+    return len(rotated)

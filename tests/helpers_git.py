@@ -206,9 +206,12 @@ class SmartHttpServer:
     every request needs that basic auth (like a forge's token), else 401. `seen_auth` records
     each request's Authorization header and `seen_paths` its path."""
 
-    def __init__(self, project_root: Path, *, user: str = "", password: str = "") -> None:
+    def __init__(
+        self, project_root: Path, *, user: str = "", password: str = "", delay: float = 0.0
+    ) -> None:
         self.project_root = project_root
         self.user, self.password = user, password
+        self.delay = delay  # seconds each answer waits (to observe the client meanwhile)
         self.seen_auth: list[str] = []
         self.seen_paths: list[str] = []
         server = self
@@ -224,6 +227,7 @@ class SmartHttpServer:
                 self._cgi()
 
             def _cgi(self) -> None:
+                time.sleep(server.delay)
                 auth = self.headers.get("Authorization", "")
                 server.seen_auth.append(auth)
                 server.seen_paths.append(self.path)

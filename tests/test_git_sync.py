@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 from django.conf import settings
 
@@ -300,6 +302,45 @@ def test_a_token_authenticates_over_https_and_is_never_stored_in_git(http_origin
     assert TOKEN not in repo().token_encrypted
 
 
+def test_the_token_is_in_no_command_line_while_git_fetches(tmp_path):
+    project = tmp_path / "served"
+    origin = Origin(project / "pipelines.git")
+    origin.commit(HELLO)
+    server = SmartHttpServer(project, user="deploy", password=TOKEN, delay=0.5).start()
+    configure(
+        server.url("pipelines.git"),
+        auth_method=AuthMethod.TOKEN,
+        https_username="deploy",
+        token=TOKEN,
+    )
+    seen_git: list[list[str]] = []
+    leaked: list[list[str]] = []
+    done = threading.Event()
+
+    def watch() -> None:  # no database here: the sync runs in the test's own thread
+        while not done.is_set():
+            for process in psutil.process_iter(["cmdline"]):
+                cmdline = process.info["cmdline"] or []
+                if any(TOKEN in part for part in cmdline):
+                    leaked.append(cmdline)
+                if "fetch" in cmdline:
+                    seen_git.append(cmdline)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = repository_sync(holder="test")
+    finally:
+        done.set()
+        watcher.join()
+        server.stop()
+
+    assert result.ok, result.error
+    assert leaked == []
+    assert any("fetch" in cmdline for cmdline in seen_git), seen_git  # it was watched
+
+
 def test_a_wrong_token_fails_without_showing_it(http_origin, caplog):
     origin, server = http_origin
     origin.commit(HELLO)
@@ -470,3 +511,27 @@ def test_bare_host_keys_are_pinned_for_the_repository_host():
     assert (
         repo().ssh_known_hosts == "[forge.example]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq\n"
     )
+
+
+def test_rotatesecrets_re_encrypts_the_git_credentials_too(settings, capsys):
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    from secrets_app import crypto
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.FASTFLOW_ENCRYPTION_KEYS = [old]
+    configure(
+        "https://example.org/r.git",
+        auth_method=AuthMethod.TOKEN,
+        token="tok-value",
+        webhook_secret="hook-value",
+    )
+    settings.FASTFLOW_ENCRYPTION_KEYS = [new, old]
+
+    call_command("rotatesecrets")
+
+    assert "2 git sync credential(s)" in capsys.readouterr().out
+    settings.FASTFLOW_ENCRYPTION_KEYS = [new]  # the old key can be retired
+    assert crypto.decrypt(repo().token_encrypted) == "tok-value"
+    assert crypto.decrypt(repo().webhook_secret_encrypted) == "hook-value"
