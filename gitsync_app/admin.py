@@ -37,6 +37,18 @@ from gitsync_app.services import (
 
 WRITE_ONLY = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
 SECRET_FIELDS = ("token", "ssh_private_key", "webhook_secret")
+STATUS_FIELDS = (
+    "state_column",
+    "commit_column",
+    "commit_message",
+    "commit_author",
+    "committed_at",
+    "previous_commit",
+    "synced_at",
+    "last_attempt_at",
+    "last_error_column",
+    "request_column",
+)
 
 
 class GitRepositoryForm(forms.ModelForm):
@@ -142,16 +154,7 @@ class GitRepositoryAdmin(admin.ModelAdmin):
     list_display = ("url", "branch", "state_column", "commit_column", "synced_at")
     actions = ("sync_now",)
     readonly_fields = (
-        "state_column",
-        "commit_column",
-        "commit_message",
-        "commit_author",
-        "committed_at",
-        "previous_commit",
-        "synced_at",
-        "last_attempt_at",
-        "last_error_column",
-        "request_column",
+        *STATUS_FIELDS,
         "credentials_column",
         "public_key_column",
         "pinned_column",
@@ -168,23 +171,7 @@ class GitRepositoryAdmin(admin.ModelAdmin):
 
     # --- form -----------------------------------------------------------------------------------
     def get_fieldsets(self, request: HttpRequest, obj: GitRepository | None = None) -> list:
-        status = (
-            "Status",
-            {
-                "fields": (
-                    "state_column",
-                    "commit_column",
-                    "commit_message",
-                    "commit_author",
-                    "committed_at",
-                    "previous_commit",
-                    "synced_at",
-                    "last_attempt_at",
-                    "last_error_column",
-                    "request_column",
-                )
-            },
-        )
+        status = ("Status", {"fields": STATUS_FIELDS})
         editing = self.has_change_permission(request, obj) or obj is None
         source = ("url", "branch", "subdir", "auto_sync_interval", "enabled")
         if editing:

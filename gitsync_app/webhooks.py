@@ -24,7 +24,7 @@ from django.core.cache import cache
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from fastflow_site.api.errors import error_json, service_error_json
+from fastflow_site.api.errors import json_post_view
 from fastflow_site.errors import ServiceError
 from gitsync_app.services import (
     repository_get,
@@ -140,14 +140,6 @@ def _ignored(reason: str) -> JsonResponse:
 
 
 @csrf_exempt
+@json_post_view
 def git_push_webhook(request: HttpRequest) -> JsonResponse:
-    if request.method != "POST":
-        response = error_json(
-            "method_not_allowed", f"method {request.method} not allowed; use POST", status=405
-        )
-        response["Allow"] = "POST"
-        return response
-    try:
-        return _handle(request)
-    except ServiceError as refusal:
-        return service_error_json(refusal)
+    return _handle(request)

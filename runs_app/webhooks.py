@@ -19,7 +19,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from audit_app.context import AuditContext
-from fastflow_site.api.errors import error_json, service_error_json
+from fastflow_site.api.errors import json_post_view, service_error_json
 from fastflow_site.api.parsers import NESTED_TOO_DEEPLY
 from fastflow_site.errors import ServiceError
 from fastflow_site.throttle import nonce_use, rate_limit_hit
@@ -211,19 +211,6 @@ def webhook_trigger(request: HttpRequest, pipeline_name: str, webhook_key: str) 
     return webhook_response_counted(_respond(request, pipeline_name, webhook_key))
 
 
+@json_post_view
 def _respond(request: HttpRequest, pipeline_name: str, webhook_key: str) -> JsonResponse:
-    if request.method != "POST":
-        response = error_json(
-            "method_not_allowed", f"method {request.method} not allowed; use POST", status=405
-        )
-        response["Allow"] = "POST"
-        return response
-    try:
-        return _trigger(request, pipeline_name, webhook_key)
-    except ServiceError as refusal:
-        return service_error_json(refusal)
-    except Exception:
-        # The same JSON shape as the API's 500, never Django's error page: that page (with
-        # DEBUG on) shows the request path, and the path holds the webhook key.
-        logger.exception("webhook of pipeline %r failed", pipeline_name)
-        return error_json("server_error", "internal server error", status=500)
+    return _trigger(request, pipeline_name, webhook_key)
