@@ -62,7 +62,6 @@ CONFIG_FIELDS = (
     "ssh_private_key_encrypted",
     "ssh_public_key",
     "ssh_known_hosts",
-    "ssh_offered_host_keys",
     "webhook_secret_encrypted",
     "auto_sync_interval",
     "enabled",
@@ -249,13 +248,14 @@ def repository_configure(
         private = ssh.private_key_normalise(config.ssh_private_key)
         repo.ssh_private_key_encrypted = crypto.encrypt(private)
         repo.ssh_public_key = checked.public_key
+    fields = list(CONFIG_FIELDS)
     if before[0] != checked.url:
-        repo.ssh_offered_host_keys = ""
+        repo.ssh_offered_host_keys = ""  # offered by another server
+        fields.append("ssh_offered_host_keys")
     if config.webhook_secret:
         repo.webhook_secret_encrypted = crypto.encrypt(config.webhook_secret)
     repo.auto_sync_interval = config.auto_sync_interval
     repo.enabled = config.enabled
-    fields = list(CONFIG_FIELDS)
     if config.enabled and (before != after or credentials_changed or repo._state.adding):
         repo.sync_requested_at, repo.sync_requested_by = timezone.now(), requested_by[:255]
         fields += ["sync_requested_at", "sync_requested_by"]
