@@ -109,6 +109,8 @@ inspect '{{json .Config.Healthcheck.Test}}' | grep -q healthcheck || die "no HEA
 inspect '{{index .Config.Labels "org.opencontainers.image.revision"}}' | grep -q . || die "no OCI labels"
 docker run --rm "$IMAGE" sh -c 'test -s /app/staticfiles/staticfiles.json && test ! -e /app/deploy/build-ca.pem' \
     || die "static files missing or the build CA leaked into the image"
+docker run --rm "$IMAGE" sh -c 'git --version && command -v ssh ssh-keyscan' >/dev/null \
+    || die "git or openssh-client missing (git sync needs them)"
 phase "image size $(inspect '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}')"
 
 # --- 3. web + engine from the same image, SQLite on a named volume ------------------------------
