@@ -5,10 +5,10 @@ Verified by the forge's own scheme, with the repository's webhook secret:
   HMAC-SHA256 of the raw body>`;
 - GitLab: `X-Gitlab-Token: <the secret>`, compared in constant time.
 Neither forge signs a timestamp, so a replay cannot be told by age: a verified request is
-remembered for REPLAY_WINDOW_SECONDS and the same request again is refused (409), as the run
-webhooks do with signed requests. After that window a replay only causes one more fetch of the
-branch (a sync is idempotent). Without a configured secret the URL answers 404 like any
-unknown webhook. Only pushes to the synced branch request a sync; other events are answered
+remembered (in the database) for REPLAY_WINDOW_SECONDS and the same request again is refused
+(409), as the run webhooks do with signed requests. After that window a replay only causes one
+more fetch of the branch (a sync is idempotent). Without a configured secret the URL answers 404
+like any unknown webhook. Only pushes to the synced branch request a sync; other events are answered
 and ignored.
 """
 
@@ -20,12 +20,12 @@ import json
 from urllib.parse import parse_qs
 
 from django.conf import settings
-from django.core.cache import cache
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from fastflow_site.api.errors import json_post_view
 from fastflow_site.errors import ServiceError
+from fastflow_site.throttle import nonce_use
 from gitsync_app.services import (
     repository_get,
     repository_request_sync,
@@ -110,9 +110,10 @@ def _handle(request: HttpRequest) -> JsonResponse:
             "the webhook secret cannot be decrypted with any FASTFLOW_ENCRYPTION_KEY; set it again",
         ) from None
     forge, proof = _verify(request, body, secret)
-    # Remembered only once verified, so a forged request cannot block a genuine one.
-    seen = f"fastflow:git-webhook:{hashlib.sha256(proof.encode()).hexdigest()}"
-    if not cache.add(seen, 1, timeout=REPLAY_WINDOW_SECONDS):
+    # Remembered only once verified, so a forged request cannot block a genuine one; in the
+    # database (like the run webhooks' signatures), so a copy sent to another web process is
+    # refused too.
+    if not nonce_use(scope="git-push-webhook", value=proof, ttl_seconds=REPLAY_WINDOW_SECONDS):
         raise GitWebhookRefused(409, "replayed", "this webhook request was already received")
     event = _event(request)
     if event == "ping":

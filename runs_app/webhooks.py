@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import time
 
 from django.conf import settings
@@ -29,8 +28,6 @@ from runs_app import services
 from runs_app.errors import PipelineNotFound, PipelineNotRunnable
 from runs_app.prometheus import webhook_response_counted
 from secrets_app.services import MissingSecretError, secrets_resolve
-
-logger = logging.getLogger(__name__)
 
 SIGNATURE_WINDOW_SECONDS = 300
 IDEMPOTENCY_KEY_MAX_LENGTH = 200
