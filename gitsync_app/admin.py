@@ -24,6 +24,7 @@ from django.utils.safestring import SafeString
 from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts_app.permissions import role_can
+from audit_app.context import AuditContext
 from fastflow_site.errors import ServiceError
 from gitsync_app import ssh
 from gitsync_app.models import AuthMethod, GitRepository
@@ -227,7 +228,9 @@ class GitRepositoryAdmin(admin.ModelAdmin):
     def save_model(
         self, request: HttpRequest, obj: GitRepository, form: GitRepositoryForm, change: bool
     ) -> None:
-        saved = repository_configure(config=form.config(), requested_by=_who(request))
+        saved = repository_configure(
+            config=form.config(), requested_by=_who(request), audit=_audit(request)
+        )
         form.instance = saved
         obj.pk, obj._state.adding = saved.pk, False
         if saved.sync_requested_at is not None:
@@ -267,7 +270,7 @@ class GitRepositoryAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request):
             raise PermissionDenied
         try:
-            repo = repository_pin_offered_host_keys()
+            repo = repository_pin_offered_host_keys(audit=_audit(request))
         except ServiceError as exc:
             self.message_user(request, str(exc), messages.ERROR)
         else:
@@ -281,7 +284,7 @@ class GitRepositoryAdmin(admin.ModelAdmin):
 
     def _request_sync(self, request: HttpRequest) -> None:
         try:
-            repo = repository_request_sync(requested_by=_who(request))
+            repo = repository_request_sync(requested_by=_who(request), audit=_audit(request))
         except ServiceError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
@@ -360,6 +363,10 @@ class GitRepositoryAdmin(admin.ModelAdmin):
             url,
             state,
         )
+
+
+def _audit(request: HttpRequest) -> AuditContext:
+    return AuditContext.from_request(request, interface="admin")
 
 
 def _who(request: HttpRequest) -> str:

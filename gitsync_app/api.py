@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts_app.api_permissions import ReadOnlyRole, WriteRole
+from audit_app.context import AuditContext
 from fastflow_site.api.serializers import error_responses
 from gitsync_app import ssh
 from gitsync_app.models import GitRepository
@@ -102,5 +103,8 @@ class RepositorySyncApi(APIView):
     )
     def post(self, request: Request) -> Response:
         _repository()
-        repo = repository_request_sync(requested_by=f"api: {request.user.get_username()}")
+        repo = repository_request_sync(
+            requested_by=f"api: {request.user.get_username()}",
+            audit=AuditContext.from_request(request, interface="api"),
+        )
         return Response(RepositoryOutputSerializer(repo).data, status=status.HTTP_202_ACCEPTED)

@@ -52,6 +52,7 @@ _SAFE_PART = re.compile(r"[A-Za-z0-9_.-]+")
 ERROR_MAX_CHARS = 4000
 
 CommitsInUse = Callable[[], set[str]]
+SECRET_COLUMNS = ("token_encrypted", "ssh_private_key_encrypted", "webhook_secret_encrypted")
 CONFIG_FIELDS = (
     "url",
     "branch",
@@ -217,8 +218,16 @@ def repository_config_errors(*, config: RepositoryConfig) -> dict[str, str]:
     return _check(config, repository_get() or GitRepository()).errors
 
 
+def _audited(repo: GitRepository) -> dict[str, object]:
+    """The configuration as the audit log compares it (credentials only as "changed")."""
+    return {name: getattr(repo, name) for name in CONFIG_FIELDS}
+
+
 def repository_configure(
-    *, config: RepositoryConfig, requested_by: str = "configuration"
+    *,
+    config: RepositoryConfig,
+    requested_by: str = "configuration",
+    audit: AuditContext | None = None,
 ) -> GitRepository:
     """Create or change the repository. Credentials the chosen method does not use are deleted.
     A change of what is synced (URL, branch, folder, credentials, host keys) requests a sync."""
@@ -230,6 +239,8 @@ def repository_configure(
             checked.errors,
         )
     method = config.auth_method
+    adding = repo._state.adding
+    audited_before = {} if adding else _audited(repo)
     before = (repo.url, repo.branch, repo.subdir, repo.auth_method, repo.ssh_known_hosts)
     after = (checked.url, checked.branch, checked.subdir, method, checked.known_hosts)
     repo.url, repo.branch, repo.subdir, repo.auth_method, repo.ssh_known_hosts = after
@@ -259,12 +270,21 @@ def repository_configure(
     if config.enabled and (before != after or credentials_changed or repo._state.adding):
         repo.sync_requested_at, repo.sync_requested_by = timezone.now(), requested_by[:255]
         fields += ["sync_requested_at", "sync_requested_by"]
-    # Only the configuration: a sync may be writing the state columns at this moment.
-    repo.save(update_fields=None if repo._state.adding else [*fields, "updated_at"])
+    with transaction.atomic():
+        # Only the configuration: a sync may be writing the state columns at this moment.
+        repo.save(update_fields=None if adding else [*fields, "updated_at"])
+        audit_record(
+            audit=audit,
+            action="git.create" if adding else "git.update",
+            target=repo,
+            changes=audit_changes(
+                before=audited_before, after=_audited(repo), secret=SECRET_COLUMNS
+            ),
+        )
     return repo
 
 
-def repository_pin_offered_host_keys() -> GitRepository:
+def repository_pin_offered_host_keys(*, audit: AuditContext | None = None) -> GitRepository:
     """Trust the host keys the server offered at the last sync (an operator's deliberate act,
     after comparing the fingerprints with the ones the forge publishes)."""
     repo = _configured()
@@ -274,13 +294,20 @@ def repository_pin_offered_host_keys() -> GitRepository:
             "no offered host keys to pin: sync once with an SSH URL, then pin what it saw"
         )
     pinned = ssh.known_hosts_normalise(repo.ssh_offered_host_keys, host)
-    GitRepository.objects.filter(pk=repo.pk).update(
-        ssh_known_hosts=pinned,
-        ssh_offered_host_keys="",
-        sync_requested_at=timezone.now(),
-        sync_requested_by="host keys pinned",
-        updated_at=timezone.now(),
-    )
+    with transaction.atomic():
+        GitRepository.objects.filter(pk=repo.pk).update(
+            ssh_known_hosts=pinned,
+            ssh_offered_host_keys="",
+            sync_requested_at=timezone.now(),
+            sync_requested_by="host keys pinned",
+            updated_at=timezone.now(),
+        )
+        audit_record(
+            audit=audit,
+            action="git.pin_host_keys",
+            target=repo,
+            details={"fingerprints": ssh.host_key_fingerprints(pinned)},
+        )
     repo.refresh_from_db()
     return repo
 
@@ -295,15 +322,19 @@ def repository_webhook_secret(*, repo: GitRepository) -> str:
 # --- requesting and running syncs ----------------------------------------------------------------
 
 
-def repository_request_sync(*, requested_by: str) -> GitRepository:
+def repository_request_sync(
+    *, requested_by: str, audit: AuditContext | None = None
+) -> GitRepository:
     """Ask the leader engine to sync soon (within about a second while one runs)."""
     repo = _configured()
     if not repo.enabled:
         raise GitNotConfigured("git sync is paused (the repository is not enabled)")
     now = timezone.now()
-    GitRepository.objects.filter(pk=repo.pk).update(
-        sync_requested_at=now, sync_requested_by=requested_by[:255]
-    )
+    with transaction.atomic():
+        GitRepository.objects.filter(pk=repo.pk).update(
+            sync_requested_at=now, sync_requested_by=requested_by[:255]
+        )
+        audit_record(audit=audit, action="git.sync_request", target=repo)
     repo.sync_requested_at, repo.sync_requested_by = now, requested_by[:255]
     return repo
 
@@ -426,11 +457,17 @@ def _fetch_and_switch(repo: GitRepository) -> tuple[str, bool, SyncReport]:
     return sha, changed, report
 
 
-def repository_sync(*, holder: str, commits_in_use: CommitsInUse | None = None) -> SyncResult:
+def repository_sync(
+    *,
+    holder: str,
+    commits_in_use: CommitsInUse | None = None,
+    audit: AuditContext | None = None,
+) -> SyncResult:
     """Fetch, check out, switch, discover; then (with `commits_in_use`) prune old checkouts.
 
     Raises GitNotConfigured / GitSyncBusy when it cannot start; a sync that ran and failed is
-    returned (ok=False) with the reason, which is also stored on the repository row.
+    returned (ok=False) with the reason, which is also stored on the repository row. The audit
+    log records a switch to another commit and a failure, not a sync that found nothing new.
     """
     repo = _configured()
     with _lease(holder) as taken:
@@ -444,7 +481,14 @@ def repository_sync(*, holder: str, commits_in_use: CommitsInUse | None = None) 
             sha, changed, report = _fetch_and_switch(repo)
         except (GitError, GitSyncFailed, checkouts.CheckoutError, PipelinesDirError) as exc:
             error = str(exc)[:ERROR_MAX_CHARS]
-            GitRepository.objects.filter(pk=repo.pk).update(last_error=error)
+            with transaction.atomic():
+                GitRepository.objects.filter(pk=repo.pk).update(last_error=error)
+                audit_record(
+                    audit=audit,
+                    action="git.sync_failed",
+                    target=repo,
+                    details={"error": error, "commit": repo.commit},
+                )
             logger.warning(
                 "git sync of %s failed; the last good checkout stays: %s", repo.url, error
             )
@@ -452,6 +496,13 @@ def repository_sync(*, holder: str, commits_in_use: CommitsInUse | None = None) 
         else:
             result = SyncResult(ok=True, commit=sha, changed=changed, report=report)
             logger.info("git sync of %s: %s", repo.url, result.summary())
+            if changed:
+                audit_record(
+                    audit=audit,
+                    action="git.sync",
+                    target=repo,
+                    details={"commit": sha, "previous_commit": repo.commit},
+                )
         finally:
             # A request that came in during the sync is kept: it may want a newer commit.
             GitRepository.objects.filter(pk=repo.pk, sync_requested_at=requested_at).update(

@@ -23,6 +23,8 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from audit_app.context import AuditContext, client_ip
+from audit_app.models import ActorType, Interface
 from fastflow_site.api.errors import json_post_view
 from fastflow_site.errors import ServiceError
 from fastflow_site.throttle import nonce_use
@@ -128,7 +130,13 @@ def _handle(request: HttpRequest) -> JsonResponse:
         "X-Gitlab-Event-UUID", ""
     )
     requested = repository_request_sync(
-        requested_by=f"push webhook ({forge}{', ' + delivery[:64] if delivery else ''})"
+        requested_by=f"push webhook ({forge}{', ' + delivery[:64] if delivery else ''})",
+        audit=AuditContext(
+            interface=Interface.WEBHOOK,
+            actor_type=ActorType.WEBHOOK,
+            name=f"git push webhook ({forge})",
+            ip=client_ip(request),
+        ),
     )
     return JsonResponse(
         {"status": "sync requested", "branch": requested.branch, "commit": requested.commit},

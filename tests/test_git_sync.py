@@ -535,3 +535,24 @@ def test_rotatesecrets_re_encrypts_the_git_credentials_too(settings, capsys):
     settings.FASTFLOW_ENCRYPTION_KEYS = [new]  # the old key can be retired
     assert crypto.decrypt(repo().token_encrypted) == "tok-value"
     assert crypto.decrypt(repo().webhook_secret_encrypted) == "hook-value"
+
+
+def test_a_switch_and_a_failure_are_audited_but_a_sync_with_nothing_new_is_not(origin):
+    from audit_app.context import AuditContext
+    from audit_app.models import AuditEntry
+
+    first = origin.commit(HELLO)
+    configure(origin.url)
+    engine = AuditContext.engine(name="engine-1")
+    repository_sync(holder="engine-1", audit=engine)
+    repository_sync(holder="engine-1", audit=engine)  # nothing new
+    configure(origin.url, branch="gone")
+    repository_sync(holder="engine-1", audit=engine)
+
+    entries = AuditEntry.objects.filter(action__startswith="git.sync").order_by("id")
+    assert [(e.action, e.actor_name) for e in entries] == [
+        ("git.sync", "engine-1"),
+        ("git.sync_failed", "engine-1"),
+    ]
+    assert entries[0].details == {"commit": first, "previous_commit": ""}
+    assert "branch does not exist" in entries[1].details["error"]

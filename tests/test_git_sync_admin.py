@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from accounts_app.models import Role
@@ -212,3 +214,31 @@ def test_the_api_answers_404_and_409_when_there_is_nothing_to_sync():
     response = writer.post("/api/git/sync/")
 
     assert response.status_code == 409 and response.json()["error"] == "git_not_configured"
+
+
+# --- audit log ---------------------------------------------------------------------------------
+
+
+def test_configuration_and_sync_requests_are_audited_without_credentials():
+    from audit_app.models import AuditEntry
+
+    admin = client_for(Role.ADMIN)
+    admin.post(ADD, FORM)
+    client_for(Role.WRITE).post("/admin/gitsync_app/gitrepository/1/sync/")
+    api_client_for(Role.WRITE).post("/api/git/sync/")
+    admin.post(CHANGE, {**FORM, "token": "ghp_another", "branch": "prod", "webhook_secret": ""})
+
+    entries = list(AuditEntry.objects.filter(action__startswith="git.").order_by("id"))
+    assert [(e.action, e.interface, e.actor_name) for e in entries] == [
+        ("git.create", "admin", "user-admin"),
+        ("git.sync_request", "admin", "user-write"),
+        ("git.sync_request", "api", entries[2].actor_name),
+        ("git.update", "admin", "user-admin"),
+    ]
+    assert entries[2].actor_name.startswith("api-write")
+    update = entries[3].changes
+    assert update["branch"] == {"old": "main", "new": "prod"}
+    assert update["token_encrypted"] == "changed"  # that it changed, never the value
+    assert "webhook_secret_encrypted" not in update  # left empty: kept
+    text = json.dumps([e.changes for e in entries] + [e.details for e in entries])
+    assert TOKEN not in text and "ghp_another" not in text

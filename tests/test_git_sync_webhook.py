@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 import pytest
 from django.test import Client
 
+from audit_app.models import AuditEntry
 from gitsync_app.models import GitRepository
 from tests.helpers_git import configure
 
@@ -54,6 +55,12 @@ def test_a_github_push_with_a_valid_signature_requests_a_sync(repo):
     assert response.status_code == 202
     assert response.json()["status"] == "sync requested"
     assert requested() == "push webhook (github, 72d3162e-cc78-11e3-81ab-4c9367dc0958)"
+    entry = AuditEntry.objects.get(action="git.sync_request")
+    assert (entry.interface, entry.actor_type, entry.actor_name) == (
+        "webhook",
+        "webhook",
+        "git push webhook (github)",
+    )
 
 
 def test_upper_case_hex_is_the_same_signature(repo):

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django_apscheduler.models import DjangoJobExecution
 
 from accounts_app.services import tokens_purge_expired
+from audit_app.context import AuditContext
 from fastflow_site.throttle import throttle_purge_expired
 from gitsync_app.errors import GitSyncError
 from gitsync_app.services import checkouts_prune, repository_sync, repository_sync_due
@@ -103,7 +104,11 @@ class LeaderChores:
                 checkouts_prune(holder=self.engine_id, commits_in_use=run_commits_in_use)
             return False
         try:
-            result = repository_sync(holder=self.engine_id, commits_in_use=run_commits_in_use)
+            result = repository_sync(
+                holder=self.engine_id,
+                commits_in_use=run_commits_in_use,
+                audit=AuditContext.engine(name=self.engine_id),
+            )
         except GitSyncError as exc:  # not configured any more, or another sync runs
             logger.info("git sync skipped: %s", exc)
             return False

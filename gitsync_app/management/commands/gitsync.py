@@ -4,6 +4,7 @@ import socket
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from audit_app.context import AuditContext
 from fastflow_site.errors import ServiceError
 from gitsync_app.services import repository_request_sync, repository_sync
 
@@ -24,10 +25,15 @@ class Command(BaseCommand):
     def handle(self, *args: object, request: bool = False, **options: object) -> None:
         try:
             if request:
-                repo = repository_request_sync(requested_by="manage.py gitsync --request")
+                repo = repository_request_sync(
+                    requested_by="manage.py gitsync --request",
+                    audit=AuditContext.command("gitsync"),
+                )
                 self.stdout.write(f"Sync of {repo.url} ({repo.branch}) requested.")
                 return
-            result = repository_sync(holder=f"gitsync@{socket.gethostname()}")
+            result = repository_sync(
+                holder=f"gitsync@{socket.gethostname()}", audit=AuditContext.command("gitsync")
+            )
         except ServiceError as exc:
             raise CommandError(str(exc)) from exc
         if not result.ok:
