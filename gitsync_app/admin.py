@@ -23,7 +23,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.views.decorators.debug import sensitive_post_parameters
 
-from accounts_app.permissions import role_can
+from accounts_app.roles import role_can
 from audit_app.context import AuditContext
 from fastflow_site.errors import ServiceError
 from gitsync_app import ssh

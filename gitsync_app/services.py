@@ -176,6 +176,13 @@ class _Checked:
 
 def _check(config: RepositoryConfig, repo: GitRepository) -> _Checked:
     checked = _Checked(url=config.url.strip(), branch=config.branch.strip())
+    _check_source(config, checked)
+    _check_credentials(config, repo, checked)
+    return checked
+
+
+def _check_source(config: RepositoryConfig, checked: _Checked) -> None:
+    """What is synced and how often: method, URL, branch, folder, interval."""
     errors, method = checked.errors, config.auth_method
     if method not in AuthMethod.values:
         errors["auth_method"] = f"One of {', '.join(AuthMethod.values)}."
@@ -191,6 +198,12 @@ def _check(config: RepositoryConfig, repo: GitRepository) -> _Checked:
         errors["auto_sync_interval"] = (
             f"0 (off) or at least {AUTO_SYNC_MIN_SECONDS} seconds; a push webhook syncs at once."
         )
+
+
+def _check_credentials(config: RepositoryConfig, repo: GitRepository, checked: _Checked) -> None:
+    """The token or deploy key the method needs (given now or stored), and the pinned host
+    keys of an SSH URL."""
+    errors, method = checked.errors, config.auth_method
     if method == AuthMethod.TOKEN and not (config.token or repo.token_encrypted):
         errors["token"] = "Enter a token (personal access or deploy token, read access)."  # noqa: S105
     if config.ssh_private_key and not config.generate_deploy_key:
@@ -210,7 +223,6 @@ def _check(config: RepositoryConfig, repo: GitRepository) -> _Checked:
             checked.known_hosts = ssh.known_hosts_normalise(config.ssh_known_hosts, host)
         except ssh.HostKeyError as exc:
             errors["ssh_known_hosts"] = str(exc)
-    return checked
 
 
 def repository_config_errors(*, config: RepositoryConfig) -> dict[str, str]:

@@ -201,6 +201,82 @@ def require_sshd() -> None:
 HTTP_BACKEND = "/usr/lib/git-core/git-http-backend"
 
 
+class _GitCgiHandler(BaseHTTPRequestHandler):
+    """One request to `git http-backend` as CGI; `self.server.owner` is the SmartHttpServer."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._cgi()
+
+    def do_POST(self) -> None:
+        self._cgi()
+
+    def _cgi(self) -> None:
+        owner: SmartHttpServer = self.server.owner  # type: ignore[attr-defined]
+        time.sleep(owner.delay)
+        auth = self.headers.get("Authorization", "")
+        owner.seen_auth.append(auth)
+        owner.seen_paths.append(self.path)
+        if owner.user and auth != owner.wanted_auth():
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        done = subprocess.run(
+            [HTTP_BACKEND],
+            input=body,
+            env=self._cgi_env(owner, body),
+            capture_output=True,
+            check=False,
+        )
+        self._answer(done.stdout)
+
+    def _cgi_env(self, owner: SmartHttpServer, body: bytes) -> dict[str, str]:
+        path, _, query = self.path.partition("?")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "GIT_PROJECT_ROOT": str(owner.project_root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "REQUEST_METHOD": self.command,
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_USER": owner.user or "anonymous",
+            "REMOTE_ADDR": "127.0.0.1",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+        }
+        if self.headers.get("Content-Encoding"):
+            env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
+        if self.headers.get("Git-Protocol"):
+            env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
+        return env
+
+    def _answer(self, cgi_output: bytes) -> None:
+        """The CGI answer (headers, a Status line, the body) as an HTTP response."""
+        head, _, payload = cgi_output.partition(b"\r\n\r\n")
+        status = 200
+        headers = []
+        for line in head.decode("latin-1").split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.strip().split()[0])
+            elif name:
+                headers.append((name, value.strip()))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
 class SmartHttpServer:
     """`git http-backend` behind a threaded CGI server on 127.0.0.1. With `user`/`password`,
     every request needs that basic auth (like a forge's token), else 401. `seen_auth` records
@@ -214,77 +290,13 @@ class SmartHttpServer:
         self.delay = delay  # seconds each answer waits (to observe the client meanwhile)
         self.seen_auth: list[str] = []
         self.seen_paths: list[str] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self._cgi()
-
-            def do_POST(self) -> None:
-                self._cgi()
-
-            def _cgi(self) -> None:
-                time.sleep(server.delay)
-                auth = self.headers.get("Authorization", "")
-                server.seen_auth.append(auth)
-                server.seen_paths.append(self.path)
-                if server.user:
-                    wanted = (
-                        "Basic "
-                        + base64.b64encode(f"{server.user}:{server.password}".encode()).decode()
-                    )
-                    if auth != wanted:
-                        self.send_response(401)
-                        self.send_header("WWW-Authenticate", 'Basic realm="git"')
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                path, _, query = self.path.partition("?")
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                env = {
-                    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                    "GIT_PROJECT_ROOT": str(server.project_root),
-                    "GIT_HTTP_EXPORT_ALL": "1",
-                    "REQUEST_METHOD": self.command,
-                    "PATH_INFO": path,
-                    "QUERY_STRING": query,
-                    "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-                    "CONTENT_LENGTH": str(len(body)),
-                    "REMOTE_USER": server.user or "anonymous",
-                    "REMOTE_ADDR": "127.0.0.1",
-                    "GIT_CONFIG_NOSYSTEM": "1",
-                    "GIT_CONFIG_GLOBAL": os.devnull,
-                }
-                if self.headers.get("Content-Encoding"):
-                    env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
-                if self.headers.get("Git-Protocol"):
-                    env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
-                done = subprocess.run(
-                    [HTTP_BACKEND], input=body, env=env, capture_output=True, check=False
-                )
-                head, _, payload = done.stdout.partition(b"\r\n\r\n")
-                status = 200
-                headers = []
-                for line in head.decode("latin-1").split("\r\n"):
-                    name, _, value = line.partition(":")
-                    if name.lower() == "status":
-                        status = int(value.strip().split()[0])
-                    elif name:
-                        headers.append((name, value.strip()))
-                self.send_response(status)
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _GitCgiHandler)
+        self.httpd.owner = self  # type: ignore[attr-defined]
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def wanted_auth(self) -> str:
+        return "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
 
     def url(self, repo_name: str) -> str:
         return f"http://127.0.0.1:{self.port}/{repo_name}"

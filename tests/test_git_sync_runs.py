@@ -15,12 +15,14 @@ from gitsync_app.models import GitRepository
 from gitsync_app.services import repository_request_sync
 from pipelines_app import checkouts
 from pipelines_app.models import Pipeline
-from runs_app.engine.lease import SCHEDULER_LEASE, lease_holder
+from runs_app.engine.lease import SCHEDULER_LEASE
+from runs_app.logs import STDOUT, log_lines_parse
 from runs_app.models import RunStatus
 from runs_app.services import run_enqueue
 from tests.helpers_engine import (
     EngineProcess,
     ThreadEngine,
+    lease_holder,
     log_text,
     wait_for,
     wait_until_finished,
@@ -112,10 +114,11 @@ def test_a_docker_run_mounts_its_own_checkout_not_the_symlink(
 
     assert run.status == RunStatus.SUCCESS, log_text(run)
     assert run.git_commit == first
-    second_line = next(line for line in log_text(run).splitlines() if "second" in line)
-    assert "second v1" in second_line
-    read_at = datetime.fromisoformat(second_line.split()[0])
-    assert switched_at < read_at, "the sync did not finish before the run's second read"
+    lines = log_lines_parse(log_text(run).encode())
+    second = next(line for line in lines if line.source == STDOUT and "second" in line.text)
+    assert second.text == "second v1"
+    assert second.at is not None
+    assert switched_at < second.at, "the sync did not finish before the run's second read"
 
 
 def test_the_commit_is_shown_in_the_api_and_the_admin(origin):
