@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from fastflow_site.datadir import private_dir
+
 SYNCED_REF = "refs/fastflow/synced"
 ALLOWED_PROTOCOLS = "https:http:ssh:file"
 PASSTHROUGH_ENV = (
@@ -262,7 +264,7 @@ class Git:
         """Create the bare repository if it does not exist (it never gets a remote)."""
         if (self.repo_dir / "HEAD").is_file():
             return
-        self.repo_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.repo_dir)  # 0700 like the data dir: it may hold a private repository
         self._run(["init", "--bare", "--quiet"], what="creating the local repository")
 
     def fetch(self, *, url: str, branch: str, credentials: Credentials) -> str:
@@ -301,7 +303,10 @@ class Git:
         """Write the files of `sha` into `dest` (created; no .git inside), readable by all:
         the Docker runner reads them as another user."""
         dest = Path(dest)
-        dest.mkdir(parents=True)
+        # The checkouts folder is private; each checkout in it is readable by all (a bind mount
+        # reaches it without passing through its parents).
+        private_dir(dest.parent)
+        dest.mkdir()
         with tempfile.TemporaryDirectory(prefix="fastflow-git-index-") as tmp:
             index = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
             self._run(["read-tree", sha], env=index, what="reading the commit's tree")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import threading
 import time
@@ -83,6 +84,27 @@ def test_it_checks_out_the_branch_and_points_the_pipelines_directory_at_it(origi
     assert state.synced_at is not None and state.last_error == ""
     assert state.sync_requested_at is None  # the configuration's request was served
     assert state.lease_holder == ""
+
+
+def test_the_git_folders_are_private_and_only_the_checkouts_readable_by_all(origin):
+    sha = origin.commit(HELLO)
+    configure(origin.url)
+    previous = os.umask(0o022)  # a usual account's umask: without our modes, folders are 0755
+    try:
+        sync_now()
+    finally:
+        os.umask(previous)
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    git_dir = Path(settings.FASTFLOW_GIT_DIR)
+    # Like the data dir: the bare repository may hold a private repository's whole history.
+    assert mode(git_dir) == mode(git_dir / "repo.git") == mode(checkouts.checkouts_dir()) == 0o700
+    # A checkout is bind-mounted into Docker runs, read there as another uid.
+    checkout = checkouts.checkout_path(sha)
+    assert mode(checkout) == mode(checkout / "hello") == 0o755
+    assert mode(checkout / "hello" / "main.py") == 0o644
 
 
 def test_a_new_commit_gets_its_own_checkout_and_discovery_follows(origin):
