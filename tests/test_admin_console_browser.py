@@ -249,8 +249,11 @@ def test_the_dashboard_links_every_number_to_its_list(browser, live_server, them
 def test_the_run_list_reads_at_a_glance(browser, live_server, theme, size) -> None:
     from selenium.webdriver.common.by import By
 
-    seed_dashboard()
+    seeded = seed_dashboard()
     make_pipeline("a_pipeline_with_a_rather_long_name_for_a_list")
+    # With git sync the list has the commit a run ran: it still fits.
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    PipelineRun.objects.filter(pk=seeded["failed"].pk).update(git_commit=commit)
     login(browser, live_server)
     show(
         browser,
@@ -285,6 +288,10 @@ def test_the_run_list_reads_at_a_glance(browser, live_server, theme, size) -> No
             bar.find_element(By.CLASS_NAME, "ff-duration-bar").is_displayed() for bar in bars
         )
     assert sorted(set(run_statuses(browser))) == ["FAILED", "PENDING", "RUNNING", "SUCCESS"]
+    assert (
+        browser.find_element(By.CSS_SELECTOR, f'#result_list code[title="{commit}"]').text
+        == (commit[:12])
+    )
     assert_theme(browser, theme)
     assert_no_page_errors(browser)
 
