@@ -35,7 +35,16 @@ MODEL_ACTIONS: dict[str, dict[str, set[str]]] = {
 # Actions that are not model CRUD.
 ACTIONS: dict[str, set[str]] = {
     Role.READONLY: set(),
-    Role.WRITE: {"run", "cancel", "retry", "sync", "edit_schedule", "toggle_pipeline"},
+    Role.WRITE: {
+        "run",
+        "cancel",
+        "retry",
+        "sync",
+        "edit_schedule",
+        "toggle_pipeline",
+        # Encrypt a value for pipeline.json's encrypted_env (nothing is stored or revealed).
+        "encrypt_value",
+    },
 }
 ADMIN_ONLY_ACTIONS = {"manage_users", "manage_secrets", "manage_tokens"}
 # Kept for readers who want the full list; ADMIN is not limited to it.

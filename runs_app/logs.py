@@ -1,10 +1,12 @@
-"""A run's files: where its log and metrics live, the log's line format, engine notes appended
-after the end, and reading both back for the admin and the API (tailing by byte offset).
+"""A run's files: where its log, metrics and artifacts live, the log's line format, engine notes
+appended after the end, and reading them back for the admin and the API (tailing by byte offset).
 
 Log format: every line is `<UTC time> <text>\\n`, the time as `2026-11-27T22:45:01.123Z` (ISO
 8601, milliseconds, `Z`). Engine notes are ordinary lines whose text starts with `[fastflow] `.
-Metrics: one JSON object per line. The engine's writers (`engine/logstream.py`,
-`engine/metrics.py`) produce these files; everything else reads or appends through here.
+Metrics: one JSON object per line. Artifacts: files the engine kept from the run's output
+directory (the executed notebook of a notebook pipeline), in `artifacts/<pipeline>/<run id>/`.
+The engine's writers (`engine/logstream.py`, `engine/metrics.py`, `engine/outputs.py`) produce
+these files; everything else reads or appends through here.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -56,6 +60,41 @@ def run_log_file(run: PipelineRun) -> Path:
 
 def run_metrics_file(run: PipelineRun) -> Path:
     return Path(settings.METRICS_DIR) / f"{run.id}.jsonl"
+
+
+def run_artifacts_dir(run: PipelineRun) -> Path:
+    """Where the files kept from a run live (derived from the run, like its log's path)."""
+    return Path(settings.DATA_DIR) / "artifacts" / run.pipeline_id / str(run.id)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    size: int
+    path: Path
+
+
+def run_artifacts(*, run: PipelineRun) -> list[Artifact]:
+    """The run's artifacts (regular files only), by name."""
+    folder = run_artifacts_dir(run)
+    if not _inside(folder, Path(settings.DATA_DIR)) or not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.is_symlink():
+            found.append(Artifact(name=path.name, size=path.stat().st_size, path=path))
+    return found
+
+
+def run_artifact(*, run: PipelineRun, name: str) -> Artifact | None:
+    """One artifact by its exact name (a name is never a path)."""
+    return next((a for a in run_artifacts(run=run) if a.name == name), None)
+
+
+def run_artifacts_remove(*, run: PipelineRun) -> None:
+    folder = run_artifacts_dir(run)
+    if folder.is_dir() and _inside(folder, Path(settings.DATA_DIR)):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def log_append_notes(*, run: PipelineRun, notes: list[str]) -> None:

@@ -36,6 +36,7 @@ class Outcome:
     uv_version: str = ""
     peak_memory_bytes: int | None = None
     error: str = ""  # infrastructure or classification message for the run's error_message
+    route: str | None = None  # the text of $FASTFLOW_ROUTE_FILE (unchecked); None: not written
 
     @property
     def succeeded(self) -> bool:

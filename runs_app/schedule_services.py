@@ -86,7 +86,7 @@ def scheduledjob_clean(*, job: ScheduledJob) -> None:
 
 
 def _refuse_file_defined(job: ScheduledJob, verb: str) -> None:
-    if job.source == ScheduleSource.PIPELINE_JSON:
+    if job.is_file_defined:
         raise ScheduleReadOnly(
             f"This schedule is defined in {job.pipeline_id}/pipeline.json and cannot be {verb} "
             "here: edit the file (the next pipeline sync applies it)."

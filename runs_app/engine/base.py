@@ -42,6 +42,21 @@ class RunSpec:
     mem_soft_limit: int | None = None  # bytes; breaches noted in the log
     timeout: float | None = None  # seconds; None = no limit
     log_max_bytes: int = 50 * 1024 * 1024
+    # A per-run directory the run may write and the engine reads after it ended (the route
+    # file, the executed notebook); mounted read-write at /fastflow in a container. Created
+    # empty by the engine before start() (engine/outputs.py), removed after the run.
+    output_dir: Path | None = None
+    # Installed into the run's environment besides requirements.txt (`uv run --with`).
+    extra_requirements: tuple[str, ...] = ()
+    # A notebook pipeline: run main.ipynb with the notebook runner; per code cell
+    # (retries, delay_seconds) from pipeline.json's `cells`.
+    notebook: bool = False
+    cells: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def needs_environment(self) -> bool:
+        """Whether uv installs packages for this run (and so a cache warm-up applies)."""
+        return self.has_requirements or bool(self.extra_requirements)
 
 
 @dataclass
@@ -150,11 +165,18 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def warm(
-        self, *, pipeline_name: str, pipeline_dir: Path, python_version: str, timeout: float
+        self,
+        *,
+        pipeline_name: str,
+        pipeline_dir: Path,
+        python_version: str,
+        timeout: float,
+        extra_requirements: tuple[str, ...] = (),
     ) -> str:
-        """Install the pipeline's `requirements.txt` into this executor's uv cache exactly as a
-        run would use it (same image/interpreter, same cache), within `timeout` seconds, and on
-        success record the warm stamp (`uvcache.mark_warm`) so the next runs resolve offline.
+        """Install the pipeline's `requirements.txt` (if any) and `extra_requirements` into this
+        executor's uv cache exactly as a run would use them (same image/interpreter, same
+        cache), within `timeout` seconds, and on success record the warm stamp
+        (`uvcache.mark_warm`) so the next runs resolve offline.
 
         Returns "" on success, else a readable message for the pipeline's warm-up error (which
         step failed and the tail of its output). Raises InfrastructureError when the executor

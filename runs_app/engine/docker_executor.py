@@ -2,11 +2,11 @@
 
     docker run --user 65534:65534 --read-only --tmpfs /tmp --cap-drop ALL
       --security-opt no-new-privileges --pids-limit N [--memory M --memory-swap M] [--cpus C]
-      -v <pipeline>:/app:ro -v <uv cache>/docker:/cache/uv
+      -v <pipeline>:/app:ro -v <uv cache>/docker:/cache/uv -v <run output dir>:/fastflow
       [-v <ca bundle>:/etc/ssl/certs/fastflow-ca.pem:ro]      (sources: see hostpaths.py)
       --label fastflow.managed=1 --label fastflow.run_id=… --network <net> -w /app <image>
       uv run --no-project --python X.Y [--with-requirements /app/requirements.txt]
-        python -u -c <wrapper>
+        [--with <package> ...] python -u -c <wrapper | notebook runner> [<runner config>]
 
 The engine's own variables (see `engine_env`) win over the run's environment: a pipeline must
 not be able to point uv at another cache or make it download interpreters.
@@ -44,6 +44,7 @@ from runs_app.engine.logstream import (
     resume_point,
 )
 from runs_app.engine.metrics import DockerStatsSampler, MetricsRecorder
+from runs_app.engine.outputs import MOUNT_POINT, ROUTE_FILE, output_dir_prepare
 from runs_app.engine.uvcache import (
     WARM_INSTALL,
     WARM_RESOLVE,
@@ -52,6 +53,7 @@ from runs_app.engine.uvcache import (
     uv_cache_dir,
     warm_stamp,
     warm_step_failed,
+    with_arguments,
 )
 from runs_app.logs import parse_timestamp
 from runs_app.outcome import Outcome, classify_exit, format_bytes
@@ -115,23 +117,33 @@ def engine_env(*, run_id: str, pipeline_name: str) -> dict[str, str]:
 
 
 def uv_command(
-    *, python_version: str, requirements: bool, program: list[str], offline: bool = False
+    *,
+    python_version: str,
+    requirements: bool,
+    program: list[str],
+    offline: bool = False,
+    extra_requirements: tuple[str, ...] = (),
 ) -> list[str]:
     command = ["uv", "run", "--no-project", "--python", python_version]
-    if requirements:
-        command += ["--with-requirements", f"{APP_DIR}/requirements.txt"]
+    command += with_arguments(
+        requirements=f"{APP_DIR}/requirements.txt" if requirements else None,
+        extra_requirements=extra_requirements,
+    )
     if offline:
         command.append("--offline")
     return [*command, *program]
 
 
-def _warmup_spec(name: str, pipeline_dir: Path, python_version: str) -> RunSpec:
+def _warmup_spec(
+    name: str, pipeline_dir: Path, python_version: str, extra_requirements: tuple[str, ...]
+) -> RunSpec:
     """A stand-in run for building a warm-up container (it writes no log or metrics)."""
     return RunSpec(
         run_id=f"warmup-{uuid.uuid4()}",
         pipeline_name=name,
         pipeline_dir=pipeline_dir,
-        has_requirements=True,
+        has_requirements=(pipeline_dir / "requirements.txt").is_file(),
+        extra_requirements=extra_requirements,
         python_version=python_version,
         env={},
         mask_values=(),
@@ -231,6 +243,10 @@ class DockerExecutor(Executor):
             mounts.append(Mount(CA_PATH, source(ca), type="bind", read_only=True))
         env = {k: v for k, v in spec.env.items() if k != "PATH"}
         env.update(engine_env(run_id=spec.run_id, pipeline_name=spec.pipeline_name))
+        if spec.output_dir is not None:
+            output_dir_prepare(spec.output_dir, world_writable=True)
+            mounts.append(Mount(MOUNT_POINT, source(spec.output_dir), type="bind"))
+            env["FASTFLOW_ROUTE_FILE"] = f"{MOUNT_POINT}/{ROUTE_FILE}"
         options: dict[str, Any] = {
             "image": image.id,
             "command": command,
@@ -261,17 +277,28 @@ class DockerExecutor(Executor):
             pipeline_dir=spec.pipeline_dir,
             python_version=spec.python_version,
             runtime_id=image.id,
+            extra_requirements=spec.extra_requirements,
         )
 
     def start(self, spec: RunSpec) -> DockerExecution:
         image = self.ensure_image(spec.python_version)
         marker = wrapper.new_marker()
-        offline = spec.has_requirements and is_warm(self.warm_stamp(spec, image))
+        offline = spec.needs_environment and is_warm(self.warm_stamp(spec, image))
+        if spec.notebook:
+            program = wrapper.notebook_program(
+                marker=marker,
+                app_dir=APP_DIR,
+                output_dir=MOUNT_POINT if spec.output_dir else None,
+                cells=spec.cells,
+            )
+        else:
+            program = ["python", "-u", "-c", wrapper.wrapper_code(marker=marker, app_dir=APP_DIR)]
         command = uv_command(
             python_version=spec.python_version,
             requirements=spec.has_requirements,
-            program=["python", "-u", "-c", wrapper.wrapper_code(marker=marker, app_dir=APP_DIR)],
+            program=program,
             offline=offline,
+            extra_requirements=spec.extra_requirements,
         )
         labels = {LABEL_RUN_ID: spec.run_id, LABEL_PIPELINE: spec.pipeline_name}
         labels[LABEL_MARKER] = marker
@@ -288,30 +315,41 @@ class DockerExecutor(Executor):
         return DockerExecution(spec=spec, executor=self, container=container, image=image)
 
     def warm(
-        self, *, pipeline_name: str, pipeline_dir: Path, python_version: str, timeout: float
+        self,
+        *,
+        pipeline_name: str,
+        pipeline_dir: Path,
+        python_version: str,
+        timeout: float,
+        extra_requirements: tuple[str, ...] = (),
     ) -> str:
         """The warm-up steps in throwaway containers of the runner image, with a run's mounts
         and limits (the pipeline folder read-only, the lock file in the container's tmpfs)."""
         image = self.ensure_image(python_version)
-        spec = _warmup_spec(pipeline_name, Path(pipeline_dir), python_version)
+        spec = _warmup_spec(pipeline_name, Path(pipeline_dir), python_version, extra_requirements)
         # Of the requirements as they are now: an edit during the warm-up is not marked warm.
         stamp = self.warm_stamp(spec, image)
         lock = f"{CONTAINER_TMP}/requirements.lock"
-        steps = [
-            (
-                WARM_RESOLVE,
-                ["uv", "pip", "compile", "--python", python_version]
-                + [f"{APP_DIR}/requirements.txt", "-o", lock],
-            ),
+        steps = []
+        if spec.has_requirements:
+            steps.append(
+                (
+                    WARM_RESOLVE,
+                    ["uv", "pip", "compile", "--python", python_version]
+                    + [f"{APP_DIR}/requirements.txt", "-o", lock],
+                )
+            )
+        steps.append(
             (
                 WARM_INSTALL,
                 uv_command(
                     python_version=python_version,
-                    requirements=True,
+                    requirements=spec.has_requirements,
                     program=["python", "-c", "pass"],
+                    extra_requirements=extra_requirements,
                 ),
-            ),
-        ]
+            )
+        )
         deadline = time.monotonic() + timeout
         for what, command in steps:
             failure = self._warm_step(

@@ -35,6 +35,7 @@ from runs_app.engine import wrapper
 from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
 from runs_app.engine.logstream import LogWriter, note_setup_failure
 from runs_app.engine.metrics import MetricsRecorder, ProcessTreeSampler, run_in_thread
+from runs_app.engine.outputs import ROUTE_FILE, output_dir_prepare
 from runs_app.engine.uvcache import (
     WARM_INSTALL,
     WARM_RESOLVE,
@@ -43,6 +44,7 @@ from runs_app.engine.uvcache import (
     uv_cache_dir,
     warm_stamp,
     warm_step_failed,
+    with_arguments,
 )
 from runs_app.outcome import Outcome, classify_exit, format_bytes
 
@@ -127,20 +129,33 @@ def local_env(*, run_id: str, pipeline_name: str, user_env: dict[str, str], home
 
 
 def local_uv_command(
-    *, pipeline_dir: Path, python_version: str, requirements: bool, offline: bool = False
+    *,
+    pipeline_dir: Path,
+    python_version: str,
+    requirements: bool,
+    offline: bool = False,
+    extra_requirements: tuple[str, ...] = (),
 ) -> list[str]:
     command = [uv_binary(), "run", "--no-project", "--python", local_python(python_version)]
-    if requirements:
-        command += ["--with-requirements", str(pipeline_dir / "requirements.txt")]
+    command += with_arguments(
+        requirements=str(pipeline_dir / "requirements.txt") if requirements else None,
+        extra_requirements=extra_requirements,
+    )
     if offline:
         command.append("--offline")
     return command
 
 
-def local_warm_stamp(*, pipeline_dir: Path, python_version: str) -> Path | None:
+def local_warm_stamp(
+    *, pipeline_dir: Path, python_version: str, extra_requirements: tuple[str, ...] = ()
+) -> Path | None:
     runtime = f"{uv_version()} {local_python(python_version)}"
     return warm_stamp(
-        "local", pipeline_dir=pipeline_dir, python_version=python_version, runtime_id=runtime
+        "local",
+        pipeline_dir=pipeline_dir,
+        python_version=python_version,
+        runtime_id=runtime,
+        extra_requirements=extra_requirements,
     )
 
 
@@ -169,29 +184,48 @@ class LocalExecutor(Executor):
 
     def start(self, spec: RunSpec) -> LocalExecution:
         app_dir = Path(spec.pipeline_dir).resolve()
-        if not (app_dir / "main.py").is_file():
-            raise InfrastructureError(f"{app_dir / 'main.py'} does not exist")
+        entry = "main.ipynb" if spec.notebook else "main.py"
+        if not (app_dir / entry).is_file():
+            raise InfrastructureError(f"{app_dir / entry} does not exist")
         marker = wrapper.new_marker()
-        program = wrapper.wrapper_code(
-            marker=marker, app_dir=str(app_dir), memory_limit=spec.mem_hard_limit
-        )
-        offline = spec.has_requirements and is_warm(
-            local_warm_stamp(pipeline_dir=app_dir, python_version=spec.python_version)
+        if spec.notebook:
+            program = wrapper.notebook_program(
+                marker=marker,
+                app_dir=str(app_dir),
+                output_dir=str(spec.output_dir) if spec.output_dir else None,
+                cells=spec.cells,
+                memory_limit=spec.mem_hard_limit,
+            )
+        else:
+            code = wrapper.wrapper_code(
+                marker=marker, app_dir=str(app_dir), memory_limit=spec.mem_hard_limit
+            )
+            program = ["python", "-u", "-c", code]
+        offline = spec.needs_environment and is_warm(
+            local_warm_stamp(
+                pipeline_dir=app_dir,
+                python_version=spec.python_version,
+                extra_requirements=spec.extra_requirements,
+            )
         )
         command = local_uv_command(
             pipeline_dir=app_dir,
             python_version=spec.python_version,
             requirements=spec.has_requirements,
             offline=offline,
+            extra_requirements=spec.extra_requirements,
         )
         home = Path(tempfile.mkdtemp(prefix=f"fastflow-{spec.run_id}-"))
         env = local_env(
             run_id=spec.run_id, pipeline_name=spec.pipeline_name, user_env=spec.env, home=home
         )
+        if spec.output_dir is not None:
+            output_dir_prepare(spec.output_dir, world_writable=False)
+            env["FASTFLOW_ROUTE_FILE"] = str(spec.output_dir / ROUTE_FILE)
         started_at = datetime.now(UTC)
         try:
             process = subprocess.Popen(
-                [*command, "python", "-u", "-c", program],
+                [*command, *program],
                 cwd=app_dir,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -213,13 +247,24 @@ class LocalExecutor(Executor):
         )
 
     def warm(
-        self, *, pipeline_name: str, pipeline_dir: Path, python_version: str, timeout: float
+        self,
+        *,
+        pipeline_name: str,
+        pipeline_dir: Path,
+        python_version: str,
+        timeout: float,
+        extra_requirements: tuple[str, ...] = (),
     ) -> str:
         """The warm-up steps with the engine's uv and interpreter, in a temporary home (the lock
         file goes there, never into the pipeline folder)."""
         pipeline_dir = Path(pipeline_dir)
+        has_requirements = (pipeline_dir / "requirements.txt").is_file()
         # Of the requirements as they are now: an edit during the warm-up is not marked warm.
-        stamp = local_warm_stamp(pipeline_dir=pipeline_dir, python_version=python_version)
+        stamp = local_warm_stamp(
+            pipeline_dir=pipeline_dir,
+            python_version=python_version,
+            extra_requirements=extra_requirements,
+        )
         with tempfile.TemporaryDirectory(prefix=f"fastflow-warmup-{pipeline_name}-") as tmp:
             env = local_env(
                 run_id=f"warmup-{uuid.uuid4()}",
@@ -227,24 +272,31 @@ class LocalExecutor(Executor):
                 user_env={},
                 home=Path(tmp),
             )
-            steps = [
-                (
-                    WARM_RESOLVE,
-                    [uv_binary(), "pip", "compile", "--python", local_python(python_version)]
-                    + [
-                        str(pipeline_dir / "requirements.txt"),
-                        "-o",
-                        str(Path(tmp) / "requirements.lock"),
-                    ],
-                ),
+            steps = []
+            if has_requirements:
+                steps.append(
+                    (
+                        WARM_RESOLVE,
+                        [uv_binary(), "pip", "compile", "--python", local_python(python_version)]
+                        + [
+                            str(pipeline_dir / "requirements.txt"),
+                            "-o",
+                            str(Path(tmp) / "requirements.lock"),
+                        ],
+                    )
+                )
+            steps.append(
                 (
                     WARM_INSTALL,
                     local_uv_command(
-                        pipeline_dir=pipeline_dir, python_version=python_version, requirements=True
+                        pipeline_dir=pipeline_dir,
+                        python_version=python_version,
+                        requirements=has_requirements,
+                        extra_requirements=extra_requirements,
                     )
                     + ["python", "-c", "pass"],
-                ),
-            ]
+                )
+            )
             deadline = time.monotonic() + timeout
             for what, command in steps:
                 try:

@@ -6,7 +6,9 @@ or the Docker daemon (docker executor).
 
 Both executors feed raw bytes in whatever chunks the pipe or the Docker API delivers; this
 module joins them into lines, so a secret split across two reads is still masked. The setup
-marker line printed by the wrapper (see `wrapper.py`) is swallowed and its arrival time kept.
+marker line printed by the wrapper (see `wrapper.py`) is swallowed and its arrival time kept;
+`<marker> note <text>` lines (the notebook runner's cell events) become engine notes, masked
+and counted against the cap like output.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from runs_app.outcome import CA_BUNDLE_HINT, Outcome
 MASK = b"***"
 MIN_SECRET_LENGTH = 4
 READY_NOTE = "environment ready in "
+NOTE_EVENT = b"note "  # after the marker: the rest of the line is an engine note
 # A line longer than this without a newline is written in pieces (each its own log line), so a
 # program printing megabytes with no newline neither grows memory nor stalls the live view.
 MAX_LINE_BYTES = 64 * 1024
@@ -232,6 +235,10 @@ class LogWriter:
         at = self._buffer_at or datetime.now(UTC)
         if self._marker and raw.startswith(self._marker):
             rest = raw[len(self._marker) :].strip()
+            if rest.startswith(NOTE_EVENT):
+                note = NOTE_PREFIX.encode() + rest[len(NOTE_EVENT) :] + b"\n"
+                self._write_line(at, note, lines)
+                return
             if not rest and self.ready_at is None:
                 self.ready_at = at
                 if self.started_at is not None:
@@ -245,6 +252,9 @@ class LogWriter:
         setup_phase = self._marker and self.ready_at is None
         if setup_phase and not self.tls_failure and TLS_FAILURE.search(raw):
             self.tls_failure = raw.decode("utf-8", "replace").strip()[:300]
+        self._write_line(at, raw, lines)
+
+    def _write_line(self, at: datetime, raw: bytes, lines: list[bytes]) -> None:
         if self.truncated:
             return  # keep draining the stream, write nothing
         entry = self._entry(at, self._masker.mask(raw))

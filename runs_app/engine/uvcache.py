@@ -45,16 +45,26 @@ def uv_cache_dir(executor_name: str, *, world_writable: bool = False) -> Path:
 
 
 def warm_stamp(
-    executor_name: str, *, pipeline_dir: Path, python_version: str, runtime_id: str
+    executor_name: str,
+    *,
+    pipeline_dir: Path,
+    python_version: str,
+    runtime_id: str,
+    extra_requirements: tuple[str, ...] = (),
 ) -> Path | None:
-    """The file that says "these exact requirements were installed into this cache by this
-    runtime (image id / uv + interpreter)". None when the pipeline has no requirements."""
+    """The file that says "these exact requirements (requirements.txt and the engine's extra
+    packages) were installed into this cache by this runtime (image id / uv + interpreter)".
+    None when the pipeline needs nothing installed."""
     requirements = Path(pipeline_dir) / "requirements.txt"
     try:
         content = requirements.read_bytes()
     except OSError:
-        return None
-    digest = hashlib.sha256(content + f"\0{python_version}\0{runtime_id}".encode()).hexdigest()
+        if not extra_requirements:
+            return None
+        content = b""
+    extras = "".join(f"\0{extra}" for extra in extra_requirements)
+    salt = f"\0{python_version}\0{runtime_id}{extras}".encode()
+    digest = hashlib.sha256(content + salt).hexdigest()
     # Inside the cache itself: wiping the cache wipes the stamps too.
     return uv_cache_dir(executor_name) / "fastflow-warm" / digest
 
@@ -74,6 +84,17 @@ def mark_warm(stamp: Path | None) -> None:
 # same `uv run --with-requirements` as a run fills the cache the next run uses.
 WARM_RESOLVE = "resolving requirements (uv pip compile)"
 WARM_INSTALL = "installing requirements (uv run --with-requirements)"
+
+
+def with_arguments(*, requirements: str | None, extra_requirements: tuple[str, ...]) -> list[str]:
+    """The `uv run` options that install a run's packages: its requirements file (a path as
+    the runner sees it) and the engine's extra packages."""
+    arguments = ["--with-requirements", requirements] if requirements else []
+    for extra in extra_requirements:
+        arguments += ["--with", extra]
+    return arguments
+
+
 WARM_OUTPUT_TAIL_LINES = 30
 
 

@@ -8,11 +8,17 @@ the log stream itself; the log writer swallows that line. It then runs `main.py`
 the working directory) because runpy puts the same name in `sys.argv[0]`.
 
 A `MemoryError` (the local executor's RLIMIT_AS) is reported with the marker plus ` oom`.
+
+A notebook pipeline runs `notebook_runner.py` instead (`notebook_program`), with the same
+marker protocol plus `<marker> note <text>` lines that the log writer records as engine notes
+(cell start, end and failure).
 """
 
 from __future__ import annotations
 
+import json
 import secrets
+from pathlib import Path
 
 OOM_EVENT = "oom"
 OOM_EXIT_CODE = 137  # what a kernel OOM kill gives in Docker; the same code for both executors
@@ -59,3 +65,30 @@ def wrapper_code(*, marker: str, app_dir: str, memory_limit: int | None = None) 
         oom=OOM_EVENT,
         oom_code=OOM_EXIT_CODE,
     )
+
+
+NOTEBOOK_RUNNER = Path(__file__).with_name("notebook_runner.py")
+EXECUTED_NOTEBOOK = "main.ipynb"  # the executed copy, in the run's output directory
+
+
+def notebook_program(
+    *,
+    marker: str,
+    app_dir: str,
+    output_dir: str | None,
+    cells: tuple[tuple[int, float], ...],
+    memory_limit: int | None = None,
+) -> list[str]:
+    """`python -u -c <runner> <config>` for a notebook pipeline (paths as the runner sees
+    them); the executed notebook is written to `output_dir` when there is one."""
+    config = {
+        "marker": marker,
+        "app_dir": app_dir,
+        "notebook": f"{app_dir}/main.ipynb",
+        "output": f"{output_dir}/{EXECUTED_NOTEBOOK}" if output_dir else "",
+        "cells": [list(cell) for cell in cells],
+        "memory_limit": int(memory_limit or 0),
+        "oom": OOM_EVENT,
+        "oom_code": OOM_EXIT_CODE,
+    }
+    return ["python", "-u", "-c", NOTEBOOK_RUNNER.read_text(), json.dumps(config)]

@@ -1,0 +1,86 @@
+"""Daemon pipelines: when a crashed daemon is restarted, and how a crash loop backs off.
+
+A pipeline with `restart_on_crash` is restarted after its final failure (its retries, if any,
+used up) once `restart_cooldown` has passed; `runs_app.services` queues that run in the
+finishing transaction (idempotency key `daemon_restart:<crashed run>`, so a finish replayed by
+another engine never queues a second one). This module only decides the delay:
+
+- a run that crashed within FASTFLOW_DAEMON_STABLE_SECONDS of its start was a *quick* crash;
+  the restart's `restart_count` is the crashed run's plus one, else the streak starts at 1;
+- past FASTFLOW_DAEMON_CRASH_LOOP_RESTARTS quick crashes in a row the daemon is crash-looping:
+  the cooldown doubles with every further one, up to FASTFLOW_DAEMON_BACKOFF_MAX_SECONDS. The
+  back-off is noted in the crashed run's log, shown on the pipeline's admin page, and reported
+  through `daemon_crash_loop_detected` (the notification hook).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from runs_app.models import PipelineRun
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RestartPlan:
+    restart_count: int  # quick crashes in a row, this one included
+    delay: float  # seconds until the restart may start
+    crash_loop: bool
+
+
+def uptime_seconds(run: PipelineRun) -> float:
+    if run.started_at is None or run.finished_at is None:
+        return 0.0
+    return max((run.finished_at - run.started_at).total_seconds(), 0.0)
+
+
+def restart_plan(*, crashed: PipelineRun, cooldown: int) -> RestartPlan:
+    quick = uptime_seconds(crashed) < settings.FASTFLOW_DAEMON_STABLE_SECONDS
+    count = crashed.restart_count + 1 if quick else 1
+    threshold = settings.FASTFLOW_DAEMON_CRASH_LOOP_RESTARTS
+    if count <= threshold:
+        return RestartPlan(restart_count=count, delay=float(cooldown), crash_loop=False)
+    cap = settings.FASTFLOW_DAEMON_BACKOFF_MAX_SECONDS
+    # 2 ** n overflows nothing here: the exponent is bounded before it is used.
+    backoff = max(cooldown, 1) * 2 ** min(count - threshold, 32)
+    return RestartPlan(
+        restart_count=count, delay=float(max(cooldown, min(backoff, cap))), crash_loop=True
+    )
+
+
+def restart_note(plan: RestartPlan, *, cooldown: int, restart: PipelineRun) -> str:
+    when = restart.not_before.isoformat(timespec="seconds") if restart.not_before else "now"
+    if not plan.crash_loop:
+        return (
+            f"restart_on_crash: restart queued as run {restart.id}, not before {when} "
+            f"({plan.delay:g} s)"
+        )
+    return (
+        f"restart_on_crash: crash loop, {plan.restart_count} quick crashes in a row (each within "
+        f"{settings.FASTFLOW_DAEMON_STABLE_SECONDS:g} s of its start); backing off: restart "
+        f"queued as run {restart.id}, not before {when} ({plan.delay:g} s instead of the "
+        f"{cooldown} s cooldown)"
+    )
+
+
+def daemon_crash_loop_detected(
+    *, crashed: PipelineRun, restart: PipelineRun, plan: RestartPlan
+) -> None:
+    """The notification hook for a crash-looping daemon, called inside the finishing
+    transaction once per crash (the restart run's idempotency key guarantees it).
+
+    Notifications (notifications_app, being built on another branch) emit their event here:
+    kind "daemon_crash_loop", key f"daemon:{restart.id}:crash_loop". Until then the engine's
+    log carries it, and the pipeline's admin page and the run's log show it.
+    """
+    logger.warning(
+        "pipeline %s is crash-looping: %d quick crashes in a row; run %s restarts it in %g s",
+        crashed.pipeline_id,
+        plan.restart_count,
+        restart.id,
+        plan.delay,
+    )
