@@ -29,6 +29,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -47,10 +48,15 @@ class _Echo:
     def write(self, stream: str, text: str) -> None:
         if not text:
             return
+        stream = "stderr" if stream == "stderr" else "stdout"
+        other = "stdout" if stream == "stderr" else "stderr"
+        if self.open[other]:
+            # Both streams may share one pipe (local runs): never splice two half lines.
+            self.write(other, "\n")
         target = sys.stderr if stream == "stderr" else sys.stdout
         target.write(text)
         target.flush()
-        self.open["stderr" if stream == "stderr" else "stdout"] = not text.endswith("\n")
+        self.open[stream] = not text.endswith("\n")
 
     def note(self, text: str) -> None:
         for stream, unterminated in self.open.items():
@@ -111,6 +117,7 @@ def main(argv: list[str]) -> int:
         import nbformat
         from nbclient import NotebookClient
         from nbclient.exceptions import CellExecutionError, DeadKernelError
+        from traitlets.config import Config
     except ImportError as exc:
         print(f"the notebook runner cannot start: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -132,11 +139,15 @@ def main(argv: list[str]) -> int:
 
     code_cells = [(i, c) for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
     total = len(code_cells)
+    # The kernel talks over Unix sockets in the run's private temporary directory, not TCP
+    # ports on the host's loopback (local runs share it with every other process).
+    sockets = os.path.join(tempfile.mkdtemp(prefix="fastflow-kernel-"), "kernel")
     client = Client(
         notebook,
         kernel_name="python3",  # ipykernel's kernel of this interpreter, whatever the file says
         timeout=None,  # the run's own timeout applies to the whole notebook
         resources={"metadata": {"path": config["app_dir"]}},
+        config=Config({"KernelManager": {"transport": "ipc", "ip": sockets}}),
     )
     with client.setup_kernel():
         print(config["marker"], flush=True)  # the kernel is up: the environment is ready
