@@ -99,6 +99,7 @@ class PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin):
         "metadata_column",
         "log_disk_column",
         "retention_column",
+        "daemon_column",
     )
     base_fieldsets = (
         (
@@ -162,6 +163,13 @@ class PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin):
         fieldsets = list(self.base_fieldsets)
         if obj is not None and (obj.discovery_error or obj.discovery_warnings or obj.is_missing):
             fieldsets.insert(0, ("Problems", {"fields": ("problems",)}))
+        if (
+            obj is not None
+            and obj.metadata
+            and (obj.metadata.get("restart_on_crash") or obj.metadata.get("restart_interval"))
+        ):
+            after = next(i for i, (name, _) in enumerate(fieldsets) if name == "Schedules")
+            fieldsets.insert(after + 1, ("Daemon", {"fields": ("daemon_column",)}))
         return fieldsets
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -204,6 +212,8 @@ class PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin):
     ) -> TemplateResponse:
         context = {
             "has_sync_permission": self.has_sync_permission(request),
+            # The secrets admin's "Encrypt a value" page, for pipeline.json's encrypted_env.
+            "has_encrypt_permission": role_can(request.user.role, "encrypt_value"),
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context=context)

@@ -19,8 +19,9 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.utils import timezone
 
-from runs_app.models import PipelineRun
+from runs_app.models import PipelineRun, RunStatus
 
 logger = logging.getLogger(__name__)
 
@@ -84,3 +85,30 @@ def daemon_crash_loop_detected(
         restart.id,
         plan.delay,
     )
+
+
+@dataclass(frozen=True)
+class DaemonState:
+    """What the pipeline's admin page says about a daemon: its latest restart and whether it
+    is crash-looping (backing off) now."""
+
+    last_restart: PipelineRun | None
+    crash_loop: bool
+
+
+def daemon_state(*, pipeline_name: str) -> DaemonState:
+    last = (
+        PipelineRun.objects.filter(pipeline_id=pipeline_name, triggered_by="daemon_restart")
+        .order_by("-queued_at")
+        .first()
+    )
+    if last is None:
+        return DaemonState(last_restart=None, crash_loop=False)
+    looping = last.restart_count > settings.FASTFLOW_DAEMON_CRASH_LOOP_RESTARTS
+    if looping and last.status == RunStatus.RUNNING and last.started_at is not None:
+        # Up longer than a quick crash: it recovered, whatever the streak that led here.
+        up = (timezone.now() - last.started_at).total_seconds()
+        looping = up < settings.FASTFLOW_DAEMON_STABLE_SECONDS
+    if looping and last.status == RunStatus.SUCCESS:
+        looping = False
+    return DaemonState(last_restart=last, crash_loop=looping)
