@@ -32,7 +32,14 @@ from runs_app.admin_display import (
     status_badge,
 )
 from runs_app.errors import InvalidRunRequest, RunError
-from runs_app.logs import log_offset_parse, log_path, log_read, metrics_read
+from runs_app.logs import (
+    log_offset_parse,
+    log_path,
+    log_read,
+    metrics_read,
+    run_artifact,
+    run_artifacts,
+)
 from runs_app.models import PipelineRun, RunStatus
 from runs_app.services import TRIGGERS, run_cancel, run_delete, run_retry
 
@@ -107,6 +114,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
                     "status_detail",
                     "triggered_by",
                     "run_config_id",
+                    "route_column",
                     "exit_code",
                     "error_message",
                     "duration_detail",
@@ -135,10 +143,12 @@ class PipelineRunAdmin(admin.ModelAdmin):
                     "child_runs_links",
                     "scheduled_job_link",
                     "retry_attempt",
+                    "restart_count",
                     "chain_depth",
                 )
             },
         ),
+        ("Artifacts", {"fields": ("artifacts_column",)}),
         ("Input", {"fields": ("parameters_pretty", "env_vars_pretty")}),
         (
             "Engine",
@@ -277,6 +287,30 @@ class PipelineRunAdmin(admin.ModelAdmin):
             "admin:runs_app_scheduledjob_change", obj.scheduled_job_id, obj.scheduled_job_id
         )
 
+    @admin.display(description="route")
+    def route_column(self, obj: PipelineRun) -> str:
+        return obj.route or "—"
+
+    @admin.display(description="files")
+    def artifacts_column(self, obj: PipelineRun) -> str:
+        artifacts = run_artifacts(run=obj)
+        if not artifacts:
+            return "No artifacts (a notebook pipeline keeps its executed notebook here)."
+        return format_html_join(
+            mark_safe("<br>"),
+            '<a href="{}" class="ff-artifact">{}</a> ({})',
+            (
+                (
+                    reverse(
+                        "admin:runs_app_pipelinerun_artifact", args=[quote(obj.pk), artifact.name]
+                    ),
+                    artifact.name,
+                    format_bytes(artifact.size),
+                )
+                for artifact in artifacts
+            ),
+        )
+
     @admin.display(description="parameters")
     def parameters_pretty(self, obj: PipelineRun) -> str:
         return _pretty_json(obj.parameters)
@@ -339,6 +373,11 @@ class PipelineRunAdmin(admin.ModelAdmin):
                 name="runs_app_pipelinerun_log_download",
             ),
             path(
+                "<path:object_id>/artifacts/<str:name>",
+                view(self.artifact_view),
+                name="runs_app_pipelinerun_artifact",
+            ),
+            path(
                 "<path:object_id>/cancel/",
                 view(require_POST(self.cancel_view)),
                 name="runs_app_pipelinerun_cancel",
@@ -391,6 +430,18 @@ class PipelineRunAdmin(admin.ModelAdmin):
             as_attachment=True,
             filename=f"run-{run.pk}.log",
             content_type="text/plain; charset=utf-8",
+        )
+
+    def artifact_view(self, request: HttpRequest, object_id: str, name: str) -> FileResponse:
+        run = self._viewable_run(request, object_id)
+        artifact = run_artifact(run=run, name=name)
+        if artifact is None:
+            raise Http404(f"This run has no artifact {name!r}.")
+        return FileResponse(
+            artifact.path.open("rb"),
+            as_attachment=True,
+            filename=f"run-{run.pk}-{artifact.name}",
+            content_type="application/octet-stream",
         )
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

@@ -68,6 +68,5 @@ def encrypt_value_view(request: HttpRequest, model_admin: admin.ModelAdmin) -> H
         "token": token,
         "snippet": snippet,
     }
-    response = TemplateResponse(request, "admin/secrets_app/encrypt_value.html", context)
-    response["Cache-Control"] = "no-store"
-    return response
+    # admin_view() already marks the page never_cache (no-store): the token is not cached.
+    return TemplateResponse(request, "admin/secrets_app/encrypt_value.html", context)

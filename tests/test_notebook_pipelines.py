@@ -162,3 +162,85 @@ def test_a_memory_error_in_a_cell_is_reported_as_out_of_memory(
 
     assert outcome.oom_killed and outcome.exit_code == 137
     assert any("MemoryError" in n for n in notes(spec))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("executor_name", BOTH_EXECUTORS)
+def test_the_engine_keeps_the_executed_notebook_for_the_admin_and_the_api(
+    executor_name, request, settings, pipelines_dir
+):
+    from runs_app.models import RunStatus
+    from runs_app.services import run_enqueue
+    from tests.helpers_admin import client_for
+    from tests.helpers_api import client_for as api_client_for
+    from tests.helpers_engine import ThreadEngine, log_text, wait_until_finished
+
+    use_executor(request, settings, executor_name)
+    write_notebook(pipelines_dir, "report", [code_cell("print('rows:', 3)")])
+    pipeline = make_pipeline_synced("report")
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+
+    with ThreadEngine(executor=executor_name):
+        wait_until_finished(run, timeout=240)
+
+    assert run.status == RunStatus.SUCCESS, log_text(run)
+    assert "rows: 3" in log_text(run)
+    assert "[fastflow] executed notebook kept as the run's artifact main.ipynb" in log_text(run)
+    api = api_client_for("READONLY")
+    detail = api.get(f"/api/runs/{run.id}/").json()
+    (artifact,) = detail["artifacts"]
+    assert artifact["name"] == "main.ipynb" and artifact["size"] > 0
+    downloaded = api.get(artifact["url"])
+    assert downloaded.status_code == 200
+    kept = json.loads(b"".join(downloaded.streaming_content))
+    assert text(kept["cells"][0]["outputs"][0]["text"]) == "rows: 3\n"
+    assert api.get(f"/api/runs/{run.id}/artifacts/other").status_code == 404
+    browser = client_for("WRITE")
+    page = browser.get(f"/admin/runs_app/pipelinerun/{run.id}/change/")
+    admin_url = f"/admin/runs_app/pipelinerun/{run.id}/artifacts/main.ipynb"
+    assert admin_url in page.content.decode()
+    assert browser.get(admin_url).status_code == 200
+
+
+def make_pipeline_synced(name: str):
+    from pipelines_app.models import Pipeline
+    from pipelines_app.services import pipelines_sync
+
+    pipelines_sync()
+    pipeline = Pipeline.objects.get(pk=name)
+    assert not pipeline.discovery_error, pipeline.discovery_error
+    return pipeline
+
+
+def test_the_warm_up_installs_the_notebook_runner_for_offline_runs(
+    executor, pipelines_dir, tmp_path
+):
+    from runs_app.engine.uvcache import is_warm
+    from runs_app.engine.warmup import warm_cache
+
+    folder = write_notebook(pipelines_dir, "warm_nb", [code_cell("print('warm')")])
+    spec = notebook_spec(folder, tmp_path)
+
+    result = warm_cache(
+        pipeline_name="warm_nb",
+        pipeline_dir=folder,
+        python_version=spec.python_version,
+        executor=executor,
+        extra_requirements=NOTEBOOK_REQUIREMENTS,
+        timeout=300,
+    )
+
+    assert result.ok, result.message
+    if executor.name == "docker":
+        stamp = executor.warm_stamp(spec, executor.ensure_image(spec.python_version))
+    else:
+        from runs_app.engine.local_executor import local_warm_stamp
+
+        stamp = local_warm_stamp(
+            pipeline_dir=folder.resolve(),
+            python_version=spec.python_version,
+            extra_requirements=NOTEBOOK_REQUIREMENTS,
+        )
+    assert is_warm(stamp)  # the next run resolves with --offline
+    assert run_to_end(executor, spec).succeeded, log_lines(spec)
+    assert "warm" in cell_output(spec)
