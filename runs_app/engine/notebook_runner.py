@@ -31,6 +31,8 @@ import re
 import sys
 import tempfile
 import time
+import uuid
+import warnings
 from typing import Any
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -127,7 +129,14 @@ def main(argv: list[str]) -> int:
             echo.message(msg)
             return super().output(outs, msg, display_id, cell_index)
 
-    notebook = nbformat.read(config["notebook"], as_version=4)
+    with warnings.catch_warnings():
+        # Notebooks saved by older tools lack cell ids (nbformat 4.5); they get them below
+        # instead of a warning in every run's log.
+        warnings.filterwarnings("ignore", message="Cell is missing an id field")
+        notebook = nbformat.read(config["notebook"], as_version=4)
+    for cell in notebook.cells:
+        if notebook.nbformat_minor >= 5 and not cell.get("id"):
+            cell["id"] = uuid.uuid4().hex[:8]
     output = config["output"]
 
     def save() -> None:
