@@ -33,6 +33,7 @@ from runs_app.admin_display import (
 )
 from runs_app.errors import InvalidRunRequest, RunError
 from runs_app.logs import (
+    artifact_response,
     log_offset_parse,
     log_path,
     log_read,
@@ -437,12 +438,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
         artifact = run_artifact(run=run, name=name)
         if artifact is None:
             raise Http404(f"This run has no artifact {name!r}.")
-        return FileResponse(
-            artifact.path.open("rb"),
-            as_attachment=True,
-            filename=f"run-{run.pk}-{artifact.name}",
-            content_type="application/octet-stream",
-        )
+        return artifact_response(run=run, artifact=artifact)
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         run = self._viewable_run(request, object_id)

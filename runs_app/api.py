@@ -33,6 +33,7 @@ from runs_app import services
 from runs_app.logs import (
     DEFAULT_CHUNK,
     MAX_LOG_OFFSET,
+    artifact_response,
     log_offset_parse,
     log_read,
     metrics_read,
@@ -362,9 +363,4 @@ class RunArtifactApi(APIView):
         artifact = run_artifact(run=run, name=name)
         if artifact is None:
             raise NotFound(f"run {run.id} has no artifact {name!r}")
-        return FileResponse(
-            artifact.path.open("rb"),
-            as_attachment=True,
-            filename=f"run-{run.id}-{artifact.name}",
-            content_type="application/octet-stream",
-        )
+        return artifact_response(run=run, artifact=artifact)

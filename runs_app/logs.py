@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from django.conf import settings
+from django.http import FileResponse
 
 from fastflow_site.datadir import private_open
 from runs_app.errors import InvalidRunRequest
@@ -89,6 +90,16 @@ def run_artifacts(*, run: PipelineRun) -> list[Artifact]:
 def run_artifact(*, run: PipelineRun, name: str) -> Artifact | None:
     """One artifact by its exact name (a name is never a path)."""
     return next((a for a in run_artifacts(run=run) if a.name == name), None)
+
+
+def artifact_response(*, run: PipelineRun, artifact: Artifact) -> FileResponse:
+    """The artifact as a download (the admin's and the API's)."""
+    return FileResponse(
+        artifact.path.open("rb"),
+        as_attachment=True,
+        filename=f"run-{run.pk}-{artifact.name}",
+        content_type="application/octet-stream",
+    )
 
 
 def run_artifacts_remove(*, run: PipelineRun) -> None:

@@ -82,6 +82,29 @@ def claimed_run(pipeline: Pipeline, **enqueue: Any) -> PipelineRun:
     return claimed
 
 
+def claim_now(run: PipelineRun) -> PipelineRun:
+    """Claim a queued run at once (its delay dropped), as an engine would once it is due."""
+    PipelineRun.objects.filter(id=run.id).update(not_before=None)
+    claimed = run_claim_next(engine_id="test-engine")
+    assert claimed is not None and claimed.id == run.id
+    return claimed
+
+
+def wait_until_idle(*, timeout: float = 60.0) -> None:
+    """Until no run is PENDING or RUNNING any more."""
+    from runs_app.models import RunStatus
+
+    wait_for(
+        lambda: (
+            not PipelineRun.objects.filter(
+                status__in=[RunStatus.PENDING, RunStatus.RUNNING]
+            ).exists()
+        ),
+        timeout=timeout,
+        what="every run to end",
+    )
+
+
 def finish_claimed(run: PipelineRun, exit_code: int, **outcome: Any) -> PipelineRun:
     return run_finish(run=run, outcome=Outcome(exit_code=exit_code, **outcome))
 

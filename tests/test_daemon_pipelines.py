@@ -19,12 +19,14 @@ from runs_app.services import run_cancel, run_claim_next, run_daemon_restart, ru
 from tests.helpers_engine import (
     EngineProcess,
     ThreadEngine,
+    claim_now,
     claimed_run,
     finish_claimed,
     log_text,
     make_pipeline,
     wait_for,
     wait_until_finished,
+    wait_until_idle,
 )
 
 CRASHES = "import sys\nprint('daemon up, crashing')\nsys.exit(3)\n"
@@ -49,13 +51,6 @@ def crash(run: PipelineRun, *, up_seconds: float = 1) -> PipelineRun:
 
 def restart_of(run: PipelineRun) -> PipelineRun:
     return PipelineRun.objects.get(parent_run=run, triggered_by="daemon_restart")
-
-
-def claim(run: PipelineRun) -> PipelineRun:
-    PipelineRun.objects.filter(id=run.id).update(not_before=None)
-    claimed = run_claim_next(engine_id="test-engine")
-    assert claimed is not None and claimed.id == run.id
-    return claimed
 
 
 @pytest.mark.django_db
@@ -84,7 +79,7 @@ def test_retries_come_first_and_a_success_or_cancel_is_no_crash():
     retry = PipelineRun.objects.get(parent_run=first)
     assert retry.triggered_by == "retry"  # no restart while a retry is left
 
-    crash(claim(retry))
+    crash(claim_now(retry))
     assert restart_of(retry).restart_count == 1
 
     ok = claimed_run(pipeline)
@@ -108,7 +103,7 @@ def test_a_crash_loop_backs_off_and_a_stable_run_resets_the_streak(settings):
         restart = restart_of(finished)
         wait = (restart.not_before - timezone.now()).total_seconds()
         delays.append((restart.restart_count, round(wait)))
-        run = claim(restart)
+        run = claim_now(restart)
 
     assert delays == [(1, 2), (2, 2), (3, 4), (4, 8), (5, 12)]  # doubled past 2, capped at 12
     assert "restart_on_crash: crash loop, 5 quick crashes in a row" in log_text(
@@ -128,7 +123,7 @@ def test_the_pipeline_admin_shows_a_crash_loop(settings):
     pipeline = daemon("looper", restart_interval="0 3 * * *")
     run = claimed_run(pipeline)
     for _ in range(3):
-        run = claim(restart_of(crash(run)))
+        run = claim_now(restart_of(crash(run)))
     client = client_for("READONLY")
 
     page = client.get(f"/admin/pipelines_app/pipeline/{pipeline.pk}/change/").content.decode()
@@ -168,15 +163,7 @@ def test_a_crashing_daemon_keeps_restarting_until_it_is_disabled(settings):
             what="two crashed restarts",
         )
         pipeline_set_enabled(pipeline=pipeline, enabled=False)
-        wait_for(
-            lambda: (
-                not PipelineRun.objects.filter(
-                    status__in=[RunStatus.PENDING, RunStatus.RUNNING]
-                ).exists()
-            ),
-            timeout=60,
-            what="the restarts to stop",
-        )
+        wait_until_idle()
         settled = PipelineRun.objects.count()
         wait_until_finished(first)
 
@@ -203,15 +190,7 @@ def test_two_engines_restart_each_crash_exactly_once(settings):
             what="four restarts",
         )
         pipeline_set_enabled(pipeline=pipeline, enabled=False)
-        wait_for(
-            lambda: (
-                not PipelineRun.objects.filter(
-                    status__in=[RunStatus.PENDING, RunStatus.RUNNING]
-                ).exists()
-            ),
-            timeout=60,
-            what="the restarts to stop",
-        )
+        wait_until_idle()
         a.assert_alive()
         b.assert_alive()
 
@@ -288,34 +267,27 @@ def test_a_disabled_daemon_is_not_restarted_by_its_interval():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_restart_interval_replaces_a_running_daemon_with_a_real_engine():
-    pipeline = daemon("rotating", SERVES, restart_interval=2, restart_cooldown=0)
+def test_restart_interval_replaces_a_running_daemon_with_a_real_engine(settings):
+    settings.FASTFLOW_CANCEL_GRACE_SECONDS = 1
+    pipeline = daemon("rotating", SERVES, restart_interval=4, restart_cooldown=0)
     schedules_sync_from_pipelines()
     first = run_enqueue(pipeline=pipeline, triggered_by="manual")
 
+    def serving_restart() -> PipelineRun | None:
+        restarts = PipelineRun.objects.filter(triggered_by="daemon_restart")
+        return next((r for r in restarts if "serving" in log_text(r)), None)
+
     with ThreadEngine(schedules=True):
-        wait_for(
-            lambda: PipelineRun.objects.filter(
-                triggered_by="daemon_restart", status=RunStatus.RUNNING
-            ).exists(),
-            timeout=120,
-            what="a restarted instance to run",
-        )
+        second = wait_for(serving_restart, timeout=120, what="a restarted instance serving")
         pipeline_set_enabled(pipeline=pipeline, enabled=False)
         for run in PipelineRun.objects.filter(status__in=[RunStatus.PENDING, RunStatus.RUNNING]):
             run_cancel(run=run)
-        wait_for(
-            lambda: (
-                not PipelineRun.objects.filter(
-                    status__in=[RunStatus.PENDING, RunStatus.RUNNING]
-                ).exists()
-            ),
-            timeout=60,
-        )
+        wait_until_idle()
 
     first.refresh_from_db()
-    assert first.status == RunStatus.CANCELLED
-    restarted = PipelineRun.objects.filter(triggered_by="daemon_restart").order_by("queued_at")
-    second = restarted.exclude(started_at__isnull=True).first()
-    assert second.started_at >= first.finished_at  # never beside the instance it replaces
-    assert "serving" in log_text(second)
+    assert first.status == RunStatus.CANCELLED and "serving" in log_text(first)
+    assert second.scheduled_job.source == ScheduleSource.DAEMON_RESTART
+    started = list(PipelineRun.objects.exclude(started_at=None).order_by("started_at"))
+    assert len(started) >= 2
+    for before, after in zip(started, started[1:], strict=False):
+        assert after.started_at >= before.finished_at  # never beside the one it replaces

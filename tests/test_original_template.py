@@ -14,7 +14,12 @@ from runs_app.logs import run_artifacts
 from runs_app.models import PipelineRun, RunStatus
 from runs_app.services import run_enqueue
 from tests.helpers_compat import BOTH_EXECUTORS, use_executor
-from tests.helpers_engine import ThreadEngine, log_text, wait_for, wait_until_finished
+from tests.helpers_engine import (
+    ThreadEngine,
+    log_text,
+    wait_for,
+    wait_until_finished,
+)
 
 TEMPLATE = Path(__file__).parent / "fixtures" / "original_template"
 READY = (
