@@ -205,7 +205,7 @@ def inspect_folder(folder: Path, root: Path) -> DiscoveredPipeline | None:
     errors += _entry_errors(spec.type if spec else None, script, notebook)
 
     source = metadata_file or "pipeline.json"
-    if spec is not None and not errors:
+    if spec is not None:  # every problem of the pipeline at once, not one per sync
         errors += spec_check_errors(spec, source)
         warnings += spec_time_warnings(spec, source, now=timezone.now())
         if spec.is_notebook and isinstance(notebook, Path):

@@ -150,7 +150,9 @@ def main(argv: list[str]) -> int:
     total = len(code_cells)
     # The kernel talks over Unix sockets in the run's private temporary directory, not TCP
     # ports on the host's loopback (local runs share it with every other process).
-    sockets = os.path.join(tempfile.mkdtemp(prefix="fastflow-kernel-"), "kernel")
+    # Short names: a Unix socket path is limited to 107 bytes, and the temporary directory of a
+    # local run is already a per-run directory.
+    sockets = os.path.join(tempfile.mkdtemp(prefix="ffk-"), "k")
     client = Client(
         notebook,
         kernel_name="python3",  # ipykernel's kernel of this interpreter, whatever the file says
