@@ -17,7 +17,13 @@ from tests.helpers_compat import (
     use_executor,
     write_notebook,
 )
-from tests.helpers_executor import log_lines, make_spec, run_to_end
+from tests.helpers_executor import (
+    log_lines,
+    make_spec,
+    run_to_end,
+    wait_for_line,
+    wait_in_thread,
+)
 
 FLAKY = (
     "attempts = globals().get('attempts', 0) + 1\n"
@@ -244,3 +250,24 @@ def test_the_warm_up_installs_the_notebook_runner_for_offline_runs(
     assert is_warm(stamp)  # the next run resolves with --offline
     assert run_to_end(executor, spec).succeeded, log_lines(spec)
     assert "warm" in cell_output(spec)
+
+
+def test_a_notebook_stopped_midway_keeps_the_cells_that_ran(executor, pipelines_dir, tmp_path):
+    folder = write_notebook(
+        pipelines_dir,
+        "nb_slow",
+        [code_cell("print('quick cell done')"), code_cell("import time\ntime.sleep(600)")],
+    )
+    spec = notebook_spec(folder, tmp_path)
+    execution = executor.start(spec)
+    result, waiter = wait_in_thread(execution)
+    wait_for_line(spec, "code cell 2 of 2 started", timeout=180)
+
+    execution.cancel()  # as a timeout or a cancel request stops it
+
+    waiter.join(60)
+    (outcome,) = result
+    assert outcome.cancelled and not outcome.succeeded
+    code = executed(spec)["cells"]
+    assert text(code[0]["outputs"][0]["text"]) == "quick cell done\n"
+    assert code[1]["outputs"] == []
