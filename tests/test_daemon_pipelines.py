@@ -16,6 +16,7 @@ from runs_app.logs import run_log_file
 from runs_app.models import PipelineRun, RunStatus, ScheduledJob, ScheduleSource, TriggerType
 from runs_app.schedules import schedules_sync_from_pipelines
 from runs_app.services import run_cancel, run_claim_next, run_daemon_restart, run_enqueue
+from tests.helpers_compat import BOTH_EXECUTORS, use_executor
 from tests.helpers_engine import (
     EngineProcess,
     ThreadEngine,
@@ -267,8 +268,11 @@ def test_a_disabled_daemon_is_not_restarted_by_its_interval():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_restart_interval_replaces_a_running_daemon_with_a_real_engine(settings):
-    settings.FASTFLOW_CANCEL_GRACE_SECONDS = 1
+@pytest.mark.parametrize("executor_name", BOTH_EXECUTORS)
+def test_restart_interval_replaces_a_running_daemon_with_a_real_engine(
+    executor_name, request, settings
+):
+    use_executor(request, settings, executor_name)
     pipeline = daemon("rotating", SERVES, restart_interval=4, restart_cooldown=0)
     schedules_sync_from_pipelines()
     first = run_enqueue(pipeline=pipeline, triggered_by="manual")
@@ -277,7 +281,7 @@ def test_restart_interval_replaces_a_running_daemon_with_a_real_engine(settings)
         restarts = PipelineRun.objects.filter(triggered_by="daemon_restart")
         return next((r for r in restarts if "serving" in log_text(r)), None)
 
-    with ThreadEngine(schedules=True):
+    with ThreadEngine(executor=executor_name, schedules=True):
         second = wait_for(serving_restart, timeout=120, what="a restarted instance serving")
         pipeline_set_enabled(pipeline=pipeline, enabled=False)
         for run in PipelineRun.objects.filter(status__in=[RunStatus.PENDING, RunStatus.RUNNING]):
