@@ -23,6 +23,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from fastflow_site.datadir import private_dir, private_open
 from runs_app.engine.wrapper import EXECUTED_NOTEBOOK
 from runs_app.outcome import format_bytes
 
@@ -36,9 +37,11 @@ def output_dir_for(run_id: str) -> Path:
 
 
 def output_dir_prepare(path: Path, *, world_writable: bool) -> None:
-    """Create the (empty) directory. `world_writable` for a container's runner uid, which is
-    not the engine's: the parents stay the engine's own, so only the run can reach it."""
-    path.mkdir(parents=True, exist_ok=True)
+    """Create the (empty) directory, private like the rest of the data dir. `world_writable`
+    for a container's runner uid, which is not the engine's: its parents stay 0700, so no
+    other local user can reach it (the container sees the bind-mounted folder itself)."""
+    private_dir(path.parent)
+    private_dir(path)
     if world_writable:
         os.chmod(path, 0o777)  # noqa: S103 - the run's uid must write here, on purpose
 
@@ -103,9 +106,7 @@ def _keep_notebook(output_dir: Path, artifacts_dir: Path, collected: CollectedOu
                 f"FASTFLOW_ARTIFACT_MAX_BYTES ({format_bytes(limit)})"
             )
             return
-        artifacts_dir.mkdir(parents=True, exist_ok=True)
-        target = artifacts_dir / EXECUTED_NOTEBOOK
-        with open(target, "wb") as copy:
+        with private_open(artifacts_dir / EXECUTED_NOTEBOOK, "wb") as copy:
             shutil.copyfileobj(source, copy)
     collected.artifacts.append(EXECUTED_NOTEBOOK)
     collected.notes.append(f"executed notebook kept as the run's artifact {EXECUTED_NOTEBOOK}")
