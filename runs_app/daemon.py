@@ -10,7 +10,7 @@ another engine never queues a second one). This module only decides the delay:
 - past FASTFLOW_DAEMON_CRASH_LOOP_RESTARTS quick crashes in a row the daemon is crash-looping:
   the cooldown doubles with every further one, up to FASTFLOW_DAEMON_BACKOFF_MAX_SECONDS. The
   back-off is noted in the crashed run's log, shown on the pipeline's admin page, and reported
-  through `daemon_crash_loop_detected` (the notification hook).
+  as the `daemon_crash_loop` notification event (`daemon_crash_loop_detected`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from runs_app.models import PipelineRun, RunStatus
+from runs_app.notify import notify_daemon_crash_loop
 
 logger = logging.getLogger(__name__)
 
@@ -71,13 +72,13 @@ def restart_note(plan: RestartPlan, *, cooldown: int, restart: PipelineRun) -> s
 def daemon_crash_loop_detected(
     *, crashed: PipelineRun, restart: PipelineRun, plan: RestartPlan
 ) -> None:
-    """The notification hook for a crash-looping daemon, called inside the finishing
-    transaction once per crash (the restart run's idempotency key guarantees it).
-
-    Notifications (notifications_app, being built on another branch) emit their event here:
-    kind "daemon_crash_loop", key f"daemon:{restart.id}:crash_loop". Until then the engine's
-    log carries it, and the pipeline's admin page and the run's log show it.
-    """
+    """A crash-looping daemon, reported inside the finishing transaction once per crash (the
+    restart run's idempotency key guarantees it): the `daemon_crash_loop` notification event
+    and a warning in the engine's log (the run's log and the pipeline's admin page show it
+    too)."""
+    notify_daemon_crash_loop(
+        crashed=crashed, restart=restart, restart_count=plan.restart_count, delay=plan.delay
+    )
     logger.warning(
         "pipeline %s is crash-looping: %d quick crashes in a row; run %s restarts it in %g s",
         crashed.pipeline_id,

@@ -9,13 +9,22 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from notifications_app.models import NotificationDelivery, NotificationEvent
+from notifications_app.services import channel_create
 from pipelines_app.models import Pipeline
 from pipelines_app.services import pipeline_set_enabled
 from runs_app.engine.scheduler import fire_schedule
 from runs_app.logs import run_log_file
 from runs_app.models import PipelineRun, RunStatus, ScheduledJob, ScheduleSource, TriggerType
+from runs_app.outcome import Outcome
 from runs_app.schedules import schedules_sync_from_pipelines
-from runs_app.services import run_cancel, run_claim_next, run_daemon_restart, run_enqueue
+from runs_app.services import (
+    run_cancel,
+    run_claim_next,
+    run_daemon_restart,
+    run_enqueue,
+    run_finish,
+)
 from tests.helpers_compat import BOTH_EXECUTORS, use_executor
 from tests.helpers_engine import (
     EngineProcess,
@@ -29,6 +38,7 @@ from tests.helpers_engine import (
     wait_until_finished,
     wait_until_idle,
 )
+from tests.helpers_notify import webhook_fixture  # noqa: F401 - the webhook fixture
 
 CRASHES = "import sys\nprint('daemon up, crashing')\nsys.exit(3)\n"
 SERVES = "import time\nprint('serving', flush=True)\nwhile True:\n    time.sleep(0.2)\n"
@@ -92,7 +102,9 @@ def test_retries_come_first_and_a_success_or_cancel_is_no_crash():
 
 
 @pytest.mark.django_db
-def test_a_crash_loop_backs_off_and_a_stable_run_resets_the_streak(settings):
+def test_a_crash_loop_backs_off_and_a_stable_run_resets_the_streak(settings, webhook):
+    settings.FASTFLOW_NOTIFY_ALLOWED_HOSTS = ["127.0.0.1"]
+    channel_create(name="ops", url=webhook.url())
     settings.FASTFLOW_DAEMON_CRASH_LOOP_RESTARTS = 2
     settings.FASTFLOW_DAEMON_STABLE_SECONDS = 60
     settings.FASTFLOW_DAEMON_BACKOFF_MAX_SECONDS = 12
@@ -107,9 +119,21 @@ def test_a_crash_loop_backs_off_and_a_stable_run_resets_the_streak(settings):
         run = claim_now(restart)
 
     assert delays == [(1, 2), (2, 2), (3, 4), (4, 8), (5, 12)]  # doubled past 2, capped at 12
-    assert "restart_on_crash: crash loop, 5 quick crashes in a row" in log_text(
-        PipelineRun.objects.get(restart_count=4)
+    fifth = PipelineRun.objects.get(restart_count=4)
+    assert "restart_on_crash: crash loop, 5 quick crashes in a row" in log_text(fifth)
+    # One notification event per backed-off restart (restarts 3, 4 and 5), replay-proof.
+    events = NotificationEvent.objects.filter(kind="daemon_crash_loop").order_by("created_at")
+    assert [e.run_id for e in events] == list(
+        PipelineRun.objects.filter(restart_count__in=[2, 3, 4])
+        .order_by("queued_at")
+        .values_list("id", flat=True)
     )
+    assert "crashed 5 times in a row" in events.last().details["summary"]
+    run_finish(run=fifth, outcome=Outcome(exit_code=3))  # a replayed finish: nothing new
+    assert NotificationEvent.objects.filter(kind="daemon_crash_loop").count() == 3
+    assert set(
+        NotificationDelivery.objects.filter(event__in=events).values_list("target_label", flat=True)
+    ) == {"ops"}
     # Up longer than FASTFLOW_DAEMON_STABLE_SECONDS: not a quick crash, the streak restarts.
     stable = crash(run, up_seconds=120)
     assert restart_of(stable).restart_count == 1
