@@ -63,9 +63,17 @@ def run_metrics_file(run: PipelineRun) -> Path:
     return Path(settings.METRICS_DIR) / f"{run.id}.jsonl"
 
 
-def run_artifacts_dir(run: PipelineRun) -> Path:
+def artifacts_root() -> Path:
+    return Path(settings.DATA_DIR) / "artifacts"
+
+
+def artifacts_dir_for(*, pipeline_name: str, run_id: object) -> Path:
     """Where the files kept from a run live (derived from the run, like its log's path)."""
-    return Path(settings.DATA_DIR) / "artifacts" / run.pipeline_id / str(run.id)
+    return artifacts_root() / pipeline_name / str(run_id)
+
+
+def run_artifacts_dir(run: PipelineRun) -> Path:
+    return artifacts_dir_for(pipeline_name=run.pipeline_id, run_id=run.id)
 
 
 @dataclass(frozen=True)
@@ -102,10 +110,18 @@ def artifact_response(*, run: PipelineRun, artifact: Artifact) -> FileResponse:
     )
 
 
+def artifacts_remove(folder: Path) -> tuple[int, int]:
+    """Delete a run's artifacts folder; returns (files, bytes) removed."""
+    if not folder.is_dir() or not _inside(folder, Path(settings.DATA_DIR)):
+        return 0, 0
+    files = [p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()]
+    size = sum(p.stat().st_size for p in files)
+    shutil.rmtree(folder, ignore_errors=True)
+    return len(files), size
+
+
 def run_artifacts_remove(*, run: PipelineRun) -> None:
-    folder = run_artifacts_dir(run)
-    if folder.is_dir() and _inside(folder, Path(settings.DATA_DIR)):
-        shutil.rmtree(folder, ignore_errors=True)
+    artifacts_remove(run_artifacts_dir(run))
 
 
 def log_append_notes(*, run: PipelineRun, notes: list[str]) -> None:
