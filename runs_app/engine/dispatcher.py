@@ -248,8 +248,8 @@ class Dispatcher:
             execution = self.executor.start(spec)
         except (RunSpecError, RunEnvironmentError, InfrastructureError) as exc:
             logger.warning("run %s could not start: %s", run.id, exc)
+            output_dir_remove(output_dir_for(str(run.id)))  # before the end is visible
             run_fail(run=run, reason=str(exc), log_file=log_file)
-            output_dir_remove(output_dir_for(str(run.id)))
             return None
         recorded = run_record_start(
             run=run,
