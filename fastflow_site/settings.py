@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -88,6 +89,28 @@ def env_path_map(name: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(pairs, key=lambda pair: len(pair[0]), reverse=True))
 
 
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def env_size(name: str, default: str) -> int:
+    """A size in bytes, written like pipeline.json's memory limits: `512m`, `2g`, `1.5GiB`."""
+    raw = os.environ.get(name, "").strip() or default
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", raw, re.IGNORECASE)
+    if not match:
+        raise ImproperlyConfigured(f"{name}: expected a size such as 512m or 2g, got {raw!r}")
+    value = int(float(match[1]) * _SIZE_UNITS[match[2].lower()])
+    if value <= 0:
+        raise ImproperlyConfigured(f"{name}: must be more than 0, got {raw!r}")
+    return value
+
+
+def default_within_max(default_name: str, default: float, max_name: str, maximum: float) -> None:
+    if default > maximum:
+        raise ImproperlyConfigured(
+            f"{default_name}: the default ({default:g}) is above {max_name} ({maximum:g})"
+        )
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env_str(name, default).strip().lower()
     if value not in choices:
@@ -116,7 +139,6 @@ def _persisted_value(path: Path, make: Any) -> str:
     return path.read_text().strip()
 
 
-TESTING = "pytest" in sys.modules or env_bool("FASTFLOW_TESTING", False)
 DEBUG = env_bool("DEBUG", True)
 
 DATA_DIR = Path(env_str("FASTFLOW_DATA_DIR", str(BASE_DIR / "data"))).resolve()
@@ -131,8 +153,6 @@ if not SECRET_KEY:
     SECRET_KEY = _persisted_value(DATA_DIR / "secret_key", lambda: secrets.token_urlsafe(50))
 
 ALLOWED_HOSTS = _read("ALLOWED_HOSTS", env.list, ["localhost", "127.0.0.1", "[::1]"])
-if TESTING:
-    ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]
 CSRF_TRUSTED_ORIGINS = _read("CSRF_TRUSTED_ORIGINS", env.list, [])
 FASTFLOW_BASE_URL = env_str("FASTFLOW_BASE_URL", "http://localhost:8000").rstrip("/")
 
@@ -146,7 +166,7 @@ if not _raw_keys:
             "print(Fernet.generate_key().decode())')"
         )
     _key_path = DATA_DIR / "encryption.key"
-    if not _key_path.exists() and not TESTING:
+    if not _key_path.exists():
         print(
             f"WARNING: FASTFLOW_ENCRYPTION_KEY is not set: generated a development key in "
             f"{_key_path}. Set FASTFLOW_ENCRYPTION_KEY in production and keep it safe.",
@@ -177,6 +197,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_apscheduler",
     "allauth",
     "allauth.account",
@@ -279,14 +300,15 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("FASTFLOW_STATIC_ROOT", str(DATA_DIR / "staticfiles")))
-# Autorefresh in development and tests: no collectstatic needed, no "No directory" warning.
-WHITENOISE_AUTOREFRESH = DEBUG or TESTING
+# Autorefresh in development: no collectstatic needed, no "No directory" warning. (The test
+# suite picks the plain storage itself, in tests/conftest.py.)
+WHITENOISE_AUTOREFRESH = DEBUG
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
-            if not (DEBUG or TESTING)
+            if not DEBUG
             else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
     },
@@ -366,6 +388,8 @@ if FASTFLOW_GOOGLE_CLIENT_ID:
     }
 
 # --- REST framework -----------------------------------------------------------------------------
+# No DEFAULT_PAGINATION_CLASS / PAGE_SIZE: the list views paginate explicitly
+# (fastflow_site/api/pagination.py), so those settings would do nothing.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts_app.authentication.BearerTokenAuthentication",
@@ -378,8 +402,6 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "fastflow_site.api.schema.FastflowAutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
-    "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "fastflow_site.api.errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -387,6 +409,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Automation API of the Fast-Flow pipeline orchestrator.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ (Swagger UI) loads its scripts from drf-spectacular-sidecar's static files.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # validatorUrl None: Swagger UI would otherwise send the schema to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "displayOperationId": True, "validatorUrl": None},
 }
 
 # --- APScheduler --------------------------------------------------------------------------------
@@ -400,16 +427,47 @@ RUNNER_IMAGE_DEFAULT = "ghcr.io/astral-sh/uv:python{python_version}-bookworm-sli
 FASTFLOW_RUNNER_IMAGE = env_str("FASTFLOW_RUNNER_IMAGE", "").strip() or RUNNER_IMAGE_DEFAULT
 FASTFLOW_DEFAULT_PYTHON_VERSION = env_str("FASTFLOW_DEFAULT_PYTHON_VERSION", "3.11")
 FASTFLOW_RUNNER_NETWORK = env_str("FASTFLOW_RUNNER_NETWORK", "bridge")
+# Pull a runner image that is not on the Docker host yet (off: a missing image fails the run).
+FASTFLOW_RUNNER_PULL = env_bool("FASTFLOW_RUNNER_PULL", True)
 FASTFLOW_RUNNER_CA_BUNDLE = env_str("FASTFLOW_RUNNER_CA_BUNDLE", "")
 FASTFLOW_RUNNER_USER = env_str("FASTFLOW_RUNNER_USER", "65534:65534")
-FASTFLOW_RUNNER_PIDS_LIMIT = env_int("FASTFLOW_RUNNER_PIDS_LIMIT", 512, minimum=16)
-FASTFLOW_RUNNER_TMPFS_SIZE = env_str("FASTFLOW_RUNNER_TMPFS_SIZE", "256m")
+# Resource limits of a run: the default when pipeline.json sets none, and the most it may ask
+# for (a pipeline.json asking for more is a discovery error naming the key and the maximum).
+FASTFLOW_RUN_MEM_DEFAULT = env_size("FASTFLOW_RUN_MEM_DEFAULT", "2g")  # mem_hard_limit
+FASTFLOW_RUN_MEM_MAX = env_size("FASTFLOW_RUN_MEM_MAX", "16g")
+FASTFLOW_RUN_CPU_DEFAULT = env_float("FASTFLOW_RUN_CPU_DEFAULT", 1.0, minimum=0.01)  # cores
+FASTFLOW_RUN_CPU_MAX = env_float("FASTFLOW_RUN_CPU_MAX", float(os.cpu_count() or 1), minimum=0.01)
+FASTFLOW_RUNNER_PIDS_LIMIT = env_int("FASTFLOW_RUNNER_PIDS_LIMIT", 512, minimum=16)  # pids_limit
+FASTFLOW_RUNNER_PIDS_LIMIT_MAX = env_int("FASTFLOW_RUNNER_PIDS_LIMIT_MAX", 4096, minimum=16)
+FASTFLOW_RUNNER_TMPFS_SIZE = env_size("FASTFLOW_RUNNER_TMPFS_SIZE", "256m")  # tmp_size
+FASTFLOW_RUNNER_TMPFS_SIZE_MAX = env_size("FASTFLOW_RUNNER_TMPFS_SIZE_MAX", "4g")
+for _name, _default, _maximum in (
+    ("FASTFLOW_RUN_MEM", FASTFLOW_RUN_MEM_DEFAULT, FASTFLOW_RUN_MEM_MAX),
+    ("FASTFLOW_RUN_CPU", FASTFLOW_RUN_CPU_DEFAULT, FASTFLOW_RUN_CPU_MAX),
+):
+    default_within_max(f"{_name}_DEFAULT", _default, f"{_name}_MAX", _maximum)
+default_within_max(
+    "FASTFLOW_RUNNER_PIDS_LIMIT",
+    FASTFLOW_RUNNER_PIDS_LIMIT,
+    "FASTFLOW_RUNNER_PIDS_LIMIT_MAX",
+    FASTFLOW_RUNNER_PIDS_LIMIT_MAX,
+)
+default_within_max(
+    "FASTFLOW_RUNNER_TMPFS_SIZE",
+    FASTFLOW_RUNNER_TMPFS_SIZE,
+    "FASTFLOW_RUNNER_TMPFS_SIZE_MAX",
+    FASTFLOW_RUNNER_TMPFS_SIZE_MAX,
+)
 FASTFLOW_DOCKER_HOST = env_str("FASTFLOW_DOCKER_HOST", "")
 # Engine path prefix = Docker host path prefix, for bind mounts of an engine that runs in a
 # container (runs_app.engine.hostpaths); empty: read from the engine's own container mounts.
 FASTFLOW_DOCKER_PATH_MAP = env_path_map("FASTFLOW_DOCKER_PATH_MAP")
 FASTFLOW_UV_CACHE_DIR = Path(env_str("FASTFLOW_UV_CACHE_DIR", str(DATA_DIR / "uv-cache")))
 FASTFLOW_LOG_MAX_BYTES = env_int("FASTFLOW_LOG_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
+# /readyz reports "not ready" while the disk holding the logs has less free space than this.
+FASTFLOW_LOG_DISK_MIN_FREE_BYTES = env_int(
+    "FASTFLOW_LOG_DISK_MIN_FREE_BYTES", 256 * 1024 * 1024, minimum=0
+)
 FASTFLOW_MAX_CONCURRENT_RUNS = env_int("FASTFLOW_MAX_CONCURRENT_RUNS", 10, minimum=1)
 FASTFLOW_CANCEL_GRACE_SECONDS = env_float("FASTFLOW_CANCEL_GRACE_SECONDS", 10.0, minimum=0)
 FASTFLOW_METRICS_INTERVAL_SECONDS = env_float("FASTFLOW_METRICS_INTERVAL_SECONDS", 2.0, minimum=0.1)
@@ -417,6 +475,9 @@ FASTFLOW_SYNC_INTERVAL_SECONDS = env_float("FASTFLOW_SYNC_INTERVAL_SECONDS", 30.
 FASTFLOW_HEARTBEAT_STALE_SECONDS = env_float("FASTFLOW_HEARTBEAT_STALE_SECONDS", 30.0, minimum=2)
 FASTFLOW_SCHEDULE_GRACE_SECONDS = env_int("FASTFLOW_SCHEDULE_GRACE_SECONDS", 300, minimum=1)
 FASTFLOW_DOWNSTREAM_MAX_DEPTH = env_int("FASTFLOW_DOWNSTREAM_MAX_DEPTH", 10, minimum=1)
+# A claimed run whose engine died before its container/process started goes back to the queue
+# at most this many times (then it fails with the reason).
+FASTFLOW_REQUEUE_MAX = env_int("FASTFLOW_REQUEUE_MAX", 3, minimum=0)
 # Daemon pipelines (restart_on_crash): a run that crashed sooner than this after its start is a
 # quick crash; after this many quick crashes in a row the cooldown doubles per further crash,
 # up to the maximum back-off (runs_app/daemon.py).

@@ -45,7 +45,7 @@ def spec_time_warnings(spec: PipelineSpec, source: str, *, now: datetime) -> lis
     windows = [("", spec.schedule_end, bool(spec.schedule_cron or spec.schedule_interval_seconds))]
     windows += [
         (f"schedules[{index}].", rc.schedule_end, rc.is_scheduled)
-        for index, rc in enumerate(spec.schedules)
+        for index, rc in enumerate(spec.run_configs)
     ]
     for prefix, end, scheduled in windows:
         if scheduled and end is not None and end <= now:

@@ -37,25 +37,32 @@ def notebook_problems(data: Any, spec: PipelineSpec, source: str) -> tuple[list[
         if cell.get("cell_type") != "code":
             continue
         code += 1
-        metadata = cell.get("metadata")
-        options = metadata.get("fastflow") if isinstance(metadata, Mapping) else None
-        if options is None:
-            continue
-        label = f"{NOTEBOOK_FILE}: code cell {code}: metadata.fastflow"
-        if not isinstance(options, Mapping):
-            errors.append(f"{label}: expected an object, got {json_type(options)}")
-            continue
-        for key, value in options.items():
-            if key not in CELL_KEYS:
-                warnings.append(f"{label}.{key}: unknown key, ignored")
-                continue
-            try:
-                as_int(value) if key == "retries" else as_number(value)
-            except SpecError as exc:
-                errors.append(f"{label}.{key}: {exc}")
+        _check_cell_options(cell, f"{NOTEBOOK_FILE}: code cell {code}", errors, warnings)
     if len(spec.cells) > code:
         warnings.append(
             f"{source}: key 'cells': {len(spec.cells)} entries but {NOTEBOOK_FILE} has {code} "
             "code cell(s); the extra entries are ignored"
         )
     return errors, warnings
+
+
+def _check_cell_options(
+    cell: Mapping[str, Any], where: str, errors: list[str], warnings: list[str]
+) -> None:
+    """A code cell's `metadata.fastflow` (absent is fine)."""
+    metadata = cell.get("metadata")
+    options = metadata.get("fastflow") if isinstance(metadata, Mapping) else None
+    if options is None:
+        return
+    label = f"{where}: metadata.fastflow"
+    if not isinstance(options, Mapping):
+        errors.append(f"{label}: expected an object, got {json_type(options)}")
+        return
+    for key, value in options.items():
+        if key not in CELL_KEYS:
+            warnings.append(f"{label}.{key}: unknown key, ignored")
+            continue
+        try:
+            as_int(value) if key == "retries" else as_number(value)
+        except SpecError as exc:
+            errors.append(f"{label}.{key}: {exc}")

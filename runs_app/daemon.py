@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
-from runs_app.models import PipelineRun, RunStatus
+from runs_app.models import PipelineRun, RunStatus, TriggeredBy
 from runs_app.notify import notify_daemon_crash_loop
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,9 @@ class DaemonState:
 
 def daemon_state(*, pipeline_name: str) -> DaemonState:
     last = (
-        PipelineRun.objects.filter(pipeline_id=pipeline_name, triggered_by="daemon_restart")
+        PipelineRun.objects.filter(
+            pipeline_id=pipeline_name, triggered_by=TriggeredBy.DAEMON_RESTART
+        )
         .order_by("-queued_at")
         .first()
     )

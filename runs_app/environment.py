@@ -47,7 +47,7 @@ def encrypted_env_problems(spec: PipelineSpec, source: str) -> list[str]:
     labelled = [("encrypted_env", spec.encrypted_env)]
     labelled += [
         (f"schedules[{index}].encrypted_env", config.encrypted_env)
-        for index, config in enumerate(spec.schedules)
+        for index, config in enumerate(spec.run_configs)
     ]
     problems = []
     for label, values in labelled:

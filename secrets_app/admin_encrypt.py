@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.views.decorators.debug import sensitive_post_parameters
 
-from accounts_app.permissions import role_can
+from accounts_app.roles import role_can
 from secrets_app.services import ENCRYPTED_VALUE_MAX_BYTES, encrypted_value_create
 
 

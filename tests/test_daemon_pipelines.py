@@ -17,7 +17,7 @@ from runs_app.engine.scheduler import fire_schedule
 from runs_app.logs import run_log_file
 from runs_app.models import PipelineRun, RunStatus, ScheduledJob, ScheduleSource, TriggerType
 from runs_app.outcome import Outcome
-from runs_app.schedules import schedules_sync_from_pipelines
+from runs_app.schedule_services import schedules_sync_from_pipelines
 from runs_app.services import (
     run_cancel,
     run_claim_next,

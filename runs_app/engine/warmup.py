@@ -1,8 +1,8 @@
-"""Cache warm-up: resolve a pipeline's requirements and install them once into the uv cache.
+"""Cache warm-up: resolve a pipeline's requirements and build the environment its runs use.
 
-Runs the same uv command as a real run (same image and cache for Docker, same uv and
-interpreter locally), so the environment uv builds for `--with-requirements` is reused by the
-next run and its setup only links what is already there. How is each executor's business
+With the runs' own image (Docker) or uv and interpreter (local), through the executor's shared
+uv cache, into a prepared environment that the next runs execute read-only (`uvcache.py`): a
+warm run installs nothing. How is each executor's business
 (`Executor.warm`); this module decides when: `warm_cache` for one pipeline, `CacheWarmer` to
 warm the pipelines the leader asks for, one at a time, off the dispatch path.
 """

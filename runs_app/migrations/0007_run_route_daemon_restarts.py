@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs_app', '0002_run_stats'),
+        ('runs_app', '0006_requeue_count_and_limits'),
     ]
 
     operations = [
