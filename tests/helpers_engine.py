@@ -21,6 +21,7 @@ from pipelines_app.models import Pipeline
 from pipelines_app.services import pipelines_sync
 from runs_app.engine.executors import get_executor
 from runs_app.engine.loop import Engine
+from runs_app.logs import log_lines_parse
 from runs_app.models import EngineLease, PipelineRun
 from runs_app.outcome import Outcome
 from runs_app.services import run_claim_next, run_enqueue, run_finish
@@ -121,6 +122,11 @@ def log_text(run: PipelineRun) -> str:
     run.refresh_from_db()
     path = Path(run.log_file) if run.log_file else None
     return path.read_text() if path and path.is_file() else ""
+
+
+def log_notes(run: PipelineRun) -> list[str]:
+    """The engine notes of the run's log (by their source, never their text)."""
+    return [line.note_text for line in log_lines_parse(log_text(run).encode()) if line.is_note]
 
 
 class ThreadEngine:

@@ -10,6 +10,7 @@ import pytest
 
 from pipelines_app.spec import NOTEBOOK_REQUIREMENTS
 from runs_app.engine.base import RunSpec
+from runs_app.logs import STDOUT
 from tests.helpers_compat import (
     BOTH_EXECUTORS,
     code_cell,
@@ -18,6 +19,7 @@ from tests.helpers_compat import (
     write_notebook,
 )
 from tests.helpers_executor import (
+    log_entries,
     log_lines,
     make_spec,
     run_to_end,
@@ -51,15 +53,24 @@ def notebook_spec(folder: Path, tmp_path: Path, cells=(), **overrides) -> RunSpe
 
 
 def cell_output(spec: RunSpec) -> list[str]:
-    """What the cells printed: user lines after the environment was ready (uv's own lines on
-    a first install come before)."""
-    lines = log_lines(spec)
-    ready = next(i for i, line in enumerate(lines) if "environment ready in" in line)
-    return [line for line in lines[ready:] if not line.startswith("[fastflow] ")]
+    """What the cells printed: output lines after the environment was ready (uv's own lines on
+    a first install come before), without the runner's cell events."""
+    entries = log_entries(spec.log_file)
+    ready = next(
+        i for i, e in enumerate(entries) if e.is_note and e.text.startswith("environment ready")
+    )
+    return [
+        e.text
+        for e in entries[ready:]
+        if not e.is_note and not (e.source == STDOUT and e.text.startswith("notebook: "))
+    ]
 
 
-def notes(spec: RunSpec) -> list[str]:
-    return [line.removeprefix("[fastflow] ") for line in log_lines(spec) if "[fastflow]" in line]
+def cell_events(spec: RunSpec) -> list[str]:
+    """The runner's cell events: output lines on stdout (never engine notes)."""
+    entries = log_entries(spec.log_file)
+    assert not any(e.is_note and e.text.startswith("notebook: ") for e in entries)
+    return [e.text for e in entries if e.source == STDOUT and e.text.startswith("notebook: ")]
 
 
 def executed(spec: RunSpec) -> dict:
@@ -95,7 +106,7 @@ def test_a_notebook_runs_cell_by_cell_with_outputs_and_retries(executor, pipelin
     assert "flaky cell passed on attempt 3" in lines
     assert "42" in lines and "to stderr" in lines and "no newline" in lines
     assert any("RuntimeError: flaky attempt 1" in line for line in lines)  # the traceback
-    cell_notes = [n for n in notes(spec) if n.startswith("notebook: ")]
+    cell_notes = cell_events(spec)
     assert cell_notes[0] == "notebook: code cell 1 of 4 started"
     assert cell_notes[1].startswith("notebook: code cell 1 of 4 finished in ")
     assert cell_notes[2] == "notebook: code cell 2 of 4 started"
@@ -128,8 +139,10 @@ def test_a_failing_cell_fails_the_run_and_keeps_what_ran(executor, pipelines_dir
 
     assert outcome.exit_code == 1 and not outcome.succeeded
     assert outcome.error == "pipeline exited with code 1"
-    cell_notes = [n for n in notes(spec) if n.startswith("notebook: ")]
-    assert "notebook: code cell 2 of 3 failed after 2 attempts: ValueError: boom" in cell_notes
+    cell_notes = cell_events(spec)
+    assert "notebook: code cell 2 of 3 failed after 2 attempts: ValueError: boom" in cell_notes, (
+        log_lines(spec)
+    )
     assert "never reached" not in cell_output(spec)
     assert any(line.startswith("ValueError: boom") for line in cell_output(spec))
     code = executed(spec)["cells"]
@@ -167,7 +180,7 @@ def test_a_memory_error_in_a_cell_is_reported_as_out_of_memory(
     outcome = run_to_end(executor, spec)
 
     assert outcome.oom_killed and outcome.exit_code == 137
-    assert any("MemoryError" in n for n in notes(spec))
+    assert any("MemoryError" in n for n in cell_events(spec))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -179,7 +192,7 @@ def test_the_engine_keeps_the_executed_notebook_for_the_admin_and_the_api(
     from runs_app.services import run_enqueue
     from tests.helpers_admin import client_for
     from tests.helpers_api import client_for as api_client_for
-    from tests.helpers_engine import ThreadEngine, log_text, wait_until_finished
+    from tests.helpers_engine import ThreadEngine, log_notes, log_text, wait_until_finished
 
     use_executor(request, settings, executor_name)
     write_notebook(pipelines_dir, "report", [code_cell("print('rows:', 3)")])
@@ -191,7 +204,7 @@ def test_the_engine_keeps_the_executed_notebook_for_the_admin_and_the_api(
 
     assert run.status == RunStatus.SUCCESS, log_text(run)
     assert "rows: 3" in log_text(run)
-    assert "[fastflow] executed notebook kept as the run's artifact main.ipynb" in log_text(run)
+    assert "executed notebook kept as the run's artifact main.ipynb" in log_notes(run)
     api = api_client_for("READONLY")
     detail = api.get(f"/api/runs/{run.id}/").json()
     (artifact,) = detail["artifacts"]
@@ -218,10 +231,8 @@ def make_pipeline_synced(name: str):
     return pipeline
 
 
-def test_the_warm_up_installs_the_notebook_runner_for_offline_runs(
-    executor, pipelines_dir, tmp_path
-):
-    from runs_app.engine.uvcache import is_warm
+def test_the_warm_up_prepares_the_notebook_runners_environment(executor, pipelines_dir, tmp_path):
+    from runs_app.engine.uvcache import COLD_NOTE, env_ready
     from runs_app.engine.warmup import warm_cache
 
     folder = write_notebook(pipelines_dir, "warm_nb", [code_cell("print('warm')")])
@@ -238,18 +249,20 @@ def test_the_warm_up_installs_the_notebook_runner_for_offline_runs(
 
     assert result.ok, result.message
     if executor.name == "docker":
-        stamp = executor.warm_stamp(spec, executor.ensure_image(spec.python_version))
+        key = executor.env_key(spec, executor.ensure_image(spec.python_version))
     else:
-        from runs_app.engine.local_executor import local_warm_stamp
+        from runs_app.engine.local_executor import local_env_key
 
-        stamp = local_warm_stamp(
+        key = local_env_key(
             pipeline_dir=folder.resolve(),
             python_version=spec.python_version,
             extra_requirements=NOTEBOOK_REQUIREMENTS,
         )
-    assert is_warm(stamp)  # the next run resolves with --offline
+    # A notebook without requirements.txt still gets an environment: the runner's packages.
+    assert key is not None and env_ready(executor.name, key) is not None
     assert run_to_end(executor, spec).succeeded, log_lines(spec)
     assert "warm" in cell_output(spec)
+    assert not any(COLD_NOTE in line for line in log_lines(spec))  # it ran the prepared one
 
 
 def test_a_notebook_stopped_midway_keeps_the_cells_that_ran(executor, pipelines_dir, tmp_path):

@@ -259,11 +259,15 @@ class DockerExecutor(Executor):
         labels: dict[str, str],
         mounts: list[Mount] = (),
         env: dict[str, str] | None = None,
+        tmp_exec: bool = False,
     ) -> dict[str, Any]:
         """The locked-down `containers.create()` arguments (also used by the cache warm-up).
 
         `mounts` come on top of the pipeline folder (read-only at /app) and the CA bundle;
-        `env` on top of the engine's variables (the environment's PATH, the warm-up's cache)."""
+        `env` on top of the engine's variables (the environment's PATH, the warm-up's cache).
+        `/tmp` is `noexec` (Docker's default for a tmpfs) unless `tmp_exec`: a cold run's
+        packages live in its own cache there, and compiled ones (`.so`) must be mapped
+        executable to import."""
         # Mount objects, not "src:dst:mode" strings: a folder name may contain a colon.
         source = self.host_paths.source
         all_mounts = [
@@ -284,7 +288,7 @@ class DockerExecutor(Executor):
             "command": command,
             "user": settings.FASTFLOW_RUNNER_USER,
             "read_only": True,
-            "tmpfs": {CONTAINER_TMP: f"size={tmp_size},mode=1777"},
+            "tmpfs": {CONTAINER_TMP: f"size={tmp_size},mode=1777{',exec' if tmp_exec else ''}"},
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             "pids_limit": spec.pids_limit or settings.FASTFLOW_RUNNER_PIDS_LIMIT,
@@ -352,7 +356,13 @@ class DockerExecutor(Executor):
             LABEL_ENV: prepared,
         }
         options = self.container_options(
-            spec, image=image, command=command, labels=labels, mounts=mounts, env=env
+            spec,
+            image=image,
+            command=command,
+            labels=labels,
+            mounts=mounts,
+            env=env,
+            tmp_exec=prepared == "cold",
         )
         container = None
         try:
