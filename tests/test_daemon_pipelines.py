@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from notifications_app.models import NotificationDelivery, NotificationEvent
-from notifications_app.services import channel_create
+from notifications_app.services import channel_create, notifications_send_due
 from pipelines_app.models import Pipeline
 from pipelines_app.services import pipeline_set_enabled
 from runs_app.engine.scheduler import fire_schedule
@@ -134,6 +134,14 @@ def test_a_crash_loop_backs_off_and_a_stable_run_resets_the_streak(settings, web
     assert set(
         NotificationDelivery.objects.filter(event__in=events).values_list("target_label", flat=True)
     ) == {"ops"}
+    # Sent for real (Apprise to the webhook on 127.0.0.1), beside the crashes' run_failed ones.
+    notifications_send_due(engine_id="e")
+    loops = [
+        p for p in webhook.posts if p["title"] == "[Fast-Flow] looping: daemon is crash-looping"
+    ]
+    assert len(loops) == 3, [p["title"] for p in webhook.posts]
+    assert "crashed 5 times in a row" in loops[-1]["message"]
+    assert f"Restart run: {restart_of(fifth).id}" in loops[-1]["message"]
     # Up longer than FASTFLOW_DAEMON_STABLE_SECONDS: not a quick crash, the streak restarts.
     stable = crash(run, up_seconds=120)
     assert restart_of(stable).restart_count == 1
