@@ -53,12 +53,17 @@ def run_spec_build(
         if not pipeline.is_runnable:
             raise RunSpecError(f"not started: {pipeline.not_runnable_reason}")
     try:
-        folder = pipeline.folder
+        # Through the run's own commit (git sync), not the symlink: a sync during the run, or
+        # before a re-attach, does not move its files.
+        folder = pipeline.folder_at(run.git_commit)
     except ValueError as exc:
         raise RunSpecError(str(exc)) from None
     spec = pipeline.spec
     if not (folder / spec.entry_file).is_file():
-        raise RunSpecError(f"pipeline folder {folder} has no {spec.entry_file} (was it removed?)")
+        where = f" in the checkout of commit {run.git_commit[:12]}" if run.git_commit else ""
+        raise RunSpecError(
+            f"pipeline folder {folder}{where} has no {spec.entry_file} (was it removed?)"
+        )
     try:
         effective = spec.effective(run.run_config_id or None)
     except KeyError:
