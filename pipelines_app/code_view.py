@@ -1,5 +1,6 @@
-"""A pipeline's code on its admin page: `main.py` and `requirements.txt` as read from its
-folder (under discovery's rules), and the normalised pipeline.json with credentials hidden,
+"""A pipeline's code on its admin page: `main.py` (or a notebook pipeline's `main.ipynb`, its
+cells as one script) and `requirements.txt` as read from its folder (under discovery's rules),
+and the normalised pipeline.json with credentials hidden,
 each highlighted by Pygments on the server (CSS classes only; the colours are in
 static/pipelines_app/pygments.css, generated from `pygments_css()`), so no script or CDN is
 involved and the code is never executed or sent anywhere."""
@@ -54,12 +55,37 @@ def _requirements_lexer() -> Lexer:
     return PythonRequirementsLexer()
 
 
+def notebook_as_script(data: bytes) -> str | None:
+    """A notebook's cells in order as one script, each after a `# %%` line (code as is,
+    markdown as comments), the way editors show a notebook as Python; None if it is not a
+    notebook's JSON (discovery reports why)."""
+    try:
+        cells = json.loads(data.decode("utf-8-sig"))["cells"]
+        parts = []
+        for index, cell in enumerate(cells, start=1):
+            source = cell.get("source", "")
+            source = "".join(source) if isinstance(source, list) else str(source)
+            if cell.get("cell_type") == "code":
+                parts.append(f"# %% cell {index}\n{source.rstrip()}\n")
+            else:
+                commented = "\n".join(f"# {line}".rstrip() for line in source.splitlines())
+                parts.append(
+                    f"# %% [{cell.get('cell_type', 'markdown')}] cell {index}\n{commented}\n"
+                )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return "\n".join(parts)
+
+
 def _file(pipeline: Pipeline, name: str, lexer: Lexer) -> CodeFile | None:
     data, problem = pipeline_file_read(pipeline.pipeline_name, name, limit=MAX_SHOWN_BYTES + 1)
     if data is None:
         return CodeFile(name=name, html=None, problem=problem) if problem else None
     truncated = len(data) > MAX_SHOWN_BYTES
     text = data[:MAX_SHOWN_BYTES].decode("utf-8", errors="replace")
+    if name.endswith(".ipynb"):
+        script = None if truncated else notebook_as_script(data)
+        text, lexer = (script, lexer) if script is not None else (text, JsonLexer())
     if truncated:
         text = text[: text.rfind("\n") + 1]
     return CodeFile(
@@ -71,10 +97,11 @@ def _file(pipeline: Pipeline, name: str, lexer: Lexer) -> CodeFile | None:
 
 
 def pipeline_code_files(pipeline: Pipeline) -> list[CodeFile]:
-    """main.py, requirements.txt (when present) and the normalised pipeline.json. The file
-    itself is never shown: it may hold webhook keys and encrypted values."""
+    """The entry file (main.py, or main.ipynb for a notebook pipeline), requirements.txt (when
+    present) and the normalised pipeline.json. The file itself is never shown: it may hold
+    webhook keys and encrypted values."""
     files = [
-        _file(pipeline, "main.py", PythonLexer()),
+        _file(pipeline, pipeline.spec.entry_file, PythonLexer()),
         _file(pipeline, "requirements.txt", _requirements_lexer()),
     ]
     metadata = json.dumps(pipeline.metadata_redacted(), indent=2, ensure_ascii=False) + "\n"

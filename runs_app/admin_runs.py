@@ -23,13 +23,22 @@ from django.views.decorators.http import require_POST
 from accounts_app.roles import role_can
 from audit_app.context import AuditContext
 from fastflow_site.api.errors import service_error_json
-from fastflow_site.console import time_tag
+from fastflow_site.console import format_bytes, time_tag
 from runs_app.admin_display import duration_bar, log_lines_json, log_tail, status_badge
 from runs_app.admin_run_list import CappedPaginator, RunChangeList, run_search
 from runs_app.admin_run_page import render_panels, run_page_context
 from runs_app.admin_timeline import timeline_context
 from runs_app.errors import InvalidRunRequest, RunError
-from runs_app.logs import data_file, log_missing, log_offset_parse, log_path, log_read
+from runs_app.logs import (
+    artifact_response,
+    data_file,
+    log_missing,
+    log_offset_parse,
+    log_path,
+    log_read,
+    run_artifact,
+    run_artifacts,
+)
 from runs_app.models import PipelineRun, RunStatus, TriggeredBy
 from runs_app.services import run_cancel, run_delete, run_retry
 
@@ -101,10 +110,12 @@ class PipelineRunAdmin(admin.ModelAdmin):
                     "child_runs_links",
                     "scheduled_job_link",
                     "retry_attempt",
+                    "restart_count",
                     "chain_depth",
                 )
             },
         ),
+        ("Artifacts", {"fields": ("artifacts_column",)}),
         ("Input", {"fields": ("parameters_pretty", "env_vars_pretty")}),
         (
             "Timing (UTC)",
@@ -242,6 +253,26 @@ class PipelineRunAdmin(admin.ModelAdmin):
             "admin:runs_app_scheduledjob_change", obj.scheduled_job_id, obj.scheduled_job_id
         )
 
+    @admin.display(description="files")
+    def artifacts_column(self, obj: PipelineRun) -> str:
+        artifacts = run_artifacts(run=obj)
+        if not artifacts:
+            return "No artifacts (a notebook pipeline keeps its executed notebook here)."
+        return format_html_join(
+            mark_safe("<br>"),
+            '<a href="{}" class="ff-artifact">{}</a> ({})',
+            (
+                (
+                    reverse(
+                        "admin:runs_app_pipelinerun_artifact", args=[quote(obj.pk), artifact.name]
+                    ),
+                    artifact.name,
+                    format_bytes(artifact.size),
+                )
+                for artifact in artifacts
+            ),
+        )
+
     @admin.display(description="parameters")
     def parameters_pretty(self, obj: PipelineRun) -> str:
         return _pretty_json(obj.parameters)
@@ -306,6 +337,11 @@ class PipelineRunAdmin(admin.ModelAdmin):
                 "<path:object_id>/metrics/download/",
                 view(self.metrics_download_view),
                 name="runs_app_pipelinerun_metrics_download",
+            ),
+            path(
+                "<path:object_id>/artifacts/<str:name>",
+                view(self.artifact_view),
+                name="runs_app_pipelinerun_artifact",
             ),
             path(
                 "<path:object_id>/cancel/",
@@ -429,6 +465,13 @@ class PipelineRunAdmin(admin.ModelAdmin):
             filename=f"run-{run.pk}-metrics.jsonl",
             content_type="application/x-ndjson; charset=utf-8",
         )
+
+    def artifact_view(self, request: HttpRequest, object_id: str, name: str) -> FileResponse:
+        run = self._viewable_run(request, object_id)
+        artifact = run_artifact(run=run, name=name)
+        if artifact is None:
+            raise Http404(f"This run has no artifact {name!r}.")
+        return artifact_response(run=run, artifact=artifact)
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Cancel from the run page (run_page.js posts it and asks for JSON) or a plain form."""

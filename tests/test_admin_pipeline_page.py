@@ -196,3 +196,24 @@ def test_the_committed_pygments_css_is_what_the_code_view_generates() -> None:
         "pipelines_app/static/pipelines_app/pygments.css is stale: run "
         "`.venv/bin/python scripts/pygments_css.py`"
     )
+
+
+def test_a_notebook_pipeline_shows_its_cells_as_one_highlighted_script(settings) -> None:
+    from tests.helpers_compat import code_cell, markdown_cell, write_notebook
+
+    write_notebook(
+        Path(settings.PIPELINES_DIR),
+        "nb",
+        [markdown_cell("# The report\nIt <b>counts</b>."), code_cell("import os\nprint(1)")],
+    )
+    pipelines_sync()
+    assert not Pipeline.objects.get(pk="nb").discovery_error
+
+    text = client_for(Role.READONLY).get(page_url("nb")).text
+
+    assert 'href="#ff-code-main-ipynb"' in text and "main.py" not in text.split('id="ff-code"')[1]
+    code = text[text.index('id="ff-code-main-ipynb"') :]
+    code = re.sub(r"<[^>]+>", "", code[: code.index("</table>")])
+    assert "# %% [markdown] cell 1" in code and "# It &lt;b&gt;counts&lt;/b&gt;." in code
+    assert "# %% cell 2" in code and "import os" in code
+    assert '"nbformat"' not in code  # the cells, not the file's JSON
