@@ -35,15 +35,16 @@ from runs_app.admin_display import (
 )
 from runs_app.admin_run_list import CappedPaginator, RunChangeList, run_search
 from runs_app.errors import InvalidRunRequest, RunError
-from runs_app.logs import (
+from runs_app.logs import log_offset_parse
+from runs_app.models import PipelineRun, RunStatus, TriggeredBy
+from runs_app.run_output import (
+    log_available,
     log_missing,
-    log_offset_parse,
-    log_path,
+    log_open,
     log_read,
     metrics_missing,
     metrics_read,
 )
-from runs_app.models import PipelineRun, RunStatus, TriggeredBy
 from runs_app.services import run_cancel, run_delete, run_retry
 
 MAX_REPORTED_ERRORS = 10
@@ -259,7 +260,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
         )
         if not summary.samples and summary.memory_peak is None:
             if metrics_missing(run=obj):
-                return f"Metrics file missing: {obj.metrics_file} is not in the data directory."
+                return f"Metrics file missing: {obj.metrics_file} is not in the run storage."
             return "No metrics recorded."
         cpu = (
             f"avg {summary.cpu_avg:.1f}% · max {summary.cpu_max:.1f}%"
@@ -334,7 +335,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
                 log_live=not obj.is_terminal,
                 log_url=reverse("admin:runs_app_pipelinerun_log", args=[pk]),
                 log_download_url=reverse("admin:runs_app_pipelinerun_log_download", args=[pk]),
-                has_log_file=log_path(run=obj) is not None,
+                has_log_file=log_available(run=obj),
                 log_missing=log_missing(run=obj),
                 can_cancel=not obj.is_terminal and self.has_cancel_permission(request),
                 can_retry=obj.is_terminal and self.has_retry_permission(request),
@@ -398,13 +399,13 @@ class PipelineRunAdmin(admin.ModelAdmin):
 
     def log_download_view(self, request: HttpRequest, object_id: str) -> FileResponse:
         run = self._viewable_run(request, object_id)
-        path_ = log_path(run=run)
-        if path_ is None:
+        content = log_open(run=run)
+        if content is None:
             raise Http404(
                 "Log file missing." if log_missing(run=run) else "This run has no log file."
             )
         return FileResponse(
-            path_.open("rb"),
+            content,
             as_attachment=True,
             filename=f"run-{run.pk}.log",
             content_type="text/plain; charset=utf-8",

@@ -28,15 +28,9 @@ from fastflow_site.api.pagination import cursor_paginated_response, cursor_pagin
 from fastflow_site.api.serializers import LenientChoiceField, StringMapField, error_responses
 from runs_app import services
 from runs_app.errors import LogFileMissing
-from runs_app.logs import (
-    DEFAULT_CHUNK,
-    MAX_LOG_OFFSET,
-    log_missing,
-    log_offset_parse,
-    log_read,
-    metrics_read,
-)
+from runs_app.logs import DEFAULT_CHUNK, MAX_LOG_OFFSET, log_offset_parse
 from runs_app.models import PipelineRun, RunStatus, TriggeredBy
+from runs_app.run_output import log_missing, log_read, metrics_read
 from runs_app.sse import log_events
 
 MAX_LOG_CHUNK = 4 * 1024 * 1024
