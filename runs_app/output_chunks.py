@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from typing import IO
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import F
+from django.db.models.functions import Length
 
 from runs_app.models import RunOutputChunk
 
@@ -22,18 +23,14 @@ CHUNK_MAX_BYTES = 256 * 1024
 
 def chunks_end(*, run_id: object, stream: str) -> int:
     """The offset just after the last chunk (0 when there is none)."""
-    end = (
+    last = (
         RunOutputChunk.objects.filter(run_id=run_id, stream=stream)
-        .annotate(end=F("offset") + _length())
-        .aggregate(end=Max("end"))["end"]
+        .annotate(size=Length("data"))
+        .order_by("-offset")
+        .values_list("offset", "size")
+        .first()
     )
-    return int(end or 0)
-
-
-def _length():
-    from django.db.models.functions import Length
-
-    return Length("data")
+    return last[0] + last[1] if last else 0
 
 
 def _pieces(data: bytes) -> Iterator[bytes]:
@@ -77,8 +74,8 @@ def chunks_read(*, run_id: object, stream: str, offset: int, limit: int = -1) ->
     """The bytes from `offset` (at most `limit`, all with -1) of the chunks stored so far."""
     rows = (
         RunOutputChunk.objects.filter(run_id=run_id, stream=stream)
-        .annotate(end=F("offset") + _length())
-        .filter(end__gt=offset)
+        .annotate(chunk_end=F("offset") + Length("data"))
+        .filter(chunk_end__gt=offset)
         .order_by("offset")
         .values_list("offset", "data")
     )

@@ -129,6 +129,36 @@ def docker_engine() -> None:
     pytest.skip("no Docker engine reachable on this machine (run scripts/start-docker.sh)")
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Iterator[object]:
+    """moto's S3 server on 127.0.0.1 (a subprocess), for the whole session."""
+    from tests.helpers_object_store import s3_server_start
+
+    server = s3_server_start(tmp_path_factory.mktemp("s3") / "moto.out")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def object_store(s3_server, settings, monkeypatch) -> object:
+    """FASTFLOW_RUN_STORAGE=s3 with a fresh bucket: in this process's settings (read through
+    the real settings code) and in the environment engine subprocesses inherit."""
+    from fastflow_site import settings as site_settings
+    from tests.helpers_object_store import ObjectStore, new_bucket, object_store_env
+
+    bucket = new_bucket(s3_server)
+    env = object_store_env(s3_server, bucket)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings.FASTFLOW_RUN_STORAGE = "s3"
+    settings.FASTFLOW_LIVE_OUTPUT_INTERVAL_SECONDS = 0.2
+    settings.STORAGES = {
+        **settings.STORAGES,
+        settings.RUN_OUTPUT_STORAGE: site_settings._s3_storage(),
+    }
+    return ObjectStore(server=s3_server, bucket=bucket, env=env)
+
+
 def _browser_paths() -> tuple[str, str] | None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
