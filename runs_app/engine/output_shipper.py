@@ -155,17 +155,18 @@ class OutputShipper:
 
 
 def output_finish(*, run: PipelineRun) -> None:
-    """After the run's outcome is recorded: archive its output and drop the engine's files.
-    A store that fails leaves the chunks for the archive sweep (`OutputArchiveChore`)."""
+    """After the run's outcome is recorded: drop the engine's files (everything is in the
+    database by now) and archive the output. A store that fails leaves the chunks for the
+    archive sweep (`OutputArchiveChore`)."""
     stored = _stored_files(run)
     if not stored:
         return
+    for _, name in stored:
+        output_local_path(name).unlink(missing_ok=True)
     try:
         output_archive(run=run)
     except Exception as exc:  # noqa: BLE001 - the store is remote; the sweep retries
         logger.warning("run %s: archiving its output failed (retried later): %s", run.id, exc)
-    for _, name in stored:
-        output_local_path(name).unlink(missing_ok=True)
 
 
 class OutputArchiveChore:
