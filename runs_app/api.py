@@ -145,8 +145,8 @@ def run_log_check(run: PipelineRun) -> None:
     """404 `log_missing` for a finished run whose log file is gone (not an empty log)."""
     if log_missing(run=run):
         raise LogFileMissing(
-            f"log file missing: the log of run {run.id} ({run.log_file}) is not in the data "
-            "directory"
+            f"log file missing: the log of run {run.id} ({run.log_file}) is not in the run "
+            "storage (the data directory, or the bucket with FASTFLOW_RUN_STORAGE=s3)"
         )
 
 

@@ -31,7 +31,7 @@ class InvalidRunRequest(RunError):
 
 
 class LogFileMissing(RunError):
-    """A finished run's recorded log file is not in the data directory any more."""
+    """A finished run's recorded log is not in the run storage any more (file or object)."""
 
     code = "log_missing"
     http_status = 404

@@ -3,9 +3,11 @@ archive in a real S3-compatible server (moto on 127.0.0.1), every reader and del
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
@@ -14,7 +16,6 @@ from runs_app.engine.output_shipper import OutputArchiveChore, OutputShipper, ou
 from runs_app.logs import NOTE, STDOUT, log_line, log_lines_parse
 from runs_app.models import PipelineRun, RunOutputChunk, RunStatus
 from runs_app.output_chunks import CHUNK_MAX_BYTES, chunks_append, chunks_read
-from runs_app.retention import runs_retention_apply
 from runs_app.run_output import (
     LOG,
     METRICS,
@@ -194,28 +195,35 @@ def test_a_deleted_object_reads_as_missing_not_as_an_empty_log(object_store):
     assert tail.json()["log_missing"] is True
 
 
-def test_deleting_a_run_deletes_its_objects_and_retention_too(object_store):
-    runs = []
-    for _ in range(3):
-        run = live_run("kept_short") if not runs else live_run_of(runs[0])
+def test_deleting_a_run_and_cleanupruns_delete_its_objects_and_chunks(object_store):
+    first = live_run("kept_short")
+    runs = [first, live_run_of(first), live_run_of(first)]
+    for run in runs:
         chunks_append(run_id=run.id, stream=LOG, offset=0, data=lines("x"))
         chunks_append(run_id=run.id, stream=METRICS, offset=0, data=b"{}\n")
         finish(run)
-        output_archive(run=run)
-        runs.append(run)
-    assert len(object_store.names()) == 6
-
-    run_delete(run=runs[0])
-    assert runs[0].log_file not in object_store.names()
+    output_archive(run=runs[0])
+    output_archive(run=runs[2])  # runs[1] is finished, its output still in chunks
     assert len(object_store.names()) == 4
 
-    pipeline = runs[0].pipeline
+    run_delete(run=runs[0])
+    assert object_store.names() == sorted([runs[2].log_file, runs[2].metrics_file])
+
+    pipeline = first.pipeline
     pipeline.metadata = {**pipeline.metadata, "retention": {"keep_runs": 1}}
     pipeline.save(update_fields=["metadata"])
-    report = runs_retention_apply(pause=0)
-    assert report.runs == {"kept_short": 1}
-    assert report.files == 2
+    out = io.StringIO()
+    call_command("cleanupruns", stdout=out)
+    assert "kept_short: deleted 1 run(s)" in out.getvalue()
+    assert not PipelineRun.objects.filter(id=runs[1].id).exists()
+    assert not RunOutputChunk.objects.filter(run_id=runs[1].id).exists()
     assert object_store.names() == sorted([runs[2].log_file, runs[2].metrics_file])
+
+    runs[2].pipeline.metadata = {**pipeline.metadata, "retention": {"days": 1}}
+    runs[2].pipeline.save(update_fields=["metadata"])
+    PipelineRun.objects.filter(id=runs[2].id).update(queued_at=timezone.now() - timedelta(days=3))
+    call_command("cleanupruns", stdout=io.StringIO())
+    assert object_store.names() == []
 
 
 def live_run_of(other: PipelineRun) -> PipelineRun:
