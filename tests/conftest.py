@@ -129,6 +129,19 @@ def docker_engine() -> None:
     pytest.skip("no Docker engine reachable on this machine (run scripts/start-docker.sh)")
 
 
+@pytest.fixture
+def docker_env(docker_engine, settings) -> dict[str, str]:
+    """What an engine subprocess with the docker executor needs: the offline runner image."""
+    from tests.helpers_executor import use_runner_image
+
+    use_runner_image(settings)
+    return {
+        "FASTFLOW_RUNNER_IMAGE": settings.FASTFLOW_RUNNER_IMAGE,
+        "FASTFLOW_RUNNER_NETWORK": "none",
+        "FASTFLOW_CANCEL_GRACE_SECONDS": "1",
+    }
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory) -> Iterator[object]:
     """moto's S3 server on 127.0.0.1 (a subprocess), for the whole session."""

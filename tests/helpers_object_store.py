@@ -3,7 +3,6 @@ HTTP endpoint that boto3 (the web side in the test process, engines in subproces
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,11 @@ from pathlib import Path
 import boto3
 import requests
 
+from tests.helpers_gunicorn import free_port
+
 ACCESS_KEY = "fastflow-test-key"
 SECRET_KEY = "fastflow-test-secret"
 REGION = "us-east-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

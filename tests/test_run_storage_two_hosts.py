@@ -24,7 +24,6 @@ from runs_app.services import run_enqueue
 from secrets_app.services import secret_set
 from tests import helpers_admin, helpers_api
 from tests.helpers_engine import EngineProcess, make_pipeline, run_refreshed, wait_for
-from tests.helpers_executor import use_runner_image
 from tests.test_api_logs_stream import parse_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -180,16 +179,6 @@ def test_the_log_cap_holds_on_the_way_to_the_archive(object_store, tmp_path):
     assert any(note.startswith("log truncated at 4096 bytes") for note in notes)
     assert len(log) < 4096 + 1024  # the cap, plus the engine's few notes
     assert pipeline_texts(log)[0] == "line 0 " + "x" * 40
-
-
-@pytest.fixture
-def docker_env(docker_engine, settings) -> dict[str, str]:
-    use_runner_image(settings)
-    return {
-        "FASTFLOW_RUNNER_IMAGE": settings.FASTFLOW_RUNNER_IMAGE,
-        "FASTFLOW_RUNNER_NETWORK": "none",
-        "FASTFLOW_CANCEL_GRACE_SECONDS": "1",
-    }
 
 
 @pytest.mark.docker
