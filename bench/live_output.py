@@ -58,15 +58,15 @@ def measure(bench: Bench, pipeline, runs: int, label: str) -> list[object]:
         seen: dict[str, float] = {}
         follow(run, seen)
         wait_finished(run)
-        delays += [(at - float(text.split()[1])) * 1000 for text, at in seen.items()]
-        totals.append((run.finished_at - run.queued_at).total_seconds() * 1000)
+        delays += [at - float(text.split()[1]) for text, at in seen.items()]
+        totals.append((run.finished_at - run.queued_at).total_seconds())
         if run.log_file and not run.log_file.startswith("/"):
             deadline = time.monotonic() + 60
             while run.output_archived_at is None and time.monotonic() < deadline:
                 time.sleep(0.01)
                 run.refresh_from_db()
             if run.output_archived_at is not None:
-                archived.append((run.output_archived_at - run.finished_at).total_seconds() * 1000)
+                archived.append((run.output_archived_at - run.finished_at).total_seconds())
     row: list[object] = [label, len(delays), *summary(delays), *summary(totals)]
     row += list(summary(archived)) if archived else ["—", "—"]
     return row
