@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.functions import Length
 
-from runs_app.models import RunOutputChunk
+from runs_app.models import PipelineRun, RunOutputChunk
 
 # What one row holds at most; a copy of more is split at line ends.
 CHUNK_MAX_BYTES = 256 * 1024
@@ -44,9 +44,16 @@ def _pieces(data: bytes) -> Iterator[bytes]:
         data = data[cut:]
 
 
-def chunks_append(*, run_id: object, stream: str, offset: int, data: bytes) -> bool:
+def chunks_append(
+    *, run_id: object, stream: str, offset: int, data: bytes, engine_id: str | None = None
+) -> bool:
     """Store `data` as the bytes at `offset`; False when another writer already stored
-    something there (the caller no longer owns the stream). All pieces or none."""
+    something there, or with `engine_id` when that engine no longer owns the run (another took
+    it over: the new owner's copy continues from what is stored). All pieces or none.
+
+    The ownership check locks the run's row (PostgreSQL; SQLite's transactions are IMMEDIATE,
+    so serialised anyway): a take-over waits for an append under way, and the new owner's
+    restore (`output_prepare`) reads it."""
     rows = []
     for piece in _pieces(data):
         rows.append(RunOutputChunk(run_id=run_id, stream=stream, offset=offset, data=piece))
@@ -55,10 +62,22 @@ def chunks_append(*, run_id: object, stream: str, offset: int, data: bytes) -> b
         return True
     try:
         with transaction.atomic():
+            if engine_id is not None and not _still_owned(run_id, engine_id):
+                return False
             RunOutputChunk.objects.bulk_create(rows)
     except IntegrityError:
         return False
     return True
+
+
+def _still_owned(run_id: object, engine_id: str) -> bool:
+    owner = (
+        PipelineRun.objects.select_for_update()
+        .filter(id=run_id)
+        .values_list("engine_id", flat=True)
+        .first()
+    )
+    return owner == engine_id
 
 
 def chunks_append_at_end(*, run_id: object, stream: str, data: bytes, tries: int = 5) -> bool:

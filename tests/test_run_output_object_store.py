@@ -255,7 +255,7 @@ def test_the_shipper_copies_whole_lines_it_saw_twice(object_store):
     run = live_run()
     output_prepare(run=run)
     path = output_local_path(run.log_file)
-    shipper = OutputShipper()
+    shipper = OutputShipper(engine_id=run.engine_id)
     shipper.follow(run)
 
     with path.open("ab") as fh:
@@ -291,3 +291,23 @@ def test_preparing_a_run_writes_its_chunks_back_into_the_engines_files(object_st
 
     assert path.read_bytes() == lines("before the restart")
     assert output_local_path(run.metrics_file).read_bytes() == b""
+
+
+def test_a_shipper_whose_engine_lost_the_run_stores_nothing(object_store):
+    run = live_run(engine_id="engine-a")
+    output_prepare(run=run)
+    shipper = OutputShipper(engine_id="engine-a")
+    shipper.follow(run)
+    path = output_local_path(run.log_file)
+    with path.open("ab") as fh:
+        fh.write(lines("before"))
+    shipper.ship_all()
+    shipper.ship_all()
+    assert chunks_read(run_id=run.id, stream=LOG, offset=0) == lines("before")
+
+    PipelineRun.objects.filter(id=run.id).update(engine_id="engine-b")  # taken over
+    with path.open("ab") as fh:
+        fh.write(lines("after the take-over"))
+    shipper.ship_all()
+    shipper.finish(run)
+    assert chunks_read(run_id=run.id, stream=LOG, offset=0) == lines("before")

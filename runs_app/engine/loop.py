@@ -59,7 +59,7 @@ class Engine:
         self.executor = executor
         self.schedules = schedules
         # Object store: live output reaches the web process through the database.
-        self.output = OutputShipper() if object_store_enabled() else None
+        self.output = OutputShipper(engine_id=self.engine_id) if object_store_enabled() else None
         self.dispatcher = Dispatcher(
             engine_id=self.engine_id,
             executor=executor,

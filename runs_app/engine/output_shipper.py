@@ -95,7 +95,8 @@ class OutputShipper:
     """Follows the engine's object-store runs and copies their new output into the database.
     `follow`, `finish` and `drop` come from the run worker threads, `ship_all` from its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, engine_id: str) -> None:
+        self.engine_id = engine_id  # only copies while the run is this engine's
         self._lock = threading.Lock()
         self._follows: dict[str, _Follow] = {}
 
@@ -134,8 +135,7 @@ class OutputShipper:
         with self._lock:
             return self._follows.pop(str(run.id), None)
 
-    @staticmethod
-    def _ship(follow: _Follow, *, final: bool) -> None:
+    def _ship(self, follow: _Follow, *, final: bool) -> None:
         with follow.lock:
             for tail in follow.tails:
                 if follow.lost:
@@ -144,11 +144,15 @@ class OutputShipper:
                 if not data:
                     continue
                 if not chunks_append(
-                    run_id=follow.run_id, stream=tail.stream, offset=tail.shipped, data=data
+                    run_id=follow.run_id,
+                    stream=tail.stream,
+                    offset=tail.shipped,
+                    data=data,
+                    engine_id=self.engine_id,
                 ):
-                    # Another writer stored these offsets (an engine that took the run over):
-                    # two copies would interleave, so this engine stops copying.
-                    logger.warning("run %s: its live output has another writer", follow.run_id)
+                    # Another engine took the run over (or stored these offsets): two copies
+                    # would interleave, so this engine stops copying.
+                    logger.warning("run %s: its live output has another owner", follow.run_id)
                     follow.lost = True
                     return
                 tail.shipped += len(data)
