@@ -311,3 +311,17 @@ def test_a_shipper_whose_engine_lost_the_run_stores_nothing(object_store):
     shipper.ship_all()
     shipper.finish(run)
     assert chunks_read(run_id=run.id, stream=LOG, offset=0) == lines("before")
+
+
+def test_lines_the_executor_wrote_before_the_shipper_followed_are_copied(object_store):
+    run = live_run(engine_id="engine-a")
+    chunks_append(run_id=run.id, stream=LOG, offset=0, data=lines("from the last engine"))
+    output_prepare(run=run)
+    with output_local_path(run.log_file).open("ab") as fh:
+        fh.write(lines("printed at once"))  # between the executor's start and follow()
+    shipper = OutputShipper(engine_id="engine-a")
+    shipper.follow(run)
+    shipper.finish(run)
+    assert chunks_read(run_id=run.id, stream=LOG, offset=0) == lines(
+        "from the last engine", "printed at once"
+    )

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from fastflow_site.datadir import private_open
 from runs_app.models import PipelineRun
-from runs_app.output_chunks import chunks_append, chunks_copy
+from runs_app.output_chunks import chunks_append, chunks_copy, chunks_end
 from runs_app.run_output import (
     LOG,
     METRICS,
@@ -101,13 +101,12 @@ class OutputShipper:
         self._follows: dict[str, _Follow] = {}
 
     def follow(self, run: PipelineRun) -> None:
-        """Start copying a run's files, from their current end (`output_prepare` made them
-        hold what the database has)."""
+        """Start copying a run's files from where the database's copy ends (`output_prepare`
+        made the files hold exactly that, and the executor may have appended since)."""
         tails = []
         for stream, name in _stored_files(run):
-            path = output_local_path(name)
-            size = path.stat().st_size if path.is_file() else 0
-            tails.append(_Tail(stream=stream, path=path, shipped=size, seen=size))
+            end = chunks_end(run_id=run.id, stream=stream)
+            tails.append(_Tail(stream=stream, path=output_local_path(name), shipped=end, seen=end))
         if tails:
             with self._lock:
                 self._follows[str(run.id)] = _Follow(run_id=str(run.id), tails=tails)
@@ -122,10 +121,13 @@ class OutputShipper:
                 logger.exception("run %s: copying its live output failed", follow.run_id)
 
     def finish(self, run: PipelineRun) -> None:
-        """The run's files are complete: copy the rest, stop following."""
-        follow = self._pop(run)
+        """The run's files are complete: copy the rest, then stop following (a failed copy
+        raises and leaves the run followed, so the caller can try again)."""
+        with self._lock:
+            follow = self._follows.get(str(run.id))
         if follow is not None:
             self._ship(follow, final=True)
+            self._pop(run)
 
     def drop(self, run: PipelineRun) -> None:
         """Stop following without copying (another engine owns the run now)."""
