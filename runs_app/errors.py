@@ -37,6 +37,13 @@ class LogFileMissing(RunError):
     http_status = 404
 
 
+class RunStorageUnavailable(RunError):
+    """The object store holding finished runs' output did not answer (FASTFLOW_RUN_STORAGE=s3)."""
+
+    code = "run_storage_unavailable"
+    http_status = 503
+
+
 class RunStateConflict(RunError):
     """The transition is not allowed from the run's current status (e.g. cancel a finished run)."""
 

@@ -9,13 +9,36 @@ Reads are ranged: a reader tailing a 50 MB log asks for the bytes it needs, not 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO
 
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import Storage, storages
 
+from runs_app.errors import RunStorageUnavailable
+
 logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def _answering(what: str) -> Iterator[None]:
+    """A store that fails (unreachable, refused credentials) is RunStorageUnavailable (503 for
+    the interfaces), never a bare boto error; a missing object stays FileNotFoundError."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # botocore's errors have no common base with the network's
+        if _is_not_found(exc):
+            raise FileNotFoundError(what) from exc
+        logger.warning("the run storage failed on %s: %s", what, exc)
+        raise RunStorageUnavailable(
+            f"the run storage (FASTFLOW_S3_BUCKET) did not answer reading {what}: "
+            f"{exc.__class__.__name__}; try again shortly",
+            headers={"Retry-After": "5"},
+        ) from exc
 
 
 def object_store_enabled() -> bool:
@@ -33,7 +56,12 @@ def object_save(*, name: str, content: IO[bytes]) -> str:
 
 def object_read(*, name: str, offset: int = 0, limit: int = -1) -> bytes:
     """Up to `limit` bytes (all with -1) from `offset`; nothing past the end. Raises
-    FileNotFoundError when there is no such object."""
+    FileNotFoundError when there is no such object, RunStorageUnavailable when the store fails."""
+    with _answering(name):
+        return _read(name, offset, limit)
+
+
+def _read(name: str, offset: int, limit: int) -> bytes:
     with object_storage().open(name, "rb") as fh:
         obj = getattr(fh, "obj", None)  # S3: the boto3 object, loaded (HEAD) by open()
         if obj is None:  # any other Django storage
@@ -48,19 +76,11 @@ def object_read(*, name: str, offset: int = 0, limit: int = -1) -> bytes:
 
 def object_size(*, name: str) -> int | None:
     """The object's size, or None when it does not exist."""
-    storage = object_storage()
     try:
-        return storage.size(name)
+        with _answering(name):
+            return object_storage().size(name)
     except FileNotFoundError:
         return None
-    except Exception as exc:  # botocore's 404 is a ClientError, not FileNotFoundError
-        if _is_not_found(exc):
-            return None
-        raise
-
-
-def object_exists(*, name: str) -> bool:
-    return object_storage().exists(name)
 
 
 def object_delete(*, name: str) -> int:

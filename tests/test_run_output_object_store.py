@@ -29,6 +29,7 @@ from runs_app.run_output import (
 )
 from runs_app.services import run_delete, run_fail
 from tests import helpers_admin, helpers_api
+from tests.helpers_gunicorn import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -325,3 +326,29 @@ def test_lines_the_executor_wrote_before_the_shipper_followed_are_copied(object_
     assert chunks_read(run_id=run.id, stream=LOG, offset=0) == lines(
         "from the last engine", "printed at once"
     )
+
+
+def test_an_unreachable_store_answers_503_and_the_run_page_still_shows(object_store, settings):
+    run = live_run()
+    chunks_append(run_id=run.id, stream=LOG, offset=0, data=lines("hello"))
+    finish(run)
+    output_archive(run=run)
+    # The same store on a port nobody listens on: connections are refused.
+    options = {**settings.STORAGES[settings.RUN_OUTPUT_STORAGE]["OPTIONS"]}
+    options["endpoint_url"] = f"http://127.0.0.1:{free_port()}"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        settings.RUN_OUTPUT_STORAGE: {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": options,
+        },
+    }
+
+    response = helpers_api.client_for(Role.READONLY).get(reverse("api-run-logs", args=[run.id]))
+    body = helpers_api.assert_error(response, 503, "run_storage_unavailable")
+    assert "FASTFLOW_S3_BUCKET" in body["detail"] and response["Retry-After"] == "5"
+    admin = helpers_admin.client_for(Role.READONLY)
+    tail = admin.get(reverse("admin:runs_app_pipelinerun_log", args=[run.pk]))
+    assert tail.status_code == 503 and tail.json()["error"] == "run_storage_unavailable"
+    page = admin.get(reverse("admin:runs_app_pipelinerun_change", args=[run.pk]))
+    assert page.status_code == 200 and b"did not answer" in page.content
