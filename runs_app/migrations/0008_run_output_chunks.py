@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs_app', '0006_requeue_count_and_limits'),
+        ('runs_app', '0007_git_commit'),
     ]
 
     operations = [
