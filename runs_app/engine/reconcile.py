@@ -22,6 +22,7 @@ from runs_app.engine.base import ExecutionNeverStarted, Executor, Infrastructure
 from runs_app.engine.dispatcher import Dispatcher, RunSpecError, run_spec_build
 from runs_app.engine.identity import engines_sweep, live_engine_ids
 from runs_app.engine.output_shipper import output_finish, output_prepare
+from runs_app.engine.outputs import output_dir_for, output_dir_remove
 from runs_app.environment import RunEnvironmentError
 from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus
 from runs_app.run_output import output_names
@@ -84,6 +85,7 @@ def reconcile(*, engine_id: str, executor: Executor, dispatcher: Dispatcher) -> 
             except InfrastructureError as exc:
                 logger.warning("could not remove orphan %s of run %s: %s", handle, run_id, exc)
                 continue
+            output_dir_remove(output_dir_for(run_id))
             report.removed.append(handle)
             logger.info("removed orphan execution %s (run %s: %s)", handle, run_id, status)
     return report
@@ -175,6 +177,7 @@ def _fail(run: PipelineRun, reason: str, report: ReconcileReport) -> None:
     logger.warning("run %s: %s", run.id, reason)
     report.failed.append(str(run.id))
     run_fail(run=run, reason=reason, log_file=output_names(run)[0])
+    output_dir_remove(output_dir_for(str(run.id)))
     output_finish(run=run)  # archives it (object store) once the reason is in its log
 
 

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs_app', '0007_git_commit'),
+        ('runs_app', '0008_run_route_daemon_restarts'),
     ]
 
     operations = [
