@@ -22,6 +22,30 @@ os.environ["FASTFLOW_RUNNER_PULL"] = "false"
 SHARED_UV_CACHE = Path(os.environ.get("FASTFLOW_TEST_UV_CACHE", "/tmp/fastflow-test-uv-cache"))
 
 
+# Modules whose outcome does not depend on the database: executors driven without the engine's
+# database side, and browser tests of pages whose queries the other modules check on both
+# databases. CI runs them once, on SQLite (`-m "not db_independent"` on PostgreSQL, .ci/run).
+DB_INDEPENDENT_MODULES = frozenset(
+    {
+        "test_executor_docker",
+        "test_executor_local",
+        "test_docker_host_paths",
+        "test_run_isolation",
+        "test_admin_live_log_browser",
+        "test_api_docs_browser",
+        "test_admin_console_browser",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in (
+            DB_INDEPENDENT_MODULES
+        ):
+            item.add_marker(pytest.mark.db_independent)
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
     """On SQLite the test database is a file, not shared memory: engine subprocesses (the
