@@ -33,7 +33,7 @@ KEY_MAX_LENGTH = 255
 class RateLimitResult:
     allowed: bool
     count: int
-    retry_after: int  # seconds until the window turns
+    retry_after: int  # seconds until a request would be allowed again
 
 
 def _short(key: str) -> str:
@@ -43,14 +43,20 @@ def _short(key: str) -> str:
 
 
 def rate_limit_hit(*, scope: str, key: str, limit: int, window_seconds: int) -> RateLimitResult:
-    """Count one request of `key` in the current fixed window (windows are aligned to
-    multiples of `window_seconds` since the epoch, so a 60 s window is the calendar minute).
-    Allowed while the count, this request included, is at most `limit`."""
+    """Count one request of `key` and say whether it is within `limit` per `window_seconds`.
+
+    Counts are kept per fixed window (aligned to multiples of `window_seconds` since the epoch),
+    and the rate is the sliding estimate over the last `window_seconds`: the current window's
+    count plus the previous window's, weighted by how much of it the sliding window still
+    covers. A plain fixed window let a burst straddling the boundary through twice."""
     now = timezone.now()
     start = math.floor(now.timestamp() / window_seconds) * window_seconds
     window_start = datetime.fromtimestamp(start, tz=UTC)
-    expires_at = window_start + timedelta(seconds=window_seconds)
-    bucket = RateLimitBucket.objects.filter(scope=scope, key=_short(key), window_start=window_start)
+    window = timedelta(seconds=window_seconds)
+    # Kept for the next window too, which weighs this one's count.
+    expires_at = window_start + 2 * window
+    short = _short(key)
+    bucket = RateLimitBucket.objects.filter(scope=scope, key=short, window_start=window_start)
     with transaction.atomic():
         # The UPDATE takes the row's lock until commit, so the count read below is this
         # request's own and no other process's increment is lost.
@@ -59,7 +65,7 @@ def rate_limit_hit(*, scope: str, key: str, limit: int, window_seconds: int) -> 
                 with transaction.atomic():
                     RateLimitBucket.objects.create(
                         scope=scope,
-                        key=_short(key),
+                        key=short,
                         window_start=window_start,
                         count=1,
                         expires_at=expires_at,
@@ -67,8 +73,20 @@ def rate_limit_hit(*, scope: str, key: str, limit: int, window_seconds: int) -> 
             except IntegrityError:  # another process created it first
                 bucket.update(count=F("count") + 1)
         count = bucket.values_list("count", flat=True).get()
-    retry_after = max(math.ceil((expires_at - now).total_seconds()), 1)
-    return RateLimitResult(allowed=count <= limit, count=count, retry_after=retry_after)
+    previous = (
+        RateLimitBucket.objects.filter(scope=scope, key=short, window_start=window_start - window)
+        .values_list("count", flat=True)
+        .first()
+        or 0
+    )
+    elapsed = (now - window_start) / window
+    rate = count + previous * (1 - elapsed)
+    # Until the window turns, then until this window's weight has fallen far enough.
+    wait = (window_start + window - now).total_seconds()
+    if count > 0 and limit > 0:
+        wait += window_seconds * max(0.0, 1 - (limit - 1) / count)
+    retry_after = max(math.ceil(wait), 1)
+    return RateLimitResult(allowed=rate <= limit, count=count, retry_after=retry_after)
 
 
 def nonce_use(*, scope: str, value: str, ttl_seconds: int) -> bool:

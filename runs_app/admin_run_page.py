@@ -21,8 +21,10 @@ from fastflow_site.charts import Limit, line_chart
 from fastflow_site.console import format_bytes, format_duration
 from pipelines_app.errors import SpecError
 from runs_app.admin_display import limits_summary, resource_summary
-from runs_app.logs import data_file, metrics_missing, metrics_read, parse_timestamp
+from runs_app.errors import RunStorageUnavailable
+from runs_app.logs import parse_timestamp
 from runs_app.models import PipelineRun
+from runs_app.run_output import METRICS, metrics_missing, metrics_read, output_size
 
 MIB = 1024 * 1024
 PANELS = ("head", "facts", "resources")
@@ -69,7 +71,14 @@ def _series(samples: list[dict], key: str, origin: datetime | None) -> list[tupl
 
 
 def resources_context(run: PipelineRun) -> dict:
-    samples = metrics_read(run=run)
+    try:
+        samples = metrics_read(run=run)
+        has_file = output_size(run=run, stream=METRICS) is not None
+        missing = metrics_missing(run=run)
+    except RunStorageUnavailable as exc:  # the charts say so; the rest of the page shows
+        samples, has_file, missing, storage_error = [], False, False, str(exc)
+    else:
+        storage_error = ""
     summary = resource_summary(samples=samples, peak_memory_bytes=run.peak_memory_bytes)
     limits = run_limits(run)
     cpu = _series(samples, "cpu_percent", run.started_at)
@@ -82,8 +91,9 @@ def resources_context(run: PipelineRun) -> dict:
     )
     return {
         "summary": summary,
-        "has_metrics_file": data_file(run.metrics_file) is not None,
-        "metrics_missing": metrics_missing(run=run),
+        "has_metrics_file": has_file,
+        "metrics_missing": missing,
+        "metrics_storage_error": storage_error,
         "limits_text": limits_summary(run.limits) if run.limits else None,
         "cpu_chart": line_chart(
             cpu,

@@ -28,18 +28,17 @@ from runs_app.admin_display import duration_bar, log_lines_json, log_tail, statu
 from runs_app.admin_run_list import CappedPaginator, RunChangeList, run_search
 from runs_app.admin_run_page import render_panels, run_page_context
 from runs_app.admin_timeline import timeline_context
-from runs_app.errors import InvalidRunRequest, RunError
-from runs_app.logs import (
-    artifact_response,
-    data_file,
-    log_missing,
-    log_offset_parse,
-    log_path,
-    log_read,
-    run_artifact,
-    run_artifacts,
-)
+from runs_app.errors import InvalidRunRequest, RunError, RunStorageUnavailable
+from runs_app.logs import artifact_response, log_offset_parse, run_artifact, run_artifacts
 from runs_app.models import PipelineRun, RunStatus, TriggeredBy
+from runs_app.run_output import (
+    METRICS,
+    log_available,
+    log_missing,
+    log_open,
+    log_read,
+    output_bytes,
+)
 from runs_app.services import run_cancel, run_delete, run_retry
 
 MAX_REPORTED_ERRORS = 10
@@ -292,20 +291,35 @@ class PipelineRunAdmin(admin.ModelAdmin):
         obj: PipelineRun | None = None,
     ) -> TemplateResponse:
         if obj is not None:
-            lines, offset, truncated = log_tail(run=obj)
+            try:
+                context.update(self._log_context(obj))
+            except RunStorageUnavailable as exc:  # the rest of the page still shows
+                self.message_user(request, str(exc), messages.ERROR)
             pk = quote(obj.pk)
             context.update(
                 self._run_page_context(request, obj),
-                log_lines=lines,
-                log_missing=log_missing(run=obj),
-                log_offset=offset,
-                log_truncated=truncated,
                 log_live=not obj.is_terminal,
                 log_url=reverse("admin:runs_app_pipelinerun_log", args=[pk]),
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
+    @staticmethod
+    def _log_context(obj: PipelineRun) -> dict[str, Any]:
+        lines, offset, truncated = log_tail(run=obj)
+        return {
+            "log_lines": lines,
+            "log_offset": offset,
+            "log_truncated": truncated,
+            "log_missing": log_missing(run=obj),
+        }
+
     def _run_page_context(self, request: HttpRequest, run: PipelineRun) -> dict[str, Any]:
+        """The live panels' context (the page and every panels poll): a run storage that does
+        not answer leaves out what it holds and says so (the panels still render)."""
+        try:
+            has_log_file = log_available(run=run)
+        except RunStorageUnavailable:
+            has_log_file = False
         return {
             **run_page_context(
                 run=run,
@@ -315,7 +329,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
             "log_download_url": reverse(
                 "admin:runs_app_pipelinerun_log_download", args=[quote(run.pk)]
             ),
-            "has_log_file": log_path(run=run) is not None,
+            "has_log_file": has_log_file,
         }
 
     def get_urls(self) -> list:
@@ -409,9 +423,10 @@ class PipelineRunAdmin(admin.ModelAdmin):
         run = self._viewable_run(request, object_id)
         try:
             offset = log_offset_parse(raw=request.GET.get("offset", "0"))
-        except InvalidRunRequest as exc:
+            data, next_offset = log_read(run=run, offset=offset)
+            missing = log_missing(run=run)
+        except (InvalidRunRequest, RunStorageUnavailable) as exc:
             return service_error_json(exc)
-        data, next_offset = log_read(run=run, offset=offset)
         response = JsonResponse(
             {
                 "lines": log_lines_json(data),
@@ -419,21 +434,26 @@ class PipelineRunAdmin(admin.ModelAdmin):
                 "status": run.status,
                 "terminal": run.is_terminal,
                 "cancel_requested": run.cancel_requested_at is not None,
-                "log_missing": log_missing(run=run),
+                "log_missing": missing,
             }
         )
         response["Cache-Control"] = "no-store"
         return response
 
-    def log_download_view(self, request: HttpRequest, object_id: str) -> FileResponse:
+    def log_download_view(
+        self, request: HttpRequest, object_id: str
+    ) -> FileResponse | JsonResponse:
         run = self._viewable_run(request, object_id)
-        path_ = log_path(run=run)
-        if path_ is None:
+        try:
+            content = log_open(run=run)
+        except RunStorageUnavailable as exc:
+            return service_error_json(exc)
+        if content is None:
             raise Http404(
                 "Log file missing." if log_missing(run=run) else "This run has no log file."
             )
         return FileResponse(
-            path_.open("rb"),
+            content,
             as_attachment=True,
             filename=f"run-{run.pk}.log",
             content_type="text/plain; charset=utf-8",
@@ -454,17 +474,19 @@ class PipelineRunAdmin(admin.ModelAdmin):
         response["Cache-Control"] = "no-store"
         return response
 
-    def metrics_download_view(self, request: HttpRequest, object_id: str) -> FileResponse:
+    def metrics_download_view(
+        self, request: HttpRequest, object_id: str
+    ) -> HttpResponse | JsonResponse:
         run = self._viewable_run(request, object_id)
-        path_ = data_file(run.metrics_file)
-        if path_ is None:
+        try:
+            data = output_bytes(run=run, stream=METRICS, offset=0)  # the file or the run storage
+        except RunStorageUnavailable as exc:
+            return service_error_json(exc)
+        if data is None:
             raise Http404("This run has no metrics file.")
-        return FileResponse(
-            path_.open("rb"),
-            as_attachment=True,
-            filename=f"run-{run.pk}-metrics.jsonl",
-            content_type="application/x-ndjson; charset=utf-8",
-        )
+        response = HttpResponse(data, content_type="application/x-ndjson; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-metrics.jsonl"'
+        return response
 
     def artifact_view(self, request: HttpRequest, object_id: str, name: str) -> FileResponse:
         run = self._viewable_run(request, object_id)

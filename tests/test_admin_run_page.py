@@ -143,7 +143,7 @@ def test_cancel_from_the_page_answers_json() -> None:
     assert "cancel requested" in head and "Stopping…" in head
 
 
-def test_the_metrics_download_is_the_file_and_a_run_without_one_is_404() -> None:
+def test_the_metrics_download_is_the_samples_and_a_run_without_them_is_404() -> None:
     run = running_run()
     client = client_for(Role.READONLY)
 
@@ -152,7 +152,7 @@ def test_the_metrics_download_is_the_file_and_a_run_without_one_is_404() -> None
 
     assert response.status_code == 200
     assert response["Content-Disposition"].startswith("attachment")
-    body = b"".join(response.streaming_content).decode()
+    body = response.content.decode()
     assert body.count("\n") == 12 and '"cpu_percent": 40.0' in body
     assert missing.status_code == 404
 

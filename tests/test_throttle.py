@@ -28,20 +28,35 @@ def test_it_allows_up_to_the_limit_per_key_and_window(monkeypatch):
 
     assert [r.allowed for r in results] == [True, True, True, False, False]
     assert [r.count for r in results] == [1, 2, 3, 4, 5]
-    assert results[-1].retry_after == 45  # the calendar minute turns at 10:01:00
+    # The minute turns at 10:01:00; 36 s later the five hits weigh 2, and one more fits in 3.
+    assert results[-1].retry_after == 45 + 36
     assert other.allowed and other.count == 1
 
 
 @pytest.mark.django_db
-def test_a_new_window_starts_a_new_count(monkeypatch):
-    at(monkeypatch, datetime(2026, 12, 1, 10, 0, 59, tzinfo=UTC))
-    for _ in range(3):
-        rate_limit_hit(scope="s", key="a", limit=2, window_seconds=60)
+def test_a_burst_straddling_the_window_boundary_is_limited_once(monkeypatch):
+    at(monkeypatch, datetime(2026, 12, 1, 10, 0, 59, 900000, tzinfo=UTC))
+    first = rate_limit_hit(scope="s", key="a", limit=3, window_seconds=60)
+    at(monkeypatch, datetime(2026, 12, 1, 10, 1, 0, 100000, tzinfo=UTC))
+    rest = [rate_limit_hit(scope="s", key="a", limit=3, window_seconds=60) for _ in range(4)]
+
+    assert [first.allowed] + [r.allowed for r in rest] == [True, True, True, False, False]
+
+
+@pytest.mark.django_db
+def test_the_previous_window_weighs_less_as_it_slides_out(monkeypatch):
+    for key in ("early", "late"):
+        at(monkeypatch, datetime(2026, 12, 1, 10, 0, 59, tzinfo=UTC))
+        for _ in range(3):
+            rate_limit_hit(scope="s", key=key, limit=2, window_seconds=60)
 
     at(monkeypatch, datetime(2026, 12, 1, 10, 1, 0, tzinfo=UTC))
-    fresh = rate_limit_hit(scope="s", key="a", limit=2, window_seconds=60)
+    early = rate_limit_hit(scope="s", key="early", limit=2, window_seconds=60)  # 3 + 1
+    at(monkeypatch, datetime(2026, 12, 1, 10, 1, 45, tzinfo=UTC))
+    late = rate_limit_hit(scope="s", key="late", limit=2, window_seconds=60)  # 3 x 0.25 + 1
 
-    assert fresh.allowed and fresh.count == 1
+    assert not early.allowed and early.count == 1
+    assert late.allowed and late.count == 1
 
 
 @pytest.mark.django_db
