@@ -250,6 +250,28 @@ if DATABASES["default"].get("NAME") in {"", ":memory:"}:
         + _SUPPORTED_DATABASES[DATABASES["default"]["ENGINE"]]
     )
 
+# Persistent connections. PostgreSQL: one psycopg pool per process (Django's OPTIONS["pool"]),
+# because the engine drives every run in a new thread and Django's CONN_MAX_AGE keeps a
+# connection per thread: it would still connect once per run. Pooled connections outlive the
+# threads; a connection is checked on checkout (CONN_HEALTH_CHECKS), so one broken by a
+# database restart is replaced, never handed out. Without the pool, and on SQLite, threads keep
+# their connection for FASTFLOW_DB_CONN_MAX_AGE seconds (health-checked at each request or loop
+# round by close_old_connections()).
+FASTFLOW_DB_POOL = env_bool("FASTFLOW_DB_POOL", True)
+FASTFLOW_DB_POOL_MIN_SIZE = env_int("FASTFLOW_DB_POOL_MIN_SIZE", 2, minimum=0)
+FASTFLOW_DB_POOL_MAX_SIZE = env_int("FASTFLOW_DB_POOL_MAX_SIZE", 20, minimum=1)
+if FASTFLOW_DB_POOL_MAX_SIZE < FASTFLOW_DB_POOL_MIN_SIZE:
+    raise ImproperlyConfigured(
+        f"FASTFLOW_DB_POOL_MAX_SIZE: must be >= FASTFLOW_DB_POOL_MIN_SIZE "
+        f"({FASTFLOW_DB_POOL_MIN_SIZE}), got {FASTFLOW_DB_POOL_MAX_SIZE}"
+    )
+# How long a thread waits for a free pooled connection (or for the database to come back)
+# before the query fails with OperationalError.
+FASTFLOW_DB_POOL_TIMEOUT = env_float("FASTFLOW_DB_POOL_TIMEOUT", 5.0, minimum=0.1)
+FASTFLOW_DB_CONN_MAX_AGE = env_int("FASTFLOW_DB_CONN_MAX_AGE", 600, minimum=0)
+DATABASES["default"]["CONN_MAX_AGE"] = FASTFLOW_DB_CONN_MAX_AGE
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers and one writer work at once; IMMEDIATE transactions take the write lock
     # up front so two processes wait on busy_timeout instead of failing with "database is locked".
@@ -266,7 +288,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].setdefault("application_name", "fastflow")
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if FASTFLOW_DB_POOL:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # a pooled connection is "closed" back to it
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": FASTFLOW_DB_POOL_MIN_SIZE,
+            "max_size": FASTFLOW_DB_POOL_MAX_SIZE,
+            "timeout": FASTFLOW_DB_POOL_TIMEOUT,
+            # After a database outage the pool's reconnect back-off grows to minutes; giving up
+            # after 10 s instead lets the next query that needs a connection try again at once.
+            "reconnect_timeout": 10.0,
+        }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts_app.User"
@@ -411,6 +442,9 @@ FASTFLOW_DOCKER_PATH_MAP = env_path_map("FASTFLOW_DOCKER_PATH_MAP")
 FASTFLOW_UV_CACHE_DIR = Path(env_str("FASTFLOW_UV_CACHE_DIR", str(DATA_DIR / "uv-cache")))
 FASTFLOW_LOG_MAX_BYTES = env_int("FASTFLOW_LOG_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
 FASTFLOW_MAX_CONCURRENT_RUNS = env_int("FASTFLOW_MAX_CONCURRENT_RUNS", 10, minimum=1)
+# The engine is woken the moment a run is queued (PostgreSQL NOTIFY, or a FIFO in the data dir on
+# SQLite); this poll is the fallback for a lost wake-up and for retries whose delay ran out.
+FASTFLOW_DISPATCH_POLL_SECONDS = env_float("FASTFLOW_DISPATCH_POLL_SECONDS", 1.0, minimum=0.01)
 FASTFLOW_CANCEL_GRACE_SECONDS = env_float("FASTFLOW_CANCEL_GRACE_SECONDS", 10.0, minimum=0)
 FASTFLOW_METRICS_INTERVAL_SECONDS = env_float("FASTFLOW_METRICS_INTERVAL_SECONDS", 2.0, minimum=0.1)
 FASTFLOW_SYNC_INTERVAL_SECONDS = env_float("FASTFLOW_SYNC_INTERVAL_SECONDS", 30.0, minimum=1)

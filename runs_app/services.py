@@ -35,6 +35,7 @@ from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus, Scheduled
 from runs_app.notify import notify_run_finished
 from runs_app.outcome import Outcome, classify_exit
 from runs_app.stats import run_stats_record
+from runs_app.wakeup import WAKE_CANCEL, WAKE_RUN, engines_wake
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +236,8 @@ def run_enqueue(
                 **({"parent_run": str(parent_run.id)} if parent_run else {}),
             },
         )
+        if not_before is None or not_before <= timezone.now():
+            engines_wake(reason=WAKE_RUN)  # after the commit; a later one is polled for
         return run
 
 
@@ -256,6 +259,8 @@ def run_cancel(*, run: PipelineRun, audit: AuditContext | None = None) -> Pipeli
             requested = PipelineRun.objects.filter(
                 id=run.id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True
             ).update(cancel_requested_at=now)
+            if requested:
+                engines_wake(reason=WAKE_CANCEL)  # the owning engine stops it now
         if cancelled or requested:
             audit_record(
                 audit=audit,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.db.models import Q
 
 from fastflow_site.logformat import log_context
@@ -213,6 +213,9 @@ class Dispatcher:
                 if self.stopping and self.survives_restart:
                     return
             execution = active.execution
+            # While the run runs this thread needs no connection: a pooled one goes back to the
+            # pool (a persistent one is kept, or dropped if broken), as at a request's end.
+            close_old_connections()
             try:
                 outcome = execution.wait_for_outcome()
                 if not active.lost:  # else its new owner records the result
