@@ -87,6 +87,7 @@ class PostgresListener(Listener):
         self._connection = psycopg.connect(**params)
         self._connection.execute(f"LISTEN {CHANNEL}")
         self.healthy = True
+        logger.info("listening for wake-ups on PostgreSQL channel %s", CHANNEL)
         # Anything queued while we were not listening (start, reconnect) is claimed now.
         self._wake(WAKE_ALL)
         checked = time.monotonic()
@@ -138,6 +139,7 @@ class FifoListener(Listener):
             return False
         self._fds = (read_fd, write_fd)
         self.healthy = True
+        logger.info("listening for wake-ups on %s", self.path)
         return True
 
     def run(self) -> None:
