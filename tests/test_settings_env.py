@@ -56,6 +56,12 @@ from tests.helpers_settings import (
             "FASTFLOW_ENCRYPTION_KEY: required when DEBUG is off",
         ),
         ({"FASTFLOW_ENCRYPTION_KEY": "abc"}, "FASTFLOW_ENCRYPTION_KEY: every comma-separated key"),
+        (
+            {"FASTFLOW_DB_POOL_MIN_SIZE": "8", "FASTFLOW_DB_POOL_MAX_SIZE": "4"},
+            "FASTFLOW_DB_POOL_MAX_SIZE: must be >= FASTFLOW_DB_POOL_MIN_SIZE (8), got 4",
+        ),
+        ({"FASTFLOW_DB_POOL": "sometimes"}, "FASTFLOW_DB_POOL: expected a boolean"),
+        ({"FASTFLOW_DISPATCH_POLL_SECONDS": "0"}, "FASTFLOW_DISPATCH_POLL_SECONDS: must be >="),
     ],
     ids=lambda value: next(iter(value)) if isinstance(value, dict) else None,
 )
@@ -110,6 +116,26 @@ def test_a_postgres_url_configures_postgres(tmp_path):
         "db.internal",
         "5433",
     ]
+
+
+def test_postgres_connections_come_from_a_pool_and_sqlite_ones_persist(tmp_path):
+    script = (
+        "d = settings.DATABASES['default']\n"
+        "print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'], d['OPTIONS'].get('pool'))\n"
+    )
+    postgres = "postgres://ff:pw@db.internal:5433/fastflow"
+
+    pooled = run_django(tmp_path, script, DATABASE_URL=postgres, FASTFLOW_DB_POOL_MAX_SIZE="30")
+    unpooled = run_django(tmp_path, script, DATABASE_URL=postgres, FASTFLOW_DB_POOL="false")
+    sqlite = run_django(tmp_path, script, FASTFLOW_DB_CONN_MAX_AGE="120")
+
+    for result in (pooled, unpooled, sqlite):
+        assert result.returncode == 0, result.stderr
+    assert pooled.stdout.strip() == (
+        "0 True {'min_size': 2, 'max_size': 30, 'timeout': 5.0, 'reconnect_timeout': 10.0}"
+    )
+    assert unpooled.stdout.strip() == "600 True None"
+    assert sqlite.stdout.strip() == "120 True None"
 
 
 def test_the_development_secret_key_is_generated_once_and_kept(tmp_path):
