@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -86,6 +87,30 @@ def env_path_map(name: str) -> tuple[tuple[str, str], ...]:
             )
         pairs.append((os.path.normpath(left), os.path.normpath(right)))
     return tuple(sorted(pairs, key=lambda pair: len(pair[0]), reverse=True))
+
+
+# Docker's network names (no ':', so no `container:<id>` network namespace).
+_NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def env_network(name: str, default: str, *, empty_ok: bool = False) -> str:
+    # Empty means the default (compose passes unset variables through as "").
+    value = env_str(name, default).strip() or default
+    if (value or not empty_ok) and not _NETWORK_NAME.fullmatch(value):
+        raise ImproperlyConfigured(f"{name}: {value!r} is not a Docker network name")
+    return value
+
+
+def env_networks(name: str, default: str) -> tuple[str, ...]:
+    raw = env_str(name, default).strip() or default  # empty: the default, as above
+    values = tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
+    bad = [v for v in values if not _NETWORK_NAME.fullmatch(v)]
+    if bad:
+        raise ImproperlyConfigured(
+            f"{name}: {', '.join(map(repr, bad))} is not a Docker network name "
+            "(comma-separated names, e.g. none,bridge)"
+        )
+    return values
 
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -430,7 +455,14 @@ RUNNER_IMAGE_DEFAULT = "ghcr.io/astral-sh/uv:python{python_version}-bookworm-sli
 # Empty means the default (compose passes unset variables through as "").
 FASTFLOW_RUNNER_IMAGE = env_str("FASTFLOW_RUNNER_IMAGE", "").strip() or RUNNER_IMAGE_DEFAULT
 FASTFLOW_DEFAULT_PYTHON_VERSION = env_str("FASTFLOW_DEFAULT_PYTHON_VERSION", "3.11")
-FASTFLOW_RUNNER_NETWORK = env_str("FASTFLOW_RUNNER_NETWORK", "bridge")
+# Docker networks of runs: the default of every run, and the networks a pipeline.json may choose
+# besides it (its `network` key; checked at discovery). `host` — the host's own network stack,
+# its loopback services included — only when listed here. The cache warm-up needs the package
+# index: it uses FASTFLOW_WARMUP_NETWORK (empty: the runs' default, or bridge when that is none).
+RUNNER_NETWORK_DEFAULT = "bridge"
+FASTFLOW_RUNNER_NETWORK = env_network("FASTFLOW_RUNNER_NETWORK", RUNNER_NETWORK_DEFAULT)
+FASTFLOW_RUNNER_NETWORKS_ALLOWED = env_networks("FASTFLOW_RUNNER_NETWORKS_ALLOWED", "none,bridge")
+FASTFLOW_WARMUP_NETWORK = env_network("FASTFLOW_WARMUP_NETWORK", "", empty_ok=True)
 FASTFLOW_RUNNER_CA_BUNDLE = env_str("FASTFLOW_RUNNER_CA_BUNDLE", "")
 FASTFLOW_RUNNER_USER = env_str("FASTFLOW_RUNNER_USER", "65534:65534")
 FASTFLOW_RUNNER_PIDS_LIMIT = env_int("FASTFLOW_RUNNER_PIDS_LIMIT", 512, minimum=16)

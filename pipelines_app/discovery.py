@@ -24,6 +24,7 @@ from typing import Any
 from django.conf import settings
 
 from pipelines_app.errors import PipelinesDirError, SpecError
+from pipelines_app.networks import network_refusal
 from pipelines_app.spec import PipelineSpec, parse_pipeline_json
 from pipelines_app.spec_values import is_safe_name
 
@@ -167,6 +168,8 @@ def inspect_folder(folder: Path, root: Path) -> DiscoveredPipeline | None:
             declared = raw_enabled if isinstance(raw_enabled, bool) else None
         result = parse_pipeline_json(data, source=metadata_file or "pipeline.json")
         spec, warnings = result.spec, warnings + result.warnings
+        if spec.network and (refused := network_refusal(spec.network)):
+            errors.append(f"{metadata_file}: key 'network': {refused}")
     except (_Unreadable, SpecError) as exc:
         errors.append(str(exc))
 

@@ -62,6 +62,18 @@ from tests.helpers_settings import (
         ),
         ({"FASTFLOW_DB_POOL": "sometimes"}, "FASTFLOW_DB_POOL: expected a boolean"),
         ({"FASTFLOW_DISPATCH_POLL_SECONDS": "0"}, "FASTFLOW_DISPATCH_POLL_SECONDS: must be >="),
+        (
+            {"FASTFLOW_RUNNER_NETWORK": "container:db"},
+            "FASTFLOW_RUNNER_NETWORK: 'container:db' is not a Docker network name",
+        ),
+        (
+            {"FASTFLOW_RUNNER_NETWORKS_ALLOWED": "none, bad name"},
+            "FASTFLOW_RUNNER_NETWORKS_ALLOWED: 'bad name' is not a Docker network name",
+        ),
+        (
+            {"FASTFLOW_WARMUP_NETWORK": "-x"},
+            "FASTFLOW_WARMUP_NETWORK: '-x' is not a Docker network name",
+        ),
     ],
     ids=lambda value: next(iter(value)) if isinstance(value, dict) else None,
 )
@@ -297,3 +309,18 @@ def test_an_empty_runner_image_means_the_default(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ghcr.io/astral-sh/uv:python{python_version}-bookworm-slim"
+
+
+def test_empty_network_variables_mean_their_defaults(tmp_path):
+    # compose passes the network variables the operator did not set as "".
+    result = run_django(
+        tmp_path,
+        "print(settings.FASTFLOW_RUNNER_NETWORK, settings.FASTFLOW_RUNNER_NETWORKS_ALLOWED,"
+        " repr(settings.FASTFLOW_WARMUP_NETWORK))",
+        FASTFLOW_RUNNER_NETWORK="",
+        FASTFLOW_RUNNER_NETWORKS_ALLOWED="",
+        FASTFLOW_WARMUP_NETWORK="",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "bridge ('none', 'bridge') ''"

@@ -42,6 +42,7 @@ class RunSpec:
     mem_soft_limit: int | None = None  # bytes; breaches noted in the log
     timeout: float | None = None  # seconds; None = no limit
     log_max_bytes: int = 50 * 1024 * 1024
+    network: str = ""  # the container's network (`none`: no egress); "" = the executor's default
 
 
 @dataclass

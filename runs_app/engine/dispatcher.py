@@ -19,6 +19,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from django.db.models import Q
 
 from fastflow_site.logformat import log_context
+from pipelines_app.networks import network_refusal
 from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
 from runs_app.environment import RunEnvironment, RunEnvironmentError, run_environment
 from runs_app.logs import run_log_file, run_metrics_file
@@ -63,6 +64,8 @@ def run_spec_build(
             f"pipeline '{pipeline.pipeline_name}' has no run configuration "
             f"{run.run_config_id!r} any more"
         ) from None
+    if spec.network and refuse_not_runnable and (refused := network_refusal(spec.network)):
+        raise RunSpecError(f"not started: pipeline.json key 'network': {refused}")
     environment = run_environment(run=run)
     run_spec = RunSpec(
         run_id=str(run.id),
@@ -80,6 +83,7 @@ def run_spec_build(
         mem_soft_limit=effective.mem_soft_limit,
         timeout=float(effective.timeout) if effective.timeout else None,
         log_max_bytes=settings.FASTFLOW_LOG_MAX_BYTES,
+        network=spec.network or settings.FASTFLOW_RUNNER_NETWORK,
     )
     return run_spec, environment
 

@@ -76,6 +76,13 @@ OFFLINE_HINT = (
     "requirements were resolved offline from the warm cache; if packages are missing, "
     "run the cache warm-up again"
 )
+NO_NETWORK_HINT = (
+    "this pipeline runs without a network (network 'none'): its requirements can only come "
+    "from the warm cache, and no cache warm-up of these requirements has succeeded yet (see the "
+    "pipeline's warm-up status; warm-ups run on FASTFLOW_WARMUP_NETWORK)"
+)
+OFFLINE_WARM = "1"
+OFFLINE_NO_NETWORK = "no-network"  # offline because the run has no network, cache not warm
 WAKE_INTERVAL = 0.25  # how often wait() looks at cancel/timeout when nothing else wakes it
 DRAIN_TIMEOUT = 10.0  # how long to wait for the last log lines after the container exited
 RUNNING_STATES = {"running", "paused", "restarting"}
@@ -125,9 +132,19 @@ def uv_command(
     return [*command, *program]
 
 
+def warmup_network() -> str:
+    """Warm-ups download packages: FASTFLOW_WARMUP_NETWORK, else the runs' default network,
+    or bridge when runs have none (a `none` run resolves offline from what the warm-up cached)."""
+    if settings.FASTFLOW_WARMUP_NETWORK:
+        return settings.FASTFLOW_WARMUP_NETWORK
+    default = settings.FASTFLOW_RUNNER_NETWORK
+    return default if default != "none" else "bridge"
+
+
 def _warmup_spec(name: str, pipeline_dir: Path, python_version: str) -> RunSpec:
     """A stand-in run for building a warm-up container (it writes no log or metrics)."""
     return RunSpec(
+        network=warmup_network(),
         run_id=f"warmup-{uuid.uuid4()}",
         pipeline_name=name,
         pipeline_dir=pipeline_dir,
@@ -243,7 +260,7 @@ class DockerExecutor(Executor):
             "working_dir": APP_DIR,
             "mounts": mounts,
             "environment": env,
-            "network_mode": settings.FASTFLOW_RUNNER_NETWORK,
+            "network_mode": spec.network or settings.FASTFLOW_RUNNER_NETWORK,
             "labels": {LABEL_MANAGED: "1", LABEL_SCOPE: self.scope(), **labels},
             "stdin_open": False,
             "tty": False,
@@ -266,16 +283,22 @@ class DockerExecutor(Executor):
     def start(self, spec: RunSpec) -> DockerExecution:
         image = self.ensure_image(spec.python_version)
         marker = wrapper.new_marker()
-        offline = spec.has_requirements and is_warm(self.warm_stamp(spec, image))
+        offline = ""
+        if spec.has_requirements and is_warm(self.warm_stamp(spec, image)):
+            offline = OFFLINE_WARM
+        elif spec.has_requirements and spec.network == "none":
+            # Nothing to download from without a network: fail fast on what the cache lacks
+            # instead of waiting for uv's connection attempts to time out.
+            offline = OFFLINE_NO_NETWORK
         command = uv_command(
             python_version=spec.python_version,
             requirements=spec.has_requirements,
             program=["python", "-u", "-c", wrapper.wrapper_code(marker=marker, app_dir=APP_DIR)],
-            offline=offline,
+            offline=bool(offline),
         )
         labels = {LABEL_RUN_ID: spec.run_id, LABEL_PIPELINE: spec.pipeline_name}
         labels[LABEL_MARKER] = marker
-        labels[LABEL_OFFLINE] = "1" if offline else "0"
+        labels[LABEL_OFFLINE] = offline or "0"
         options = self.container_options(spec, image=image, command=command, labels=labels)
         container = None
         try:
@@ -434,7 +457,7 @@ class DockerExecution(Execution):
         self._image = image
         self._resume = resume
         self._marker = container.labels.get(LABEL_MARKER, "")
-        self._offline = container.labels.get(LABEL_OFFLINE) == "1"
+        self._offline = container.labels.get(LABEL_OFFLINE, "0")
         self._wake = threading.Event()
         self._stop_sampling = threading.Event()
         self._log_error = ""
@@ -533,8 +556,8 @@ class DockerExecution(Execution):
             if outcome.oom_killed:
                 limit = format_bytes(spec.mem_hard_limit) if spec.mem_hard_limit else "its"
                 log.note(f"out of memory: the container was killed at its {limit} memory limit")
-            if outcome.exit_code and log.ready_at is None and self._offline:
-                log.note(OFFLINE_HINT)
+            if outcome.exit_code and log.ready_at is None and self._offline != "0":
+                log.note(NO_NETWORK_HINT if self._offline == OFFLINE_NO_NETWORK else OFFLINE_HINT)
             if self._log_error:
                 log.note(f"log stream from Docker interrupted: {self._log_error}")
             outcome.error = classify_exit(
