@@ -45,7 +45,6 @@ class Bench:
                 str(Path(tempfile.gettempdir()) / "fastflow-bench-uv-cache"),
             ),
             "FASTFLOW_EXECUTOR": executor,
-            "FASTFLOW_RUNNER_NETWORK": os.environ.get("FASTFLOW_RUNNER_NETWORK", "none"),
             "FASTFLOW_ENCRYPTION_KEY": Fernet.generate_key().decode(),
             "SECRET_KEY": "bench-" + os.urandom(16).hex(),
             "FASTFLOW_LOG_LEVEL": "WARNING",

@@ -222,7 +222,7 @@ def main() -> None:
             f"\n{args.runs} sequential runs per executor after {args.warmup} warm-up runs; "
             f"database: {connection.vendor}; times in ms; load average before "
             f"{load_before}, after {load_average()} (1, 5, 15 min); the product's default "
-            f"network is {settings.FASTFLOW_RUNNER_NETWORK_DEFAULT_HINT}\n"
+            f"network (FASTFLOW_RUNNER_NETWORK unset) is {settings.RUNNER_NETWORK_DEFAULT}\n"
         )
         print(table(headers, totals))
         print("\nSegments (raw: process start → first line, first → last line, last → exit)\n")
