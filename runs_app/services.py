@@ -323,17 +323,27 @@ def run_delete(*, run: PipelineRun, audit: AuditContext | None = None) -> None:
 
 
 def run_claim_next(*, engine_id: str) -> PipelineRun | None:
-    """Claim the oldest due PENDING run that fits the concurrency limits, or return None.
+    """Claim the oldest due PENDING run that fits the concurrency limits, or return None."""
+    claimed = run_claim(engine_id=engine_id, limit=1)
+    return claimed[0] if claimed else None
+
+
+def run_claim(*, engine_id: str, limit: int) -> list[PipelineRun]:
+    """Claim up to `limit` due PENDING runs, oldest first, within the concurrency limits (the
+    global FASTFLOW_MAX_CONCURRENT_RUNS and each pipeline's max_instances), in one transaction.
 
     Counting RUNNING runs and claiming happen under one serialised transaction: otherwise two
-    engines could both see 9 of 10 slots taken and both claim.
+    engines could both see 9 of 10 slots taken and both claim. Each run comes with its
+    pipeline, read in that transaction: as current as a re-read when the run starts.
     """
     now = timezone.now()
+    claimed: list[PipelineRun] = []
     with transaction.atomic():
         _serialise("run-claim")
         running = PipelineRun.objects.filter(status=RunStatus.RUNNING)
-        if running.count() >= settings.FASTFLOW_MAX_CONCURRENT_RUNS:
-            return None
+        free = min(limit, settings.FASTFLOW_MAX_CONCURRENT_RUNS - running.count())
+        if free <= 0:
+            return claimed
         per_pipeline = dict(
             running.order_by()
             .values("pipeline")
@@ -353,15 +363,35 @@ def run_claim_next(*, engine_id: str) -> PipelineRun | None:
             for name, count in per_pipeline.items()
             if limits.get(name) is not None and count >= limits[name]
         ]
-        due = PipelineRun.objects.due(now).exclude(pipeline_id__in=full).order_by("queued_at", "id")
-        for candidate in due[:5]:
-            claimed = PipelineRun.objects.filter(id=candidate.id, status=RunStatus.PENDING).update(
+        due = (
+            PipelineRun.objects.due(now)
+            .exclude(pipeline_id__in=full)
+            .select_related("pipeline")
+            .order_by("queued_at", "id")
+        )
+        for candidate in due[: free + 4]:
+            name = candidate.pipeline_id
+            if name not in limits:
+                spec = _spec_or_none(candidate.pipeline)
+                limits[name] = spec.max_instances if spec is not None else None
+            if limits[name] is not None and per_pipeline.get(name, 0) >= limits[name]:
+                continue  # this batch filled the pipeline up
+            updated = PipelineRun.objects.filter(id=candidate.id, status=RunStatus.PENDING).update(
                 status=RunStatus.RUNNING, started_at=now, engine_id=engine_id
             )
-            if claimed == 1:
-                candidate.refresh_from_db()
-                return candidate
-    return None
+            if updated != 1:
+                continue  # cancelled meanwhile
+            # What the update wrote (it found the row still PENDING, as read): no re-read.
+            candidate.status, candidate.started_at, candidate.engine_id = (
+                RunStatus.RUNNING,
+                now,
+                engine_id,
+            )
+            per_pipeline[name] = per_pipeline.get(name, 0) + 1
+            claimed.append(candidate)
+            if len(claimed) == free:
+                break
+    return claimed
 
 
 def run_record_start(

@@ -25,7 +25,7 @@ from runs_app.environment import RunEnvironment, RunEnvironmentError, run_enviro
 from runs_app.logs import run_log_file, run_metrics_file
 from runs_app.models import PipelineRun
 from runs_app.outcome import Outcome
-from runs_app.services import run_claim_next, run_fail, run_finish, run_record_start
+from runs_app.services import run_claim, run_fail, run_finish, run_record_start
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +43,13 @@ def run_spec_build(
     """Everything the executor needs, from the pipeline's spec and the run's row. With
     `refuse_not_runnable`, refuse a pipeline that is disabled, missing or broken (a new start; a
     re-attach after a restart lets a running run finish)."""
+    # A claimed run comes with its pipeline as read by the claim (run_claim), not as it was
+    # when the run was queued: a run queued earlier (over the limit, a delayed retry) must not
+    # start once its pipeline was disabled or its pipeline.json broke (it would run with
+    # defaults).
     pipeline = run.pipeline
-    if refuse_not_runnable:
-        # Re-read: a run queued earlier (over the limit, a delayed retry) must not start once
-        # its pipeline was disabled or its pipeline.json broke (it would run with defaults).
-        pipeline.refresh_from_db()
-        if not pipeline.is_runnable:
-            raise RunSpecError(f"not started: {pipeline.not_runnable_reason}")
+    if refuse_not_runnable and not pipeline.is_runnable:
+        raise RunSpecError(f"not started: {pipeline.not_runnable_reason}")
     try:
         folder = pipeline.folder
     except ValueError as exc:
@@ -130,14 +130,14 @@ class Dispatcher:
 
     def dispatch(self) -> int:
         """Claim and start runs while slots are free; returns how many were started."""
-        started = 0
-        while not self.stopping and self.free_slots > 0:
-            run = run_claim_next(engine_id=self.engine_id)
-            if run is None:
-                break
+        if self.stopping or self.free_slots <= 0:
+            return 0
+        # One transaction for as many runs as there are free slots (a burst is claimed in
+        # batches, not one write transaction per run).
+        runs = run_claim(engine_id=self.engine_id, limit=self.free_slots)
+        for run in runs:
             self._launch(run, None)
-            started += 1
-        return started
+        return len(runs)
 
     def adopt(self, run: PipelineRun, execution: Execution) -> None:
         """Drive an execution re-attached after an engine restart, like one we started."""
