@@ -81,19 +81,17 @@ def raw_command(
 
     python_version = settings.FASTFLOW_DEFAULT_PYTHON_VERSION
     if executor == "local":
-        from runs_app.engine.local_executor import clean_path, local_uv_command
-        from runs_app.engine.uvcache import uv_cache_dir
+        from runs_app.engine.local_executor import local_env, local_uv_command
 
         command = local_uv_command(
             pipeline_dir=folder, python_version=python_version, requirements=False
         )
-        env = {
-            "PATH": clean_path(),
-            "HOME": tempfile.gettempdir(),
-            "UV_CACHE_DIR": str(uv_cache_dir("local")),
-            "UV_PYTHON_DOWNLOADS": "never",
-        }
-        return [*command, "python", "-u", str(folder / "main.py")], env
+        # The environment the engine gives a run (the host's TLS and proxy variables, the
+        # engine's uv cache): uv reads SSL_CERT_FILE / SSL_CERT_DIR at every start, so a raw
+        # run without them would be measuring a different uv.
+        home = Path(tempfile.mkdtemp(prefix="fastflow-bench-raw-"))
+        env = local_env(run_id="raw", pipeline_name=folder.name, user_env={}, home=home)
+        return [*command, "python", "-u", "main.py"], env
     from runs_app.engine.docker_executor import image_name
     from runs_app.engine.uvcache import uv_cache_dir
 
@@ -112,7 +110,12 @@ def raw_command(
 def raw_run(command: list[str], env: dict[str, str], cwd: Path) -> dict[str, float | None]:
     started = time.monotonic()
     process = subprocess.Popen(
-        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        command,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # own scheduler autogroup, as the engine's runs get
     )
     first = last = None
     for line in process.stdout:

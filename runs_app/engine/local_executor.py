@@ -77,13 +77,22 @@ PASSTHROUGH_ENV = (
 )
 
 
+_uv_binary: list[str] = []
+
+
 def uv_binary() -> str:
+    """The engine environment's uv. Looked up once (the lookup walks the install schemes, a
+    millisecond or more per run); a cached path is checked to still exist."""
+    if _uv_binary and os.path.isfile(_uv_binary[0]):
+        return _uv_binary[0]
     try:
-        return uv.find_uv_bin()
+        found = uv.find_uv_bin()
     except FileNotFoundError as exc:
         raise InfrastructureError(
             f"the uv binary of the engine's environment is missing: {exc}"
         ) from exc
+    _uv_binary[:] = [found]
+    return found
 
 
 def local_python(python_version: str) -> str:
@@ -311,6 +320,7 @@ class LocalExecution(Execution):
         self._started_at = started_at
         self._home = home
         self._wake = threading.Event()
+        self._output_ended = threading.Event()
         self._writers: tuple[LogWriter, MetricsRecorder] | None = None
 
     def cancel(self) -> None:
@@ -355,7 +365,6 @@ class LocalExecution(Execution):
                 metrics, self._process.pid, interval=settings.FASTFLOW_METRICS_INTERVAL_SECONDS
             )
             run_in_thread(lambda: sampler.run(stop_sampling), f"stats-{spec.run_id}")
-            run_in_thread(self._reap, f"reap-{spec.run_id}")
             self._supervise(log, outcome)
             outcome.exit_code = self._process.wait()
             # Background processes the pipeline left behind would keep the pipe open.
@@ -384,10 +393,6 @@ class LocalExecution(Execution):
     def cleanup(self) -> None:
         shutil.rmtree(self._home, ignore_errors=True)
 
-    def _reap(self) -> None:
-        self._process.wait()
-        self._wake.set()
-
     def _read(self, log: LogWriter) -> None:
         fd = self._process.stdout.fileno()
         try:
@@ -395,10 +400,22 @@ class LocalExecution(Execution):
                 log.feed(chunk)
         finally:
             self._process.stdout.close()
+            self._output_ended.set()
+            self._wake.set()  # the process has (almost always) exited
 
     def _supervise(self, log: LogWriter, outcome: Outcome) -> None:
+        """Wait for the process to exit, stopping it on cancel or timeout. The end of its
+        output wakes this at once; a process whose output outlives it (a background child
+        holding the pipe) is noticed at the next WAKE_INTERVAL."""
         deadline = time.monotonic() + self.spec.timeout if self.spec.timeout else None
         while self._process.poll() is None:
+            if self._output_ended.is_set():
+                # Output ended: the exit follows within moments (Popen polls with short
+                # sleeps); a process that closed its output and goes on is checked again.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(timeout=WAKE_INTERVAL / 5)
+                if self._process.poll() is not None:
+                    return
             if self.abandoned.is_set():
                 # Its new owner could not adopt a local process and failed the run: stop it.
                 _kill_group(self._process.pid, signal.SIGKILL)

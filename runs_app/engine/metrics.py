@@ -129,7 +129,7 @@ def docker_memory_bytes(reading: dict) -> int | None:
     return max(int(usage) - int(cache), 0)
 
 
-PRIME_DELAY_SECONDS = 0.25
+PRIME_DELAY_SECONDS = 1.0
 
 
 class ProcessTreeSampler:
