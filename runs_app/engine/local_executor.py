@@ -391,7 +391,10 @@ class LocalExecution(Execution):
         return outcome
 
     def cleanup(self) -> None:
-        shutil.rmtree(self._home, ignore_errors=True)
+        try:
+            self._home.rmdir()  # usually empty: one system call
+        except OSError:
+            shutil.rmtree(self._home, ignore_errors=True)
 
     def _read(self, log: LogWriter) -> None:
         fd = self._process.stdout.fileno()
@@ -443,15 +446,18 @@ class LocalExecution(Execution):
 
 
 _uv_version_cache: list[str] = []
+_uv_version_lock = threading.Lock()
 
 
 def uv_version() -> str:
-    if not _uv_version_cache:
-        try:
-            output = subprocess.run(
-                [uv_binary(), "--version"], capture_output=True, text=True, timeout=30
-            ).stdout
-            _uv_version_cache.append(output.split()[1])
-        except (OSError, IndexError, subprocess.SubprocessError, InfrastructureError):
-            return ""
-    return _uv_version_cache[0]
+    # Once per process: the first runs of a burst would otherwise each start `uv --version`.
+    with _uv_version_lock:
+        if not _uv_version_cache:
+            try:
+                output = subprocess.run(
+                    [uv_binary(), "--version"], capture_output=True, text=True, timeout=30
+                ).stdout
+                _uv_version_cache.append(output.split()[1])
+            except (OSError, IndexError, subprocess.SubprocessError, InfrastructureError):
+                return ""
+        return _uv_version_cache[0]
