@@ -29,8 +29,8 @@ from runs_app.engine.identity import (
     heartbeat_interval,
 )
 from runs_app.engine.lease import RENEW_SECONDS, SCHEDULER_LEASE, lease_acquire, lease_release
-from runs_app.engine.notify import RunningWatch
 from runs_app.engine.listen import Listener, listener_for
+from runs_app.engine.notify import RunningWatch
 from runs_app.engine.reconcile import reconcile
 from runs_app.engine.scheduler import ScheduleMirror
 from runs_app.engine.warmup import CacheWarmer

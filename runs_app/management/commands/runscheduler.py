@@ -23,8 +23,9 @@ logger = logging.getLogger("runs_app.engine")
 
 ERROR_PAUSE_SECONDS = 1.0
 # Threads besides the run workers that use the database: the main loop, heartbeat, reconcile,
-# leader chores, cache warmer, APScheduler's loop and its 4 job threads, and some headroom.
-ENGINE_THREADS = 12
+# notifications, retention, leader chores, cache warmer, APScheduler's loop and its 4 job
+# threads, and some headroom.
+ENGINE_THREADS = 14
 
 
 class Command(BaseCommand):
