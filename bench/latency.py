@@ -224,8 +224,8 @@ def main() -> None:
         print(
             f"\n{args.runs} sequential runs per executor after {args.warmup} warm-up runs; "
             f"database: {connection.vendor}; times in ms; load average before "
-            f"{load_before}, after {load_average()} (1, 5, 15 min); the product's default "
-            f"network (FASTFLOW_RUNNER_NETWORK unset) is {settings.RUNNER_NETWORK_DEFAULT}\n"
+            f"{load_before}, after {load_average()} (1, 5, 15 min); runs without a network of "
+            f"their own get FASTFLOW_RUNNER_NETWORK={settings.FASTFLOW_RUNNER_NETWORK}\n"
         )
         print(table(headers, totals))
         print("\nSegments (raw: process start → first line, first → last line, last → exit)\n")

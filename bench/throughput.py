@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/throughput.py [--executor local|docker] [--runs 200]
                                          [--concurrency 10[,2,4]] [--engines 1]
-                                         [--network none|bridge]
+                                         [--network none|bridge] [--sleep S]
 
 All runs are queued with `run_enqueue` before the engines start; runs/s is counted from the
 first claim to the last finish (DB timestamps), so queueing speed is not part of it. Several
@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Bench, table  # noqa: E402
+from bench.common import TRIVIAL, Bench, table  # noqa: E402
 from bench.latency import load_average, raw_command  # noqa: E402
 
 
@@ -64,7 +64,8 @@ def measure(bench: Bench, args: argparse.Namespace, concurrency: int) -> list[ob
 
     PipelineRun.objects.all().delete()
     EngineInstance.objects.all().delete()
-    pipeline = bench.pipeline(f"trivial_{concurrency}_{len(bench.engines)}")
+    body = f"import time\ntime.sleep({args.sleep})\nprint('hello')\n" if args.sleep else TRIVIAL
+    pipeline = bench.pipeline(f"trivial_{concurrency}_{len(bench.engines)}", body)
     for _ in range(args.runs):
         run_enqueue(pipeline=pipeline, triggered_by="manual")
     env = {
@@ -147,6 +148,9 @@ def main() -> None:
     parser.add_argument("--concurrency", default="10", help="comma-separated, e.g. 2,4,10")
     parser.add_argument("--engines", type=int, default=1)
     parser.add_argument("--network", default="none", help="docker: the runs' network")
+    parser.add_argument(
+        "--sleep", type=float, default=0.0, help="each run sleeps this long (I/O-bound runs)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp installation")
     args = parser.parse_args()
 
@@ -158,8 +162,9 @@ def main() -> None:
         before = load_average()
         rows = [measure(bench, args, int(c)) for c in args.concurrency.split(",")]
         network = f", network {args.network}" if args.executor == "docker" else ""
+        what = f"sleeping {args.sleep:g} s" if args.sleep else "trivial"
         print(
-            f"\n{args.runs} runs of a trivial pipeline, executor {args.executor}{network}, "
+            f"\n{args.runs} runs of a {what} pipeline, executor {args.executor}{network}, "
             f"database {connection.vendor}; load average before {before}, after "
             f"{load_average()}\n"
         )
