@@ -188,6 +188,13 @@ def test_reattach_leaves_a_foreign_pid_alone(executor, make_pipeline_dir):
     assert executor.running_handles() == {}
 
 
+def timed_run(executor, folder):
+    spec = make_spec(folder)
+    started = time.monotonic()
+    outcome = run_to_end(executor, spec)
+    return spec, outcome, time.monotonic() - started
+
+
 def test_a_background_child_holding_the_output_does_not_keep_the_run_going(
     executor, make_pipeline_dir
 ):
@@ -199,11 +206,9 @@ def test_a_background_child_holding_the_output_does_not_keep_the_run_going(
         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
         "print('parent done', flush=True)\n",
     )
-    spec = make_spec(folder)
-    started = time.monotonic()
-    outcome = run_to_end(executor, spec)
+    spec, outcome, seconds = timed_run(executor, folder)
     assert outcome.succeeded, log_lines(spec)
-    assert time.monotonic() - started < 30  # not the child's 60 s
+    assert seconds < 30  # not the child's 60 s
     assert "parent done" in user_lines(spec)
 
 
@@ -216,8 +221,6 @@ def test_a_pipeline_that_closes_its_output_early_still_runs_to_its_end(executor,
         "time.sleep(1.5)\n"
         "sys.exit(4)\n",
     )
-    spec = make_spec(folder)
-    started = time.monotonic()
-    outcome = run_to_end(executor, spec)
+    _, outcome, seconds = timed_run(executor, folder)
     assert outcome.exit_code == 4  # its real end, not the end of its output
-    assert time.monotonic() - started >= 1.5
+    assert seconds >= 1.5
