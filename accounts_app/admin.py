@@ -19,7 +19,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from accounts_app.errors import AccountError, InvalidInput
 from accounts_app.forms import InvitationCreateForm
-from accounts_app.models import Invitation, Session, User
+from accounts_app.models import ApiToken, Invitation, User
 from accounts_app.services import (
     invitation_create,
     token_revoke,
@@ -97,7 +97,7 @@ class UserAdmin(admin.ModelAdmin):
     actions = ("block_users", "unblock_users")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
-        return super().get_queryset(request).annotate(n_tokens=Count("sessions", distinct=True))
+        return super().get_queryset(request).annotate(n_tokens=Count("api_tokens", distinct=True))
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -294,8 +294,8 @@ class TokenExpiredFilter(admin.SimpleListFilter):
         return queryset
 
 
-@admin.register(Session)
-class SessionAdmin(admin.ModelAdmin):
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
     """All API tokens (ADMIN). People manage their own on the account page (/account/)."""
 
     list_display = ("label", "user", "created_at", "expires_at", "expired")
@@ -307,7 +307,7 @@ class SessionAdmin(admin.ModelAdmin):
     readonly_fields = fields
     actions = ("revoke_tokens",)
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Session]:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiToken]:
         return (
             super()
             .get_queryset(request)
@@ -323,7 +323,7 @@ class SessionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # issued on the account page or by `manage.py issuetoken`; shown once there
 
-    def has_change_permission(self, request: HttpRequest, obj: Session | None = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
         return False
 
     def get_actions(self, request: HttpRequest) -> dict:
@@ -331,26 +331,26 @@ class SessionAdmin(admin.ModelAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    def delete_model(self, request: HttpRequest, obj: Session) -> None:
+    def delete_model(self, request: HttpRequest, obj: ApiToken) -> None:
         token_revoke(
-            session_id=obj.pk,
+            token_id=obj.pk,
             actor=request.user,
             audit=AuditContext.from_request(request, interface="admin"),
         )
 
     @admin.display(description="Token", ordering="name")
-    def label(self, obj: Session) -> str:
+    def label(self, obj: ApiToken) -> str:
         return obj.name or f"{str(obj.pk)[:8]}…"
 
     @admin.display(description="Expired", boolean=True, ordering="expired_flag")
-    def expired(self, obj: Session) -> bool:
+    def expired(self, obj: ApiToken) -> bool:
         return obj.expired_flag
 
     @admin.action(description="Revoke selected tokens", permissions=["delete"])
-    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         revoked = sum(
             token_revoke(
-                session_id=pk,
+                token_id=pk,
                 actor=request.user,
                 audit=AuditContext.from_request(request, interface="admin"),
             )

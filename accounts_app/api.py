@@ -10,7 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts_app.api_permissions import AdminRole, AnyRole
-from accounts_app.models import Invitation, Role, Session, User
+from accounts_app.models import ApiToken, Invitation, User
+from accounts_app.roles import Role
 from accounts_app.services import (
     INVITATION_DEFAULT_DAYS,
     INVITATION_MAX_DAYS,
@@ -189,7 +190,7 @@ class TokenOutputSerializer(serializers.ModelSerializer):
     expired = serializers.BooleanField(source="is_expired")
 
     class Meta:
-        model = Session
+        model = ApiToken
         fields = ["id", "name", "user", "created_at", "expires_at", "expired"]
         read_only_fields = fields
 
@@ -232,13 +233,13 @@ class TokenListApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        session, jwt = token_issue(
+        api_token, jwt = token_issue(
             user=request.user,
             audit=AuditContext.from_request(request, interface="api"),
             **serializer.validated_data,
         )
-        session.token = jwt  # the row keeps only the hash; this instance is not saved again
-        return Response(self.CreatedSerializer(session).data, status=status.HTTP_201_CREATED)
+        api_token.token = jwt  # the row keeps only the hash; this instance is not saved again
+        return Response(self.CreatedSerializer(api_token).data, status=status.HTTP_201_CREATED)
 
 
 class TokenDetailApi(APIView):
@@ -249,7 +250,7 @@ class TokenDetailApi(APIView):
     )
     def delete(self, request: Request, token_id: str) -> Response:
         if not token_revoke(
-            session_id=token_id,
+            token_id=token_id,
             actor=request.user,
             audit=AuditContext.from_request(request, interface="api"),
         ):

@@ -1,4 +1,4 @@
-"""DRF permission classes backed by `accounts_app.permissions` (the one role table).
+"""DRF permission classes over the role ranks in `accounts_app.roles` (the one role table).
 
 Unauthenticated requests get 401 (DRF raises NotAuthenticated when `has_permission` is False and
 the request carries no authenticated user); an authenticated user with too small a role gets 403.
@@ -12,10 +12,7 @@ from typing import Any
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
-from accounts_app.models import Role
-
-# Higher index = more power; a role satisfies every requirement at or below its rank.
-ROLE_RANK: dict[str, int] = {Role.READONLY: 0, Role.WRITE: 1, Role.ADMIN: 2}
+from accounts_app.roles import Role, role_at_least
 
 
 def _active_user(request: Request) -> Any:
@@ -25,13 +22,8 @@ def _active_user(request: Request) -> Any:
     return user
 
 
-def role_at_least(user: Any, minimum: str) -> bool:
-    rank = ROLE_RANK.get(getattr(user, "role", ""), -1)
-    return rank >= ROLE_RANK[minimum]
-
-
 class RoleRequired(BasePermission):
-    """`permission_classes = [RoleRequired.of(Role.WRITE)]`, or subclass with `minimum_role`.
+    """Subclass with `minimum_role`; the base lets in any authenticated, unblocked user.
 
     `safe_minimum_role` (optional) lets reads through with a smaller role, so one view can
     serve GET to READONLY and POST to WRITE.
@@ -40,14 +32,6 @@ class RoleRequired(BasePermission):
     minimum_role: str = Role.READONLY
     safe_minimum_role: str | None = None
 
-    @classmethod
-    def of(cls, minimum_role: str, *, safe_minimum_role: str | None = None) -> type[RoleRequired]:
-        if minimum_role not in ROLE_RANK:
-            raise ValueError(f"unknown role {minimum_role!r}")
-        name = f"RoleRequired_{minimum_role}"
-        attrs = {"minimum_role": minimum_role, "safe_minimum_role": safe_minimum_role}
-        return type(name, (cls,), attrs)
-
     def required_role(self, request: Request) -> str:
         if request.method in SAFE_METHODS and self.safe_minimum_role is not None:
             return self.safe_minimum_role
@@ -55,7 +39,9 @@ class RoleRequired(BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         user = _active_user(request)
-        return user is not None and role_at_least(user, self.required_role(request))
+        if user is None:
+            return False
+        return role_at_least(getattr(user, "role", ""), self.required_role(request))
 
 
 class ReadOnlyRole(RoleRequired):
@@ -75,15 +61,16 @@ class WriteRole(RoleRequired):
     minimum_role = Role.WRITE
 
 
+class ReadOrWrite(RoleRequired):
+    """Reads for every role, writes for WRITE and up (one view serving both)."""
+
+    minimum_role = Role.WRITE
+    safe_minimum_role = Role.READONLY
+
+
 class AdminRole(RoleRequired):
     minimum_role = Role.ADMIN
 
 
 class AnyRole(RoleRequired):
     """Any authenticated, unblocked user, any method (e.g. managing one's own API tokens)."""
-
-
-# Aliases under the names the issue text used first.
-IsReadOnlyRole = ReadOnlyRole
-IsWriteRole = WriteRole
-IsAdminRole = AdminRole

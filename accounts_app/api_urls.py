@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from accounts_app import api
+from accounts_app import api, audit_api
 
 urlpatterns = [
     path("users/", api.UserListApi.as_view(), name="api-users"),
@@ -15,4 +15,5 @@ urlpatterns = [
     ),
     path("tokens/", api.TokenListApi.as_view(), name="api-tokens"),
     path("tokens/<uuid:token_id>/", api.TokenDetailApi.as_view(), name="api-token"),
+    path("audit/", audit_api.AuditListApi.as_view(), name="api-audit"),
 ]

@@ -26,10 +26,10 @@ class BearerTokenAuthentication(BaseAuthentication):
             token = parts[1].decode("ascii")
         except UnicodeDecodeError as exc:
             raise AuthenticationFailed(REFUSAL) from exc
-        session = token_authenticate(token=token)
-        if session is None:
+        api_token = token_authenticate(token=token)
+        if api_token is None:
             raise AuthenticationFailed(REFUSAL)
-        return session.user, session
+        return api_token.user, api_token
 
     def authenticate_header(self, request: Request) -> str:
         # Makes DRF answer 401 (not 403) to unauthenticated requests.

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
-from accounts_app.models import Role
+from accounts_app.roles import Role
 from accounts_app.services import INVITATION_DEFAULT_DAYS, INVITATION_MAX_DAYS, TOKEN_MAX_DAYS
 
 

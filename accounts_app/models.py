@@ -6,11 +6,7 @@ from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.db import models
 from django.utils import timezone
 
-
-class Role(models.TextChoices):
-    ADMIN = "ADMIN"
-    WRITE = "WRITE"
-    READONLY = "READONLY"
+from accounts_app.roles import Role, role_has_module_perms, role_has_perm
 
 
 class UserManager(BaseUserManager["User"]):
@@ -65,16 +61,12 @@ class User(AbstractBaseUser):
         return self.role == Role.ADMIN and not self.blocked
 
     def has_perm(self, perm: str, obj: object = None) -> bool:
-        from accounts_app.permissions import role_has_perm
-
         return not self.blocked and role_has_perm(self.role, perm)
 
     def has_perms(self, perm_list: list[str], obj: object = None) -> bool:
         return all(self.has_perm(p, obj) for p in perm_list)
 
     def has_module_perms(self, app_label: str) -> bool:
-        from accounts_app.permissions import role_has_module_perms
-
         return not self.blocked and role_has_module_perms(self.role, app_label)
 
 
@@ -114,16 +106,18 @@ class Invitation(models.Model):
         return "expired" if self.is_expired else "valid"
 
 
-class Session(models.Model):
+class ApiToken(models.Model):
     """An API token: the row must exist for its JWT to be accepted (deleting it revokes).
 
-    `token` holds the SHA-256 of the JWT, never the JWT itself (see accounts_app.tokens).
+    `token` holds the SHA-256 of the JWT, never the JWT itself (see accounts_app.tokens). The
+    table is `sessions`, as in the documented schema; the Python name says what a row is (and
+    keeps it apart from Django's own browser sessions, `django_session`).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     token = models.TextField(unique=True)
     name = models.CharField(max_length=100, blank=True, default="")
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="sessions")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
     expires_at = models.DateTimeField()
     created_at = models.DateTimeField(default=timezone.now)
 

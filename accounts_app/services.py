@@ -1,7 +1,7 @@
 """Account flows: invitations, roles and blocking, API tokens, who a social login becomes.
 
-Every interface (admin, API, allauth adapter, management commands, engine housekeeping) calls
-these functions; none of them holds account logic of its own.
+Every interface (admin, API, allauth adapter, management commands such as `createadmin`, engine
+housekeeping) calls these functions; none of them holds account logic of its own.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from accounts_app.errors import (
     LastAdminError,
     LoginRefused,
 )
-from accounts_app.models import Invitation, Role, Session, User
+from accounts_app.models import ApiToken, Invitation, User
+from accounts_app.roles import Role
 from accounts_app.tokens import token_decode, token_encode, token_hash
 from audit_app.context import AuditContext
 from audit_app.services import audit_changes, audit_record
@@ -248,7 +249,7 @@ def user_block(*, user: User, actor: User | None = None, audit: AuditContext | N
     with transaction.atomic():
         _lock_admins_and_check(user, f"{user.username} is the last ADMIN and cannot be blocked")
         User.objects.filter(id=user.id).update(blocked=True, password=password)
-        revoked, _ = Session.objects.filter(user_id=user.id).delete()
+        revoked, _ = ApiToken.objects.filter(user_id=user.id).delete()
         audit_record(
             audit=audit,
             action="user.block",
@@ -320,12 +321,66 @@ def user_delete(*, user: User, actor: User | None, audit: AuditContext | None = 
             )
 
 
+@dataclass(frozen=True)
+class AdminMade:
+    user: User
+    outcome: str  # created | promoted | found (already an ADMIN)
+
+
+def user_make_admin(
+    *, username: str, email: str = "", audit: AuditContext | None = None
+) -> AdminMade:
+    """Create an ADMIN, or make an existing user one (bootstrap and recovery: `createadmin`).
+
+    A blocked user is refused: unblocking is a decision of its own. `email`, when given,
+    replaces the user's address.
+    """
+    username = username.strip()
+    if not username:
+        raise InvalidInput("username must not be empty", {"username": "This field is required."})
+    max_length = User._meta.get_field("username").max_length
+    if len(username) > max_length:
+        message = f"username must be at most {max_length} characters"
+        raise InvalidInput(message, {"username": message})
+    email = _normalize_email(email) if email.strip() else ""
+    with transaction.atomic():
+        user, created = User.objects.select_for_update().get_or_create(
+            username=username,
+            defaults={"email": email, "role": Role.ADMIN, "password": make_password(None)},
+        )
+        if created:
+            audit_record(
+                audit=audit,
+                action="user.create",
+                target=user,
+                changes={"role": {"old": None, "new": Role.ADMIN}},
+            )
+            return AdminMade(user=user, outcome="created")
+        if user.blocked:
+            message = f"user '{username}' is blocked; unblock it first"
+            raise InvalidInput(message, {"username": message})
+        previous_role = user.role
+        outcome = "found" if previous_role == Role.ADMIN else "promoted"
+        changes = {"role": Role.ADMIN, **({"email": email} if email else {})}
+        User.objects.filter(id=user.id).update(**changes)
+        if outcome == "promoted":
+            audit_record(
+                audit=audit,
+                action="user.role",
+                target=user,
+                changes={"role": {"old": previous_role, "new": Role.ADMIN}},
+            )
+    for name, value in changes.items():
+        setattr(user, name, value)
+    return AdminMade(user=user, outcome=outcome)
+
+
 # --- API tokens ---------------------------------------------------------------------------------
 
 
 def token_issue(
     *, user: User, days: int | None = None, name: str = "", audit: AuditContext | None = None
-) -> tuple[Session, str]:
+) -> tuple[ApiToken, str]:
     """Create a token row and return it with the JWT, which is not stored and never shown again."""
     days = settings.FASTFLOW_TOKEN_DEFAULT_DAYS if days is None else days
     _check_days(days, maximum=TOKEN_MAX_DAYS)
@@ -338,13 +393,13 @@ def token_issue(
         raise InvalidInput(f"{user.username} is blocked and cannot get API tokens")
     now = timezone.now()
     expires_at = now + timedelta(days=days)
-    session_id = uuid.uuid4()
+    token_id = uuid.uuid4()
     jwt = token_encode(
-        user_id=str(user.pk), session_id=str(session_id), issued_at=now, expires_at=expires_at
+        user_id=str(user.pk), token_id=str(token_id), issued_at=now, expires_at=expires_at
     )
     with transaction.atomic():
-        session = Session.objects.create(
-            id=session_id,
+        api_token = ApiToken.objects.create(
+            id=token_id,
             user=user,
             token=token_hash(jwt),
             name=name,
@@ -354,15 +409,15 @@ def token_issue(
         audit_record(
             audit=audit,
             action="token.create",
-            target=session,
-            target_repr=f"{user.username}: {name or session.id}",
+            target=api_token,
+            target_repr=f"{user.username}: {name or api_token.id}",
             details={"user": user.username, "name": name, "days": days},
         )
-    return session, jwt
+    return api_token, jwt
 
 
-def token_authenticate(*, token: str) -> Session | None:
-    """The live Session a bearer token belongs to, or None.
+def token_authenticate(*, token: str) -> ApiToken | None:
+    """The live ApiToken a bearer token belongs to, or None.
 
     Accepted only if the signature verifies, the row named by `jti` exists, is unexpired, stores
     this exact token's hash and belongs to the `sub` user, who is not blocked.
@@ -371,60 +426,60 @@ def token_authenticate(*, token: str) -> Session | None:
     if claims is None:
         return None
     try:
-        session_id = uuid.UUID(str(claims["jti"]))
+        token_id = uuid.UUID(str(claims["jti"]))
     except ValueError:
         return None
-    session = (
-        Session.objects.select_related("user")
-        .filter(id=session_id, expires_at__gt=timezone.now())
+    api_token = (
+        ApiToken.objects.select_related("user")
+        .filter(id=token_id, expires_at__gt=timezone.now())
         .first()
     )
-    if session is None or not constant_time_compare(session.token, token_hash(token)):
+    if api_token is None or not constant_time_compare(api_token.token, token_hash(token)):
         return None
-    if str(session.user_id) != str(claims["sub"]) or session.user.blocked:
+    if str(api_token.user_id) != str(claims["sub"]) or api_token.user.blocked:
         return None
-    return session
+    return api_token
 
 
-def user_access_alive(*, user: User, session: Session | None = None) -> bool:
+def user_access_alive(*, user: User, api_token: ApiToken | None = None) -> bool:
     """Whether a request authenticated earlier may go on (long responses such as log streams):
     the user is not blocked and, for a bearer token, its row still exists and is unexpired."""
     if not User.objects.filter(pk=user.pk, blocked=False).exists():
         return False
-    if session is None:
+    if api_token is None:
         return True
-    return Session.objects.filter(pk=session.pk, expires_at__gt=timezone.now()).exists()
+    return ApiToken.objects.filter(pk=api_token.pk, expires_at__gt=timezone.now()).exists()
 
 
-def tokens_visible_to(*, user: User) -> QuerySet[Session]:
-    qs = Session.objects.select_related("user")
+def tokens_visible_to(*, user: User) -> QuerySet[ApiToken]:
+    qs = ApiToken.objects.select_related("user")
     return qs if user.role == Role.ADMIN else qs.filter(user=user)
 
 
 def token_revoke(
-    *, session_id: uuid.UUID | str, actor: User, audit: AuditContext | None = None
+    *, token_id: uuid.UUID | str, actor: User, audit: AuditContext | None = None
 ) -> bool:
     """Delete a token row (own, or anyone's for an ADMIN); False when there is none to delete.
 
     A token of someone else looks exactly like a missing one to a non-admin.
     """
     with transaction.atomic():
-        session = tokens_visible_to(user=actor).filter(id=session_id).first()
-        if session is None:
+        api_token = tokens_visible_to(user=actor).filter(id=token_id).first()
+        if api_token is None:
             return False
-        deleted, _ = Session.objects.filter(id=session.id).delete()
+        deleted, _ = ApiToken.objects.filter(id=api_token.id).delete()
         if deleted:
             audit_record(
                 audit=audit,
                 action="token.revoke",
-                target=session,
-                target_repr=f"{session.user.username}: {session.name or session.id}",
+                target=api_token,
+                target_repr=f"{api_token.user.username}: {api_token.name or api_token.id}",
             )
     return bool(deleted)
 
 
 def tokens_purge_expired() -> int:
-    deleted, _ = Session.objects.filter(expires_at__lte=timezone.now()).delete()
+    deleted, _ = ApiToken.objects.filter(expires_at__lte=timezone.now()).delete()
     return deleted
 
 
@@ -511,6 +566,25 @@ def _initial_admin_applies(identity: SocialIdentity) -> bool:
     return not User.objects.filter(role=Role.ADMIN, blocked=False).exists()
 
 
+def _existing_user_for(identity: SocialIdentity, provider_field: str) -> SocialLoginResult | None:
+    """Rules 1 and 2 of `user_from_social_login`: the account this login already belongs to."""
+    user = User.objects.filter(**{provider_field: identity.uid}).first()
+    via = "provider_id"
+    if user is None and identity.verified_emails:
+        email_q = Q()
+        for email in identity.verified_emails:
+            email_q |= Q(email__iexact=email)
+        matches = list(User.objects.filter(email_q)[:2])
+        # Never re-point an account already linked to a different id at this provider.
+        if len(matches) == 1 and getattr(matches[0], provider_field) in (None, ""):
+            user, via = matches[0], "verified_email"
+    if user is None:
+        return None
+    if user.blocked:
+        raise LoginRefused(REFUSED_BLOCKED, reason="blocked")
+    return SocialLoginResult(_refresh_profile(user, identity), via)
+
+
 def user_from_social_login(
     *,
     identity: SocialIdentity,
@@ -562,25 +636,11 @@ def _social_login_decide(
     if provider_field is None or not identity.uid:
         raise LoginRefused(REFUSED_NO_ACCESS, reason="unknown_provider")
 
-    user = User.objects.filter(**{provider_field: identity.uid}).first()
-    if user is not None:
-        if user.blocked:
-            raise LoginRefused(REFUSED_BLOCKED, reason="blocked")
-        return SocialLoginResult(_refresh_profile(user, identity), "provider_id")
+    existing = _existing_user_for(identity, provider_field)
+    if existing is not None:
+        return existing
 
     verified = identity.verified_emails
-    if verified:
-        email_q = Q()
-        for email in verified:
-            email_q |= Q(email__iexact=email)
-        matches = list(User.objects.filter(email_q)[:2])
-        # Never re-point an account already linked to a different id at this provider.
-        if len(matches) == 1 and getattr(matches[0], provider_field) in (None, ""):
-            user = matches[0]
-            if user.blocked:
-                raise LoginRefused(REFUSED_BLOCKED, reason="blocked")
-            return SocialLoginResult(_refresh_profile(user, identity), "verified_email")
-
     base_fields = {
         "username": identity.username_hint or identity.best_email.partition("@")[0],
         provider_field: identity.uid,

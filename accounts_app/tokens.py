@@ -1,4 +1,4 @@
-"""API token encoding: an HS256 JWT whose `jti` names its `Session` row.
+"""API token encoding: an HS256 JWT whose `jti` names its `ApiToken` row (table `sessions`).
 
 The row stores only the SHA-256 of the JWT, so a database dump does not hand out working tokens;
 verification needs both a valid signature and a matching, unexpired row.
@@ -21,12 +21,10 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def token_encode(
-    *, user_id: str, session_id: str, issued_at: datetime, expires_at: datetime
-) -> str:
+def token_encode(*, user_id: str, token_id: str, issued_at: datetime, expires_at: datetime) -> str:
     claims = {
         "sub": user_id,
-        "jti": session_id,
+        "jti": token_id,
         "iat": int(issued_at.timestamp()),
         "exp": int(expires_at.timestamp()),
         "aud": AUDIENCE,

@@ -22,7 +22,7 @@ class AuditContext:
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated:
             return cls(interface=interface, actor_type=ActorType.SYSTEM, ip=client_ip(request))
-        # DRF puts the API token's row (an accounts_app Session) on request.auth; a browser
+        # DRF puts the API token's row (an accounts_app ApiToken) on request.auth; a browser
         # session leaves it None. Read by attribute: this app sits below accounts_app.
         token = getattr(request, "auth", None)
         if token is not None and hasattr(token, "expires_at"):

@@ -85,3 +85,26 @@ def audit_purge_old() -> int:
         created_at__lt=timezone.now() - timedelta(days=days)
     ).delete()
     return deleted
+
+
+def audit_entries(*, filters: Mapping[str, Any]) -> models.QuerySet[AuditEntry]:
+    """Entries newest first, narrowed by the audit API's filters (all optional)."""
+    entries = AuditEntry.objects.order_by("-created_at", "-id")
+    for name in ("action", "actor_type", "interface", "target_type", "target_id"):
+        if filters.get(name):
+            entries = entries.filter(**{name: filters[name]})
+    if filters.get("actor"):
+        entries = entries.filter(actor_name__icontains=filters["actor"])
+    if filters.get("since"):
+        entries = entries.filter(created_at__gte=filters["since"])
+    if filters.get("until"):
+        entries = entries.filter(created_at__lte=filters["until"])
+    if filters.get("q"):
+        text = filters["q"]
+        entries = entries.filter(
+            models.Q(actor_name__icontains=text)
+            | models.Q(action__icontains=text)
+            | models.Q(target_repr__icontains=text)
+            | models.Q(target_id=text)
+        )
+    return entries

@@ -17,19 +17,25 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+# The code under test: this checkout, or another one (`--code-root`, e.g. main's, to compare
+# before and after a change in one session). The benchmark scripts themselves come from here.
+ROOT = Path(os.environ.get("FASTFLOW_BENCH_CODE_ROOT") or Path(__file__).resolve().parent.parent)
 TRIVIAL = "print('hello')\n"
 
 
 class Bench:
-    def __init__(self, *, executor: str, keep: bool = False, **env: str) -> None:
+    def __init__(
+        self, *, executor: str, keep: bool = False, root: Path | None = None, **env: str
+    ) -> None:
+        """`root`: a directory to use (and keep) instead of a fresh temp one, so a second
+        benchmark run can reuse what the first one generated."""
         self.executor = executor
-        self.keep = keep
-        self.tmp = Path(tempfile.mkdtemp(prefix="fastflow-bench-"))
+        self.keep = keep or root is not None
+        self.tmp = root or Path(tempfile.mkdtemp(prefix="fastflow-bench-"))
         self.data = self.tmp / "data"
         self.pipelines = self.tmp / "pipelines"
-        self.data.mkdir()
-        self.pipelines.mkdir()
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.pipelines.mkdir(exist_ok=True)
         self.engines: list[subprocess.Popen] = []
         from cryptography.fernet import Fernet
 

@@ -1,12 +1,16 @@
 """Latency of one run through the engine, next to the raw equivalent, per executor.
 
     .venv/bin/python bench/latency.py [--executor local|docker|both] [--runs 20]
-                                      [--network none,bridge]
+        [--network none,bridge] [--requirements] [--compare /path/to/other/checkout]
 
 For a trivial pipeline (`print('hello')`), N runs one after another through a real
 `runscheduler` subprocess, each triggered with `run_enqueue` (what the admin and the API call),
 interleaved with N raw runs of the same command (`uv run` locally, `docker run` of the same
-image with the same lock-down flags). Reported (median / p95, ms):
+image with the same lock-down flags). With `--requirements`, a second pipeline that imports a
+package from its `requirements.txt` (warmed up first, so its setup is the warm one). Docker
+runs once per `--network` (each with its own engine and the raw `docker run --network` alike).
+With `--compare`, the same benchmark runs on the other checkout's code too (e.g. main's, before
+a change) in the same session, and both are printed side by side. Reported (median / p95, ms):
 
   trigger → RUNNING      queued_at → started_at (the engine claimed it)
   trigger → first line   queued_at → timestamp of the first log line
@@ -15,14 +19,14 @@ image with the same lock-down flags). Reported (median / p95, ms):
 
 then the same runs cut into segments (claim, hand-over = claimed → process/container started,
 start → first line, first → last line, last line → recorded), next to the raw run's start →
-first line and last line → exit. Docker runs once per `--network` (each with its own engine and
-the raw `docker run --network` alike). Not a test: numbers depend on the machine. See
+first line and last line → exit. Not a test: numbers depend on the machine. See
 bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -32,19 +36,31 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Bench, summary, table, wait_finished  # noqa: E402
+from bench.common import ROOT, Bench, summary, table, wait_finished  # noqa: E402
+
+WITH_REQUIREMENTS = "import tomli_w\nprint(tomli_w.dumps({'hello': 1}).strip())\n"
+REQUIREMENT = "tomli-w==1.0.0\n"
 
 
 def output_line_times(log_file: str):
-    """Timestamps of the first and the last line the pipeline printed (engine notes skipped)."""
-    from runs_app.logs import NOTE_PREFIX, parse_timestamp
-
+    """Times of the first and the last line the pipeline printed (engine notes skipped), in
+    either log format (the one with sources, `o <time> text`, and the one before it,
+    `<time> text` with `[fastflow] ` notes), so the same benchmark reads logs of older code."""
     stamps = []
     for line in Path(log_file).read_text().splitlines():
-        stamp, _, text = line.partition(" ")
-        if not text.startswith(NOTE_PREFIX):
-            stamps.append(parse_timestamp(stamp))
+        fields = line.split(" ", 2)
+        if len(fields[0]) == 1:  # source, time, text
+            if fields[0] in "oe" and len(fields) > 1:
+                stamps.append(_parse_time(fields[1]))
+        elif not line.split(" ", 1)[-1].startswith("[fastflow] "):
+            stamps.append(_parse_time(fields[0]))
     return (stamps[0], stamps[-1]) if stamps else (None, None)
+
+
+def _parse_time(text: str):
+    from datetime import UTC, datetime
+
+    return datetime.strptime(text.removesuffix("Z"), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
 
 
 def seconds(later, earlier) -> float | None:
@@ -75,25 +91,30 @@ def engine_run(pipeline) -> dict[str, float | None]:
 
 
 def raw_command(
-    executor: str, folder: Path, network: str = "none"
+    executor: str, folder: Path, network: str = "none", *, requirements: bool = False
 ) -> tuple[list[str], dict[str, str]]:
+    """The raw equivalent: `uv run` of the same requirements on the same (warm) shared cache,
+    as a user would run the pipeline by hand (`--offline`: the fastest uv gets on a warm cache),
+    with the same lock-down flags and network in Docker."""
     from django.conf import settings
+
+    from runs_app.engine.uvcache import uv_cache_dir
 
     python_version = settings.FASTFLOW_DEFAULT_PYTHON_VERSION
     if executor == "local":
-        from runs_app.engine.local_executor import local_env, local_uv_command
+        from runs_app.engine.local_executor import local_env, local_python, uv_binary
 
-        command = local_uv_command(
-            pipeline_dir=folder, python_version=python_version, requirements=False
-        )
-        # The environment the engine gives a run (the host's TLS and proxy variables, the
-        # engine's uv cache): uv reads SSL_CERT_FILE / SSL_CERT_DIR at every start, so a raw
-        # run without them would be measuring a different uv.
+        command = [uv_binary(), "run", "--no-project", "--python", local_python(python_version)]
+        if requirements:
+            command += ["--offline", "--with-requirements", str(folder / "requirements.txt")]
+        # The environment the engine gives a run (the host's TLS and proxy variables among
+        # others): uv reads SSL_CERT_FILE / SSL_CERT_DIR at every start, so a raw run without
+        # them would be measuring a different uv. The cache is the warm shared one.
         home = Path(tempfile.mkdtemp(prefix="fastflow-bench-raw-"))
         env = local_env(run_id="raw", pipeline_name=folder.name, user_env={}, home=home)
+        env["UV_CACHE_DIR"] = str(uv_cache_dir("local"))
         return [*command, "python", "-u", "main.py"], env
     from runs_app.engine.docker_executor import image_name
-    from runs_app.engine.uvcache import uv_cache_dir
 
     command = [
         "docker", "run", "--rm", "--read-only", "--tmpfs", "/tmp",  # noqa: S108 - inside the container
@@ -102,7 +123,9 @@ def raw_command(
         "-v", f"{folder}:/app:ro", "-v", f"{uv_cache_dir('docker', world_writable=True)}:/cache/uv",
         "-e", "UV_CACHE_DIR=/cache/uv", "-e", "UV_PYTHON_DOWNLOADS=never", "-e", "HOME=/tmp",
         "-w", "/app", image_name(python_version),
-        "uv", "run", "--no-project", "--python", python_version, "python", "-u", "main.py",
+        "uv", "run", "--no-project", "--python", python_version,
+        *(["--offline", "--with-requirements", "/app/requirements.txt"] if requirements else []),
+        "python", "-u", "main.py",
     ]  # fmt: skip
     return command, dict(os.environ)
 
@@ -135,14 +158,62 @@ def raw_run(command: list[str], env: dict[str, str], cwd: Path) -> dict[str, flo
     }
 
 
+def warm(pipeline, executor: str) -> None:
+    """Prepare the pipeline's requirements the way the engine's leader does, and wait for it."""
+    from django.conf import settings
+
+    from runs_app.engine.executors import get_executor
+    from runs_app.engine.warmup import warm_cache
+
+    result = warm_cache(
+        pipeline_name=pipeline.pipeline_name,
+        pipeline_dir=pipeline.folder,
+        python_version=settings.FASTFLOW_DEFAULT_PYTHON_VERSION,
+        executor=get_executor(executor),
+    )
+    if not result.ok:
+        raise SystemExit(f"the warm-up of {pipeline.pipeline_name} failed: {result.message}")
+    from django.utils import timezone
+
+    # Recorded as the leader does, so the engine does not warm it again mid-measurement.
+    type(pipeline).objects.filter(pk=pipeline.pk).update(last_cache_warmup=timezone.now())
+
+
+TOTALS = (
+    ("trigger → RUNNING", "running"),
+    ("trigger → first line", "first_line"),
+    ("trigger → SUCCESS", "success"),
+    ("setup_duration (warm)", "setup"),
+)
+SEGMENTS = (
+    ("claim (queued → claimed)", "claim"),
+    ("hand-over (claimed → started)", "handover"),
+    ("started → first line", "start_first"),
+    ("first → last line", "first_last"),
+    ("last line → recorded / exit", "last_recorded"),
+)
+
+
 def measure(
-    bench: Bench, executor: str, runs: int, warmup: int, network: str = "none"
+    bench: Bench,
+    executor: str,
+    runs: int,
+    warmup: int,
+    network: str = "none",
+    *,
+    requirements: bool = False,
 ) -> tuple[list[list[object]], list[list[object]]]:
     label = executor if executor == "local" else f"docker ({network})"
+    label += " + requirements" if requirements else ""
     engine = bench.start_engine(FASTFLOW_EXECUTOR=executor, FASTFLOW_RUNNER_NETWORK=network)
-    pipeline = bench.pipeline(f"trivial_{executor}_{network}")
+    name = f"{'reqs' if requirements else 'trivial'}_{executor}_{network}"
+    if requirements:
+        pipeline = bench.pipeline(name, WITH_REQUIREMENTS, REQUIREMENT)
+        warm(pipeline, executor)
+    else:
+        pipeline = bench.pipeline(name)
     folder = bench.pipelines / pipeline.pipeline_name
-    command, env = raw_command(executor, folder, network)
+    command, env = raw_command(executor, folder, network, requirements=requirements)
     for _ in range(warmup):  # warm caches, the image, the engine's first-use paths
         engine_run(pipeline)
         raw_run(command, env, folder)
@@ -157,30 +228,29 @@ def measure(
     def col(rows: list[dict], key: str) -> list[float]:
         return [r[key] for r in rows if r.get(key) is not None]
 
-    def row(name: str, key: str) -> list[object]:
+    def row(metric: str, key: str) -> list[object]:
         median, p95 = summary(col(ours, key))
         raw_median, raw_p95 = summary(col(raw, key))
         overhead = median - raw_median if raw_median == raw_median else float("nan")
-        return [label, name, median, p95, raw_median, raw_p95, overhead]
+        return [label, metric, median, p95, raw_median, raw_p95, overhead]
 
-    totals = [
-        row("trigger → RUNNING", "running"),
-        row("trigger → first line", "first_line"),
-        row("trigger → SUCCESS", "success"),
-        row("setup_duration (warm)", "setup"),
-    ]
-    segments = [
-        row("claim (queued → claimed)", "claim"),
-        row("hand-over (claimed → started)", "handover"),
-        row("started → first line", "start_first"),
-        row("first → last line", "first_last"),
-        row("last line → recorded / exit", "last_recorded"),
-    ]
-    return totals, segments
+    return [row(*m) for m in TOTALS], [row(*m) for m in SEGMENTS]
 
 
 def load_average() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+HEADERS = [
+    "executor",
+    "metric",
+    "engine median",
+    "engine p95",
+    "raw median",
+    "raw p95",
+    "overhead (median)",
+]
+SEGMENTS_TITLE = "Segments (raw: process start → first line, first → last line, last → exit)"
 
 
 def main() -> None:
@@ -193,15 +263,24 @@ def main() -> None:
         default="none,bridge",
         help="docker: comma-separated networks to measure (default none,bridge)",
     )
+    parser.add_argument(
+        "--requirements", action="store_true", help="also a pipeline with requirements.txt"
+    )
+    parser.add_argument(
+        "--compare", metavar="CHECKOUT", help="run the same on another checkout's code too"
+    )
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="keep the temp installation")
     args = parser.parse_args()
+    if args.compare:
+        compare(args)
+        return
     executors = ["local", "docker"] if args.executor == "both" else [args.executor]
     networks = [n.strip() for n in args.network.split(",") if n.strip()]
 
     bench = Bench(executor=executors[0], keep=args.keep)
     try:
         bench.prepare()
-        from django.conf import settings
         from django.db import connection
 
         load_before = load_average()
@@ -209,29 +288,60 @@ def main() -> None:
         segments: list[list[object]] = []
         for executor in executors:
             for network in networks if executor == "docker" else ["none"]:
-                t, s = measure(bench, executor, args.runs, args.warmup, network)
-                totals += t
-                segments += s
-        headers = [
-            "executor",
-            "metric",
-            "engine median",
-            "engine p95",
-            "raw median",
-            "raw p95",
-            "overhead (median)",
-        ]
+                for requirements in (False, True) if args.requirements else (False,):
+                    t, s = measure(
+                        bench, executor, args.runs, args.warmup, network, requirements=requirements
+                    )
+                    totals += t
+                    segments += s
+        if args.json:
+            print(json.dumps({"totals": totals, "segments": segments}))
+            return
         print(
             f"\n{args.runs} sequential runs per executor after {args.warmup} warm-up runs; "
-            f"database: {connection.vendor}; times in ms; load average before "
-            f"{load_before}, after {load_average()} (1, 5, 15 min); runs without a network of "
-            f"their own get FASTFLOW_RUNNER_NETWORK={settings.FASTFLOW_RUNNER_NETWORK}\n"
+            f"database: {connection.vendor}; code: {ROOT}; times in ms; load average before "
+            f"{load_before}, after {load_average()} (1, 5, 15 min)\n"
         )
-        print(table(headers, totals))
-        print("\nSegments (raw: process start → first line, first → last line, last → exit)\n")
-        print(table(headers, segments))
+        print(table(HEADERS, totals))
+        print(f"\n{SEGMENTS_TITLE}\n")
+        print(table(HEADERS, segments))
     finally:
         bench.close()
+
+
+def compare(args: argparse.Namespace) -> None:
+    """This checkout's code and another's, one after the other in this session (each in its
+    own process and throwaway installation), printed in one table."""
+    roots = {"this": str(Path(__file__).resolve().parent.parent), "other": args.compare}
+    passed = [f"--executor={args.executor}", f"--runs={args.runs}", f"--warmup={args.warmup}"]
+    passed.append(f"--network={args.network}")
+    if args.requirements:
+        passed.append("--requirements")
+    load_before = load_average()
+    totals, segments = [], []
+    for label, root in roots.items():
+        done = subprocess.run(
+            [sys.executable, __file__, *passed, "--json"],
+            env={**os.environ, "FASTFLOW_BENCH_CODE_ROOT": root},
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"the benchmark on {root} failed:\n{done.stdout}\n{done.stderr}")
+        result = json.loads(done.stdout.splitlines()[-1])
+        totals += [[f"{label}: {root}", *row] for row in result["totals"]]
+        segments += [[f"{label}: {root}", *row] for row in result["segments"]]
+
+    def ordered(rows: list[list[object]]) -> list[list[object]]:
+        return sorted(rows, key=lambda r: (r[1], r[2], r[0]))
+
+    print(
+        f"\n{args.runs} sequential runs per executor and checkout; times in ms; load average "
+        f"before {load_before}, after {load_average()} (1, 5, 15 min)\n"
+    )
+    print(table(["code", *HEADERS], ordered(totals)))
+    print(f"\n{SEGMENTS_TITLE}\n")
+    print(table(["code", *HEADERS], ordered(segments)))
 
 
 if __name__ == "__main__":

@@ -113,6 +113,28 @@ def env_networks(name: str, default: str) -> tuple[str, ...]:
     return values
 
 
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def env_size(name: str, default: str) -> int:
+    """A size in bytes, written like pipeline.json's memory limits: `512m`, `2g`, `1.5GiB`."""
+    raw = os.environ.get(name, "").strip() or default
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", raw, re.IGNORECASE)
+    if not match:
+        raise ImproperlyConfigured(f"{name}: expected a size such as 512m or 2g, got {raw!r}")
+    value = int(float(match[1]) * _SIZE_UNITS[match[2].lower()])
+    if value <= 0:
+        raise ImproperlyConfigured(f"{name}: must be more than 0, got {raw!r}")
+    return value
+
+
+def default_within_max(default_name: str, default: float, max_name: str, maximum: float) -> None:
+    if default > maximum:
+        raise ImproperlyConfigured(
+            f"{default_name}: the default ({default:g}) is above {max_name} ({maximum:g})"
+        )
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env_str(name, default).strip().lower()
     if value not in choices:
@@ -141,7 +163,6 @@ def _persisted_value(path: Path, make: Any) -> str:
     return path.read_text().strip()
 
 
-TESTING = "pytest" in sys.modules or env_bool("FASTFLOW_TESTING", False)
 DEBUG = env_bool("DEBUG", True)
 
 DATA_DIR = Path(env_str("FASTFLOW_DATA_DIR", str(BASE_DIR / "data"))).resolve()
@@ -156,8 +177,6 @@ if not SECRET_KEY:
     SECRET_KEY = _persisted_value(DATA_DIR / "secret_key", lambda: secrets.token_urlsafe(50))
 
 ALLOWED_HOSTS = _read("ALLOWED_HOSTS", env.list, ["localhost", "127.0.0.1", "[::1]"])
-if TESTING:
-    ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]
 CSRF_TRUSTED_ORIGINS = _read("CSRF_TRUSTED_ORIGINS", env.list, [])
 FASTFLOW_BASE_URL = env_str("FASTFLOW_BASE_URL", "http://localhost:8000").rstrip("/")
 
@@ -171,7 +190,7 @@ if not _raw_keys:
             "print(Fernet.generate_key().decode())')"
         )
     _key_path = DATA_DIR / "encryption.key"
-    if not _key_path.exists() and not TESTING:
+    if not _key_path.exists():
         print(
             f"WARNING: FASTFLOW_ENCRYPTION_KEY is not set: generated a development key in "
             f"{_key_path}. Set FASTFLOW_ENCRYPTION_KEY in production and keep it safe.",
@@ -202,6 +221,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_apscheduler",
     "allauth",
     "allauth.account",
@@ -335,14 +355,15 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("FASTFLOW_STATIC_ROOT", str(DATA_DIR / "staticfiles")))
-# Autorefresh in development and tests: no collectstatic needed, no "No directory" warning.
-WHITENOISE_AUTOREFRESH = DEBUG or TESTING
+# Autorefresh in development: no collectstatic needed, no "No directory" warning. (The test
+# suite picks the plain storage itself, in tests/conftest.py.)
+WHITENOISE_AUTOREFRESH = DEBUG
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
-            if not (DEBUG or TESTING)
+            if not DEBUG
             else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
     },
@@ -422,6 +443,8 @@ if FASTFLOW_GOOGLE_CLIENT_ID:
     }
 
 # --- REST framework -----------------------------------------------------------------------------
+# No DEFAULT_PAGINATION_CLASS / PAGE_SIZE: the list views paginate explicitly
+# (fastflow_site/api/pagination.py), so those settings would do nothing.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts_app.authentication.BearerTokenAuthentication",
@@ -434,8 +457,6 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "fastflow_site.api.schema.FastflowAutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
-    "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "fastflow_site.api.errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -443,6 +464,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Automation API of the Fast-Flow pipeline orchestrator.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ (Swagger UI) loads its scripts from drf-spectacular-sidecar's static files.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # validatorUrl None: Swagger UI would otherwise send the schema to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "displayOperationId": True, "validatorUrl": None},
 }
 
 # --- APScheduler --------------------------------------------------------------------------------
@@ -463,16 +489,47 @@ RUNNER_NETWORK_DEFAULT = "bridge"
 FASTFLOW_RUNNER_NETWORK = env_network("FASTFLOW_RUNNER_NETWORK", RUNNER_NETWORK_DEFAULT)
 FASTFLOW_RUNNER_NETWORKS_ALLOWED = env_networks("FASTFLOW_RUNNER_NETWORKS_ALLOWED", "none,bridge")
 FASTFLOW_WARMUP_NETWORK = env_network("FASTFLOW_WARMUP_NETWORK", "", empty_ok=True)
+# Pull a runner image that is not on the Docker host yet (off: a missing image fails the run).
+FASTFLOW_RUNNER_PULL = env_bool("FASTFLOW_RUNNER_PULL", True)
 FASTFLOW_RUNNER_CA_BUNDLE = env_str("FASTFLOW_RUNNER_CA_BUNDLE", "")
 FASTFLOW_RUNNER_USER = env_str("FASTFLOW_RUNNER_USER", "65534:65534")
-FASTFLOW_RUNNER_PIDS_LIMIT = env_int("FASTFLOW_RUNNER_PIDS_LIMIT", 512, minimum=16)
-FASTFLOW_RUNNER_TMPFS_SIZE = env_str("FASTFLOW_RUNNER_TMPFS_SIZE", "256m")
+# Resource limits of a run: the default when pipeline.json sets none, and the most it may ask
+# for (a pipeline.json asking for more is a discovery error naming the key and the maximum).
+FASTFLOW_RUN_MEM_DEFAULT = env_size("FASTFLOW_RUN_MEM_DEFAULT", "2g")  # mem_hard_limit
+FASTFLOW_RUN_MEM_MAX = env_size("FASTFLOW_RUN_MEM_MAX", "16g")
+FASTFLOW_RUN_CPU_DEFAULT = env_float("FASTFLOW_RUN_CPU_DEFAULT", 1.0, minimum=0.01)  # cores
+FASTFLOW_RUN_CPU_MAX = env_float("FASTFLOW_RUN_CPU_MAX", float(os.cpu_count() or 1), minimum=0.01)
+FASTFLOW_RUNNER_PIDS_LIMIT = env_int("FASTFLOW_RUNNER_PIDS_LIMIT", 512, minimum=16)  # pids_limit
+FASTFLOW_RUNNER_PIDS_LIMIT_MAX = env_int("FASTFLOW_RUNNER_PIDS_LIMIT_MAX", 4096, minimum=16)
+FASTFLOW_RUNNER_TMPFS_SIZE = env_size("FASTFLOW_RUNNER_TMPFS_SIZE", "256m")  # tmp_size
+FASTFLOW_RUNNER_TMPFS_SIZE_MAX = env_size("FASTFLOW_RUNNER_TMPFS_SIZE_MAX", "4g")
+for _name, _default, _maximum in (
+    ("FASTFLOW_RUN_MEM", FASTFLOW_RUN_MEM_DEFAULT, FASTFLOW_RUN_MEM_MAX),
+    ("FASTFLOW_RUN_CPU", FASTFLOW_RUN_CPU_DEFAULT, FASTFLOW_RUN_CPU_MAX),
+):
+    default_within_max(f"{_name}_DEFAULT", _default, f"{_name}_MAX", _maximum)
+default_within_max(
+    "FASTFLOW_RUNNER_PIDS_LIMIT",
+    FASTFLOW_RUNNER_PIDS_LIMIT,
+    "FASTFLOW_RUNNER_PIDS_LIMIT_MAX",
+    FASTFLOW_RUNNER_PIDS_LIMIT_MAX,
+)
+default_within_max(
+    "FASTFLOW_RUNNER_TMPFS_SIZE",
+    FASTFLOW_RUNNER_TMPFS_SIZE,
+    "FASTFLOW_RUNNER_TMPFS_SIZE_MAX",
+    FASTFLOW_RUNNER_TMPFS_SIZE_MAX,
+)
 FASTFLOW_DOCKER_HOST = env_str("FASTFLOW_DOCKER_HOST", "")
 # Engine path prefix = Docker host path prefix, for bind mounts of an engine that runs in a
 # container (runs_app.engine.hostpaths); empty: read from the engine's own container mounts.
 FASTFLOW_DOCKER_PATH_MAP = env_path_map("FASTFLOW_DOCKER_PATH_MAP")
 FASTFLOW_UV_CACHE_DIR = Path(env_str("FASTFLOW_UV_CACHE_DIR", str(DATA_DIR / "uv-cache")))
 FASTFLOW_LOG_MAX_BYTES = env_int("FASTFLOW_LOG_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
+# /readyz reports "not ready" while the disk holding the logs has less free space than this.
+FASTFLOW_LOG_DISK_MIN_FREE_BYTES = env_int(
+    "FASTFLOW_LOG_DISK_MIN_FREE_BYTES", 256 * 1024 * 1024, minimum=0
+)
 FASTFLOW_MAX_CONCURRENT_RUNS = env_int("FASTFLOW_MAX_CONCURRENT_RUNS", 10, minimum=1)
 # The engine is woken the moment a run is queued (PostgreSQL NOTIFY, or a FIFO in the data dir on
 # SQLite); this poll is the fallback for a lost wake-up and for retries whose delay ran out.
@@ -483,6 +540,9 @@ FASTFLOW_SYNC_INTERVAL_SECONDS = env_float("FASTFLOW_SYNC_INTERVAL_SECONDS", 30.
 FASTFLOW_HEARTBEAT_STALE_SECONDS = env_float("FASTFLOW_HEARTBEAT_STALE_SECONDS", 30.0, minimum=2)
 FASTFLOW_SCHEDULE_GRACE_SECONDS = env_int("FASTFLOW_SCHEDULE_GRACE_SECONDS", 300, minimum=1)
 FASTFLOW_DOWNSTREAM_MAX_DEPTH = env_int("FASTFLOW_DOWNSTREAM_MAX_DEPTH", 10, minimum=1)
+# A claimed run whose engine died before its container/process started goes back to the queue
+# at most this many times (then it fails with the reason).
+FASTFLOW_REQUEUE_MAX = env_int("FASTFLOW_REQUEUE_MAX", 3, minimum=0)
 
 # --- Notifications (Apprise), retention, audit ------------------------------------------------
 # Checked entry by entry when the notifications app starts (ImproperlyConfigured names it).

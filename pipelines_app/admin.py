@@ -1,5 +1,9 @@
 """The pipeline admin. Rows come from the pipelines directory, so nothing is added or deleted
 here: operators sync, switch pipelines on and off, and read their state and statistics.
+
+What runs add to this page (Run now, the Last run column) is `runs_app`'s: runs_app/admin.py
+registers this admin extended by `runs_app.admin_views.PipelineRunsAdminMixin`, so the import
+arrow points from runs to pipelines, never back.
 """
 
 from __future__ import annotations
@@ -26,13 +30,12 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
-from accounts_app.permissions import role_can
+from accounts_app.roles import role_can
 from audit_app.context import AuditContext
 from pipelines_app.admin_display import metadata_html, problems_box, schedules_html, state_badge
 from pipelines_app.errors import PipelinesDirError
 from pipelines_app.models import Pipeline, PipelineState
 from pipelines_app.services import pipeline_set_enabled, pipelines_sync
-from runs_app.admin_views import PipelineRunsAdminMixin  # the one tie to runs, documented there
 
 MAX_NAMES_IN_MESSAGE = 10
 
@@ -57,7 +60,7 @@ def _names(pipelines: list[str]) -> str:
 
 
 @admin.register(Pipeline)
-class PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin):
+class PipelineAdmin(admin.ModelAdmin):
     change_list_template = "admin/pipelines_app/pipeline/sync_change_list.html"
     list_display = (
         "pipeline_name",
@@ -66,11 +69,9 @@ class PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin):
         "description_column",
         "tags_column",
         "enabled",
-        "last_status_column",
         "success_rate_column",
         "total_runs",
         "requirements_column",
-        "log_disk_column",
     )
     list_display_links = ("pipeline_name",)
     list_filter = (StateFilter, "enabled", "is_missing", "has_requirements")
@@ -89,7 +90,6 @@ class PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin):
         "failed_runs",
         "webhook_runs",
         "success_rate_column",
-        "last_status_column",
         "has_requirements",
         "requirements_hash",
         "last_cache_warmup",
@@ -97,8 +97,6 @@ class PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin):
         "discovered_at",
         "is_missing",
         "metadata_column",
-        "log_disk_column",
-        "retention_column",
     )
     base_fieldsets = (
         (
@@ -119,7 +117,6 @@ class PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin):
             "Statistics",
             {
                 "fields": (
-                    "last_status_column",
                     "success_rate_column",
                     "total_runs",
                     "successful_runs",
@@ -139,7 +136,6 @@ class PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin):
                 )
             },
         ),
-        ("Storage", {"fields": ("log_disk_column", "retention_column")}),
         ("Discovery", {"fields": ("discovered_at", "is_missing", "metadata_column")}),
     )
 

@@ -102,7 +102,7 @@ def _schedule_rows(spec: PipelineSpec) -> list[tuple[str, str, str]]:
             rc.schedule_end,
             rc.enabled,
         )
-        for rc in spec.schedules
+        for rc in spec.run_configs
     ]
     rows = []
     for name, cron, interval, start, end, enabled in entries:

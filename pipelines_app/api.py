@@ -11,16 +11,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts_app.api_permissions import ReadOnlyRole, RoleRequired, WriteRole
-from accounts_app.models import Role
+from accounts_app.api_permissions import ReadOnlyRole, ReadOrWrite, WriteRole
+from accounts_app.roles import Role
 from audit_app.context import AuditContext
 from fastflow_site.api.lookups import get_or_404
 from fastflow_site.api.pagination import paginated_response, paginated_schema
 from fastflow_site.api.serializers import error_responses
 from pipelines_app import services as pipeline_services
 from pipelines_app.models import Pipeline, PipelineState
-
-ReadOrWrite = RoleRequired.of(Role.WRITE, safe_minimum_role=Role.READONLY)
 
 
 def pipeline_get(name: str) -> Pipeline:

@@ -25,7 +25,7 @@ from django.conf import settings
 
 from pipelines_app.errors import PipelinesDirError, SpecError
 from pipelines_app.networks import network_refusal
-from pipelines_app.spec import PipelineSpec, parse_pipeline_json
+from pipelines_app.spec import PipelineSpec, ResourceMaxima, parse_pipeline_json
 from pipelines_app.spec_values import is_safe_name
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -55,6 +55,21 @@ class Scan:
 
 class _Unreadable(Exception):
     pass
+
+
+def resource_maxima() -> ResourceMaxima:
+    """The installation's caps on what a pipeline.json may ask for (settings)."""
+    return ResourceMaxima(
+        {
+            "mem_hard_limit": (settings.FASTFLOW_RUN_MEM_MAX, "FASTFLOW_RUN_MEM_MAX"),
+            "cpu_hard_limit": (settings.FASTFLOW_RUN_CPU_MAX, "FASTFLOW_RUN_CPU_MAX"),
+            "pids_limit": (
+                settings.FASTFLOW_RUNNER_PIDS_LIMIT_MAX,
+                "FASTFLOW_RUNNER_PIDS_LIMIT_MAX",
+            ),
+            "tmp_size": (settings.FASTFLOW_RUNNER_TMPFS_SIZE_MAX, "FASTFLOW_RUNNER_TMPFS_SIZE_MAX"),
+        }
+    )
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -166,7 +181,9 @@ def inspect_folder(folder: Path, root: Path) -> DiscoveredPipeline | None:
         if isinstance(data, dict):
             raw_enabled = data.get("enabled", True)
             declared = raw_enabled if isinstance(raw_enabled, bool) else None
-        result = parse_pipeline_json(data, source=metadata_file or "pipeline.json")
+        result = parse_pipeline_json(
+            data, source=metadata_file or "pipeline.json", maxima=resource_maxima()
+        )
         spec, warnings = result.spec, warnings + result.warnings
         if spec.network and (refused := network_refusal(spec.network)):
             errors.append(f"{metadata_file}: key 'network': {refused}")

@@ -69,6 +69,7 @@ __all__ = [
     "cron_trigger",
     "next_fire_times",
     "parse_memory",
+    "ResourceMaxima",
     "parse_pipeline_json",
     "validate_cron",
 ]
@@ -85,7 +86,17 @@ RETRY_TYPES = {
 MIN_MEM_HARD_LIMIT = 6 * 1024 * 1024
 SHORT_WEBHOOK_KEY = 16
 
-LIMIT_KEYS = ("cpu_hard_limit", "mem_hard_limit", "cpu_soft_limit", "mem_soft_limit")
+LIMIT_KEYS = (
+    "cpu_hard_limit",
+    "mem_hard_limit",
+    "cpu_soft_limit",
+    "mem_soft_limit",
+    "pids_limit",
+    "tmp_size",
+)
+# The limits an installation caps (`ResourceMaxima`): a pipeline may ask for up to the maximum.
+CAPPED_KEYS = ("cpu_hard_limit", "mem_hard_limit", "pids_limit", "tmp_size")
+MIN_PIDS_LIMIT = 16
 SCHEDULE_KEYS = ("schedule_cron", "schedule_interval_seconds", "schedule_start", "schedule_end")
 OVERRIDE_KEYS = (
     *LIMIT_KEYS,
@@ -119,6 +130,8 @@ PIPELINE_KEYS = (
     "notifications",
     "retention",
 )
+# The one key whose PipelineSpec attribute has another name.
+_ATTRIBUTE_FOR_KEY = {"schedules": "run_configs"}
 
 
 def _frozen_env(value: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -127,6 +140,33 @@ def _frozen_env(value: Mapping[str, str] | None) -> Mapping[str, str]:
 
 def _empty_env() -> Mapping[str, str]:
     return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class ResourceMaxima:
+    """The most a pipeline.json may ask for, per capped key: (maximum, the setting that sets
+    it). Discovery passes the installation's; parsing a stored spec passes none (a lowered
+    maximum makes the next discovery report the pipeline, not an unreadable row)."""
+
+    limits: Mapping[str, tuple[float, str]] = field(default_factory=dict)
+
+    def check(self, key: str, value: float | None) -> str:
+        """ "" when `value` is within the maximum for `key`, else the reason."""
+        if value is None or key not in self.limits:
+            return ""
+        maximum, setting = self.limits[key]
+        if value <= maximum:
+            return ""
+        shown = _limit_text(key, value), _limit_text(key, maximum)
+        return f"{shown[0]} is above the maximum of this installation, {shown[1]} ({setting})"
+
+
+def _limit_text(key: str, value: float) -> str:
+    if key in ("mem_hard_limit", "tmp_size"):
+        return f"{value / 1024**2:.1f} MiB" if value < 1024**3 else f"{value / 1024**3:.1f} GiB"
+    if key == "cpu_hard_limit":
+        return f"{value:g} cores"
+    return f"{value:g}"
 
 
 @dataclass(frozen=True)
@@ -190,6 +230,8 @@ class RunConfig:
     mem_hard_limit: int | None = None
     cpu_soft_limit: float | None = None
     mem_soft_limit: int | None = None
+    pids_limit: int | None = None
+    tmp_size: int | None = None  # bytes of the run's /tmp
     timeout: int | None = None  # None = inherit the pipeline's; 0 = no limit
     retry_attempts: int | None = None
     retry_strategy: RetryStrategy | None = None
@@ -219,6 +261,8 @@ class EffectiveConfig:
     mem_hard_limit: int | None
     cpu_soft_limit: float | None
     mem_soft_limit: int | None
+    pids_limit: int | None
+    tmp_size: int | None
     timeout: int | None  # None = no limit (0 in the file means no limit)
     retry_attempts: int
     retry_strategy: RetryStrategy
@@ -238,6 +282,8 @@ class PipelineSpec:
     mem_hard_limit: int | None = None
     cpu_soft_limit: float | None = None
     mem_soft_limit: int | None = None
+    pids_limit: int | None = None
+    tmp_size: int | None = None  # bytes of the run's /tmp
     timeout: int | None = None  # None or 0 = no limit
     retry_attempts: int = 0
     retry_strategy: RetryStrategy = field(default_factory=RetryStrategy)
@@ -253,7 +299,8 @@ class PipelineSpec:
     run_once_at: datetime | None = None
     max_instances: int | None = None
     downstream_triggers: tuple[DownstreamTrigger, ...] = ()
-    schedules: tuple[RunConfig, ...] = ()
+    # pipeline.json's `schedules` key (the original's name): run configurations, scheduled or not.
+    run_configs: tuple[RunConfig, ...] = ()
     restart_on_crash: bool = False
     restart_cooldown: int = 60
     restart_interval: str | None = None
@@ -263,19 +310,19 @@ class PipelineSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "default_env", _frozen_env(self.default_env))
         object.__setattr__(self, "encrypted_env", _frozen_env(self.encrypted_env))
-        for name in ("tags", "secrets", "downstream_triggers", "schedules"):
+        for name in ("tags", "secrets", "downstream_triggers", "run_configs"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property
     def schedule_count(self) -> int:
         """How many triggers fire this pipeline on their own (schedules and run_once_at)."""
-        count = sum(1 for rc in self.schedules if rc.is_scheduled)
+        count = sum(1 for rc in self.run_configs if rc.is_scheduled)
         if self.schedule_cron or self.schedule_interval_seconds:
             count += 1
         return count + (1 if self.run_once_at else 0)
 
     def run_config(self, run_config_id: str) -> RunConfig | None:
-        return next((rc for rc in self.schedules if rc.id == run_config_id), None)
+        return next((rc for rc in self.run_configs if rc.id == run_config_id), None)
 
     def effective(self, run_config_id: str | None = None) -> EffectiveConfig:
         """Raises KeyError for an unknown run configuration (the original fell back)."""
@@ -294,6 +341,8 @@ class PipelineSpec:
             mem_hard_limit=pick("mem_hard_limit"),
             cpu_soft_limit=pick("cpu_soft_limit"),
             mem_soft_limit=pick("mem_soft_limit"),
+            pids_limit=pick("pids_limit"),
+            tmp_size=pick("tmp_size"),
             timeout=pick("timeout") or None,
             retry_attempts=pick("retry_attempts"),
             retry_strategy=pick("retry_strategy"),
@@ -316,19 +365,22 @@ class PipelineSpec:
             return False, None
         supplied = key.encode()
         result: tuple[bool, str | None] = (False, None)
-        candidates = [(self.webhook_key, None), *((rc.webhook_key, rc.id) for rc in self.schedules)]
+        candidates = [
+            (self.webhook_key, None),
+            *((rc.webhook_key, rc.id) for rc in self.run_configs),
+        ]
         for candidate, run_config_id in candidates:
             if candidate and hmac.compare_digest(candidate.encode(), supplied) and not result[0]:
                 result = (True, run_config_id)
         return result
 
     def to_dict(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in PIPELINE_KEYS}
+        data = {name: getattr(self, _ATTRIBUTE_FOR_KEY.get(name, name)) for name in PIPELINE_KEYS}
         data["retry_strategy"] = self.retry_strategy.to_dict()
         data["downstream_triggers"] = [
             {name: getattr(t, name) for name in TRIGGER_KEYS} for t in self.downstream_triggers
         ]
-        data["schedules"] = [rc.to_dict() for rc in self.schedules]
+        data["schedules"] = [rc.to_dict() for rc in self.run_configs]
         data["notifications"] = self.notifications.to_dict() if self.notifications else None
         data["retention"] = self.retention.to_dict() if self.retention else None
         return to_json_value(data)
@@ -348,8 +400,9 @@ class ParseResult:
 class _Reader:
     """Collects every problem of one file instead of stopping at the first."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, maxima: ResourceMaxima | None = None) -> None:
         self.source = source
+        self.maxima = maxima or ResourceMaxima()
         self.errors: list[str] = []
         self.warnings: list[str] = []
 
@@ -396,7 +449,14 @@ def _limits(r: _Reader, data: Mapping[str, Any], prefix: str) -> dict[str, Any]:
             data, "cpu_soft_limit", lambda v: as_number(v, allow_equal=False), prefix=prefix
         ),
         "mem_soft_limit": r.take(data, "mem_soft_limit", parse_memory, prefix=prefix),
+        "pids_limit": r.take(
+            data, "pids_limit", lambda v: as_int(v, minimum=MIN_PIDS_LIMIT), prefix=prefix
+        ),
+        "tmp_size": r.take(data, "tmp_size", parse_memory, prefix=prefix),
     }
+    for key in CAPPED_KEYS:
+        if reason := r.maxima.check(key, limits[key]):
+            r.error(prefix + key, reason)
     hard_mem = limits["mem_hard_limit"]
     if hard_mem is not None and hard_mem < MIN_MEM_HARD_LIMIT:
         r.error(
@@ -594,15 +654,18 @@ def _type(value: Any) -> str:
     return text
 
 
-def parse_pipeline_json(data: object, *, source: str) -> ParseResult:
-    """Validate a decoded pipeline.json; raises SpecError naming the file, key and reason."""
+def parse_pipeline_json(
+    data: object, *, source: str, maxima: ResourceMaxima | None = None
+) -> ParseResult:
+    """Validate a decoded pipeline.json; raises SpecError naming the file, key and reason.
+    With `maxima`, resource limits above the installation's maximum are errors too."""
     if not isinstance(data, Mapping):
         raise SpecError(f"{source}: expected a JSON object at the top level, got {json_type(data)}")
-    r = _Reader(source)
+    r = _Reader(source, maxima)
     r.check_unknown(data, PIPELINE_KEYS, "")
-    schedules = r.take(data, "schedules", lambda v: _run_configs(r, v), ())
+    run_configs = r.take(data, "schedules", lambda v: _run_configs(r, v), ())
     schedule = _schedule(r, data, "")
-    if schedules and (schedule["schedule_cron"] or schedule["schedule_interval_seconds"]):
+    if run_configs and (schedule["schedule_cron"] or schedule["schedule_interval_seconds"]):
         r.error(
             "schedules",
             "cannot be combined with a top-level schedule_cron/schedule_interval_seconds "
@@ -611,7 +674,7 @@ def parse_pipeline_json(data: object, *, source: str) -> ParseResult:
     overrides = _overrides(r, data, "")
     overrides["retry_attempts"] = overrides["retry_attempts"] or 0
     overrides["retry_strategy"] = overrides["retry_strategy"] or RetryStrategy()
-    _check_webhook_keys(r, overrides["webhook_key"], schedules)
+    _check_webhook_keys(r, overrides["webhook_key"], run_configs)
     spec = PipelineSpec(
         description=r.take(data, "description", as_str, ""),
         tags=r.take(data, "tags", as_str_list, ()),
@@ -624,7 +687,7 @@ def parse_pipeline_json(data: object, *, source: str) -> ParseResult:
         run_once_at=r.take(data, "run_once_at", as_datetime),
         max_instances=r.take(data, "max_instances", lambda v: as_int(v, minimum=1)),
         downstream_triggers=r.take(data, "downstream_triggers", lambda v: _downstream(r, v), ()),
-        schedules=schedules,
+        run_configs=run_configs,
         restart_on_crash=r.take(data, "restart_on_crash", as_bool, False),
         restart_cooldown=r.take(data, "restart_cooldown", as_int, 60),
         restart_interval=r.take(data, "restart_interval", as_restart_interval),

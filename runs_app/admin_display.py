@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from runs_app.logs import log_path, log_read
+from runs_app.logs import log_lines_parse, log_path, log_read
 from runs_app.models import PipelineRun, RunStatus
 
 STATUS_COLOURS = {
@@ -65,11 +65,14 @@ def format_bytes(value: int | float | None) -> str:
     return f"{size:.1f} GiB"
 
 
-def log_tail(*, run: PipelineRun, max_bytes: int = INITIAL_LOG_BYTES) -> tuple[str, int, bool]:
-    """The last `max_bytes` of the log as text (whole lines), the offset after it, truncated?"""
+def log_tail(
+    *, run: PipelineRun, max_bytes: int = INITIAL_LOG_BYTES
+) -> tuple[list[dict], int, bool]:
+    """The last `max_bytes` of the log as parsed lines (whole lines; `LogLine.to_dict()`:
+    source, time, text), the offset after them, and whether earlier lines were left out."""
     path = log_path(run=run)
     if path is None:
-        return "", 0, False
+        return [], 0, False
     size = path.stat().st_size
     start = max(size - max_bytes, 0)
     data, next_offset = log_read(run=run, offset=start, limit=max_bytes)
@@ -77,7 +80,13 @@ def log_tail(*, run: PipelineRun, max_bytes: int = INITIAL_LOG_BYTES) -> tuple[s
     if truncated:
         # Started mid-file: drop the partial first line.
         data = data[data.find(b"\n") + 1 :]
-    return data.decode("utf-8", errors="replace"), next_offset, truncated
+    return log_lines_json(data), next_offset, truncated
+
+
+def log_lines_json(data: bytes) -> list[dict]:
+    """Whole log lines as the run page shows them: each with its source (stdout, stderr, note;
+    "unknown" for logs written before sources existed), time and text."""
+    return [line.to_dict() for line in log_lines_parse(data)]
 
 
 @dataclass(frozen=True)
@@ -138,3 +147,34 @@ def sparkline(values: tuple[float, ...], *, colour: str, width: int = 240, heigh
         colour,
         points,
     )
+
+
+LIMIT_LABELS = (
+    ("memory_bytes", "memory", format_bytes),
+    ("cpus", "CPUs", lambda v: f"{v:g}"),
+    ("pids", "processes", lambda v: f"{v:g}"),
+    ("tmp_bytes", "/tmp", format_bytes),  # noqa: S108 - a label
+    ("timeout_seconds", "timeout", lambda v: format_seconds(v) if v else "none"),
+    ("log_max_bytes", "log", format_bytes),
+)
+# Limits the Docker executor enforces that another executor may not (see enforced_limits).
+CONTAINER_LIMITS = ("memory_bytes", "cpus", "pids", "tmp_bytes")
+
+
+def limits_summary(limits: dict) -> str:
+    """The limits in force for a run as recorded when it started, one phrase each; the ones
+    its executor did not enforce are named as such."""
+    if not limits:
+        return "—"
+    parts = [
+        f"{label} {show(limits[key])}"
+        for key, label, show in LIMIT_LABELS
+        if limits.get(key) is not None
+    ]
+    missing = [
+        label for key, label, _ in LIMIT_LABELS if key in CONTAINER_LIMITS and key not in limits
+    ]
+    if missing:
+        executor = limits.get("executor", "this")
+        parts.append(f"not enforced by the {executor} executor: {', '.join(missing)}")
+    return " · ".join(parts)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from audit_app.context import AuditContext
@@ -155,39 +153,3 @@ class ScheduledJobAdmin(admin.ModelAdmin):
                 f"{skipped} schedule(s) defined in pipeline.json were kept; edit the files.",
                 messages.WARNING,
             )
-
-
-class EngineInstanceAdmin(admin.ModelAdmin):
-    list_display = (
-        "id",
-        "hostname",
-        "pid",
-        "executor",
-        "started_at",
-        "heartbeat_at",
-        "heartbeat_age",
-    )
-    list_filter = ("executor", "hostname")
-    search_fields = ("id", "hostname")
-    readonly_fields = ("id", "hostname", "pid", "executor", "started_at", "heartbeat_at")
-    ordering = ("-heartbeat_at",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    @admin.display(description="heartbeat age", ordering="-heartbeat_at")
-    def heartbeat_age(self, obj: Any) -> str:
-        age = (timezone.now() - obj.heartbeat_at).total_seconds()
-        stale = age > settings.FASTFLOW_HEARTBEAT_STALE_SECONDS
-        return format_html(
-            '<span class="{}">{}s{}</span>',
-            "ff-stale" if stale else "ff-alive",
-            int(age),
-            " (stale)" if stale else "",
-        )

@@ -1,20 +1,22 @@
-"""What the Pipeline admin shows and does about runs, as one mixin: the one place where
-`pipelines_app` uses run pieces (the deliberate upward tie, allowed by the import contracts in
-pyproject.toml), so the pipeline admin stays the discovery team's and imports nothing else of
-`runs_app`.
+"""What the pipeline admin shows and does about runs, as one mixin over pipelines_app's own
+`PipelineAdmin`. runs_app/admin.py registers the combination, so `pipelines_app` imports nothing
+of `runs_app` (the import contracts in pyproject.toml keep it so).
 
-`PipelineAdmin(PipelineRunsAdminMixin, admin.ModelAdmin)` gains:
+The pipeline admin gains:
 - `<pipeline>/run/`: a form (run configuration + KEY=value parameters) that enqueues a run;
 - the changelist action "Run now (no parameters)";
 - `has_run_permission` in the change form context, for the "Run now" button;
 - `last_status_column`: the latest run's status badge, from the `last_run_status` annotation
-  (`PipelineQuerySet.with_last_run()`), for `list_display` / `readonly_fields`;
+  (`PipelineQuerySet.with_last_run()`), in the list and the change form, just before the
+  success rate;
 - `log_disk_column` and `retention_column`: disk used by the pipeline's run logs (cached for a
-  few minutes: a folder walk per pipeline) and the run retention in force.
+  few minutes: a folder walk per pipeline) and the run retention in force, in a "Storage"
+  section of the change form (before "Discovery"); the disk use also ends the list.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib import admin, messages
@@ -31,17 +33,32 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from accounts_app.permissions import role_can
+from accounts_app.roles import role_can
 from audit_app.context import AuditContext
 from pipelines_app.models import Pipeline
 from runs_app.admin_display import status_badge
 from runs_app.errors import InvalidRunRequest, PipelineNotFound, PipelineNotRunnable, RunError
 from runs_app.forms import RunNowForm
+from runs_app.models import TriggeredBy
 from runs_app.retention import pipeline_log_bytes, retention_policy
 from runs_app.services import run_enqueue
 
 RUN_NOW_ACTION = "run_now_without_parameters"
 LOG_DISK_CACHE_SECONDS = 300
+LAST_RUN_COLUMN = "last_status_column"
+# The column goes right before this one, in the list and in the change form's fieldsets.
+LAST_RUN_BEFORE = "success_rate_column"
+STORAGE_FIELDSET = ("Storage", {"fields": ("log_disk_column", "retention_column")})
+STORAGE_BEFORE = "Discovery"
+RUN_READONLY_FIELDS = (LAST_RUN_COLUMN, "log_disk_column", "retention_column")
+
+
+def _with_last_run(fields: Sequence[Any]) -> tuple[Any, ...]:
+    fields = tuple(fields)
+    if LAST_RUN_BEFORE not in fields:
+        return fields
+    at = fields.index(LAST_RUN_BEFORE)
+    return (*fields[:at], LAST_RUN_COLUMN, *fields[at:])
 
 
 def _form_field_for(error_key: str, form: RunNowForm) -> str | None:
@@ -66,6 +83,22 @@ class PipelineRunsAdminMixin:
             ),
             *super().get_urls(),
         ]
+
+    def get_list_display(self, request: HttpRequest) -> Sequence[Any]:
+        return (*_with_last_run(super().get_list_display(request)), "log_disk_column")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Pipeline | None = None) -> Sequence:
+        return (*super().get_readonly_fields(request, obj), *RUN_READONLY_FIELDS)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Pipeline | None = None) -> list:
+        fieldsets = [
+            (name, {**options, "fields": _with_last_run(options["fields"])})
+            for name, options in super().get_fieldsets(request, obj)
+        ]
+        names = [name for name, _ in fieldsets]
+        at = names.index(STORAGE_BEFORE) if STORAGE_BEFORE in names else len(fieldsets)
+        fieldsets.insert(at, STORAGE_FIELDSET)
+        return fieldsets
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         # Added here rather than in `actions` so the host admin keeps its own actions list.
@@ -108,7 +141,7 @@ class PipelineRunsAdminMixin:
             try:
                 run = run_enqueue(
                     pipeline=pipeline,
-                    triggered_by="manual",
+                    triggered_by=TriggeredBy.MANUAL,
                     audit=AuditContext.from_request(request, interface="admin"),
                 )
             except RunError as exc:
@@ -156,7 +189,7 @@ class PipelineRunsAdminMixin:
         try:
             run = run_enqueue(
                 pipeline=pipeline,
-                triggered_by="manual",
+                triggered_by=TriggeredBy.MANUAL,
                 parameters=form.cleaned_data["parameters"],
                 run_config_id=form.cleaned_data["run_config_id"],
                 audit=AuditContext.from_request(request, interface="admin"),

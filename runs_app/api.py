@@ -19,22 +19,24 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts_app.api_permissions import ReadOnlyRole, WriteRole
-from accounts_app.models import Session
+from accounts_app.models import ApiToken
 from accounts_app.services import user_access_alive
 from audit_app.context import AuditContext
 from fastflow_site.api.lookups import get_or_404
 from fastflow_site.api.negotiation import FirstRendererNegotiation
-from fastflow_site.api.pagination import paginated_response, paginated_schema
+from fastflow_site.api.pagination import cursor_paginated_response, cursor_paginated_schema
 from fastflow_site.api.serializers import LenientChoiceField, StringMapField, error_responses
 from runs_app import services
+from runs_app.errors import LogFileMissing
 from runs_app.logs import (
     DEFAULT_CHUNK,
     MAX_LOG_OFFSET,
+    log_missing,
     log_offset_parse,
     log_read,
     metrics_read,
 )
-from runs_app.models import PipelineRun, RunStatus
+from runs_app.models import PipelineRun, RunStatus, TriggeredBy
 from runs_app.sse import log_events
 
 MAX_LOG_CHUNK = 4 * 1024 * 1024
@@ -61,11 +63,18 @@ class RunOutputSerializer(serializers.ModelSerializer):
     pipeline = serializers.CharField(source="pipeline_id")
     parent_run = serializers.UUIDField(source="parent_run_id", allow_null=True)
     scheduled_job = serializers.UUIDField(source="scheduled_job_id", allow_null=True)
-    duration = serializers.FloatField(allow_null=True, help_text="seconds; live while running")
+    duration = serializers.FloatField(
+        source="elapsed", allow_null=True, help_text="seconds; live while running"
+    )
     env_vars = serializers.DictField(
         child=serializers.CharField(), help_text="the run's environment; secret values are ***"
     )
     parameters = serializers.DictField(child=serializers.CharField())
+    limits = serializers.DictField(
+        help_text="the limits in force for the run as its executor applied them (memory_bytes, "
+        "cpus, pids, tmp_bytes where enforced; timeout_seconds, log_max_bytes; executor); "
+        "{} before it started"
+    )
 
     class Meta:
         model = PipelineRun
@@ -92,6 +101,8 @@ class RunOutputSerializer(serializers.ModelSerializer):
             "uv_version",
             "setup_duration",
             "peak_memory_bytes",
+            "limits",
+            "requeue_count",
             "log_file",
             "metrics_file",
             "container_id",
@@ -128,12 +139,21 @@ class PipelineRunCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         run = services.run_enqueue(
             pipeline=name,
-            triggered_by="manual",
+            triggered_by=TriggeredBy.MANUAL,
             parameters=serializer.validated_data["parameters"],
             run_config_id=serializer.validated_data["run_config_id"] or None,
             audit=AuditContext.from_request(request, interface="api"),
         )
         return Response(RunOutputSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+def run_log_check(run: PipelineRun) -> None:
+    """404 `log_missing` for a finished run whose log file is gone (not an empty log)."""
+    if log_missing(run=run):
+        raise LogFileMissing(
+            f"log file missing: the log of run {run.id} ({run.log_file}) is not in the data "
+            "directory"
+        )
 
 
 class RunListApi(APIView):
@@ -146,18 +166,26 @@ class RunListApi(APIView):
         since = serializers.DateTimeField(
             required=False, help_text="ISO 8601; runs queued at or after this moment"
         )
+        cursor = serializers.CharField(
+            required=False, help_text="from a previous page's `next` or `previous` link"
+        )
+        page_size = serializers.IntegerField(
+            required=False, min_value=1, max_value=500, help_text="runs per page (default 50)"
+        )
 
     @extend_schema(
         operation_id="runs_list",
         parameters=[FilterSerializer],
-        responses={200: paginated_schema(RunOutputSerializer, "PaginatedRunList")}
-        | error_responses(400, 401, 403, 404),
+        responses={200: cursor_paginated_schema(RunOutputSerializer, "PaginatedRunList")}
+        | error_responses(400, 401, 403),
+        description="Newest first, by cursor: follow `next` for older runs. No total count "
+        "(it would cost a scan of the history on every page).",
     )
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         wanted = filters.validated_data
-        runs = PipelineRun.objects.order_by("-queued_at", "-id")
+        runs = PipelineRun.objects.all()
         if "pipeline" in wanted:
             runs = runs.filter(pipeline_id=wanted["pipeline"])
         if "status" in wanted:
@@ -166,8 +194,13 @@ class RunListApi(APIView):
             runs = runs.filter(triggered_by=wanted["triggered_by"])
         if "since" in wanted:
             runs = runs.filter(queued_at__gte=wanted["since"])
-        return paginated_response(
-            request=request, view=self, queryset=runs, serializer_class=RunOutputSerializer
+        # Every filter leads an index whose next column is queued_at (docs/schema.md).
+        return cursor_paginated_response(
+            request=request,
+            view=self,
+            queryset=runs,
+            ordering=("-queued_at", "-id"),
+            serializer_class=RunOutputSerializer,
         )
 
 
@@ -210,7 +243,7 @@ class RunRetryApi(APIView):
     def post(self, request: Request, run_id: str) -> Response:
         run = services.run_retry(
             run=run_get(run_id),
-            triggered_by="manual",
+            triggered_by=TriggeredBy.MANUAL,
             audit=AuditContext.from_request(request, interface="api"),
         )
         return Response(RunOutputSerializer(run).data, status=status.HTTP_201_CREATED)
@@ -245,6 +278,7 @@ class RunLogsApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         run = run_get(run_id)
+        run_log_check(run)
         data, next_offset = log_read(
             run=run, offset=filters.validated_data["offset"], limit=filters.validated_data["limit"]
         )
@@ -284,8 +318,9 @@ class RunLogStreamApi(APIView):
         # Checked before the response starts: once streaming, an error can no longer be a 400.
         offset = log_offset_parse(raw=raw)
         run = run_get(run_id)
-        session = request.auth if isinstance(request.auth, Session) else None
-        still_allowed = partial(user_access_alive, user=request.user, session=session)
+        run_log_check(run)
+        api_token = request.auth if isinstance(request.auth, ApiToken) else None
+        still_allowed = partial(user_access_alive, user=request.user, api_token=api_token)
         response = StreamingHttpResponse(
             log_events(run=run, offset=offset, still_allowed=still_allowed),
             content_type="text/event-stream",

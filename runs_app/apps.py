@@ -13,9 +13,10 @@ class RunsAppConfig(AppConfig):
         from notifications_app.messages import run_details_register
         from runs_app.engine.notify import run_message_lines
         from runs_app.prometheus import metrics
-        from runs_app.readiness import engine_heartbeat_readiness
+        from runs_app.readiness import engine_heartbeat_readiness, log_disk_readiness
 
         readiness_check_register(engine_heartbeat_readiness)
+        readiness_check_register(log_disk_readiness)
         # Prometheus scrapes by IP or service name: a bearer scrape skips the host check.
         bearer_endpoint_register("/metrics", metrics)
         # What a notification says about a run (notifications_app sits below this app).

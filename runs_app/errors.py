@@ -30,6 +30,13 @@ class InvalidRunRequest(RunError):
     code = "invalid"
 
 
+class LogFileMissing(RunError):
+    """A finished run's recorded log file is not in the data directory any more."""
+
+    code = "log_missing"
+    http_status = 404
+
+
 class RunStateConflict(RunError):
     """The transition is not allowed from the run's current status (e.g. cancel a finished run)."""
 

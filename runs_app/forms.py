@@ -53,7 +53,7 @@ class RunNowForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.pipeline = pipeline
         choices = [(DEFAULT_RUN_CONFIG, "default (pipeline settings)")]
-        choices += [(rc.id, rc.id) for rc in pipeline.spec.schedules]
+        choices += [(rc.id, rc.id) for rc in pipeline.spec.run_configs]
         self.fields["run_config_id"].choices = choices
 
     def clean_parameters(self) -> dict[str, str]:

@@ -1,17 +1,30 @@
 """A run's files: where its log and metrics live, the log's line format, engine notes appended
 after the end, and reading both back for the admin and the API (tailing by byte offset).
 
-Log format: every line is `<UTC time> <text>\\n`, the time as `2026-11-27T22:45:01.123Z` (ISO
-8601, milliseconds, `Z`). Engine notes are ordinary lines whose text starts with `[fastflow] `.
+Log format (one line per line of output, UTF-8):
+
+    <source> <UTC time> <text>\n        e.g.  o 2026-11-27T22:45:01.123Z hello
+
+`source` is `o` (the pipeline's stdout), `e` (its stderr) or `n` (an engine note). The engine
+sets it from the stream a line arrived on, never from the text, so a pipeline cannot write a
+line that reads as an engine note. The time is ISO 8601 with milliseconds and `Z`.
+
+Logs written before sources existed (format 1) have lines `<UTC time> <text>`, stdout and stderr
+merged and notes as text starting with `[fastflow] `. A format-1 line starts with a digit, a
+current one with a source letter and a space, so every line says which format it is in (a log
+continued across an upgrade may hold both). The source of a format-1 line is unknown (`""`).
+
 Metrics: one JSON object per line. The engine's writers (`engine/logstream.py`,
 `engine/metrics.py`) produce these files; everything else reads or appends through here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -30,7 +43,14 @@ DEFAULT_CHUNK = 256 * 1024
 # The largest offset a file can be seeked to (off_t is signed 64-bit); anything beyond it made
 # `seek()` raise instead of returning an empty read.
 MAX_LOG_OFFSET = 2**63 - 1
+STDOUT = "o"
+STDERR = "e"
+NOTE = "n"
+SOURCES = (STDOUT, STDERR, NOTE)
+# How format-1 logs marked engine notes (and how a note reads as plain text).
 NOTE_PREFIX = "[fastflow] "
+# The UI and the API name the sources with these words.
+SOURCE_NAMES = {STDOUT: "stdout", STDERR: "stderr", NOTE: "note", "": "unknown"}
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -49,29 +69,108 @@ def parse_timestamp(text: str) -> datetime:
     return moment
 
 
+def run_files_folder(run: PipelineRun) -> Path:
+    """The folder of a run's files below `logs/` or `metrics/`: `<pipeline>/<first two hex
+    digits of the run id>`. Ids are random, so a pipeline's runs spread evenly over its 256
+    folders: one folder holds a pipeline's runs / 256 files (about 4,000 at a million runs
+    of one pipeline), not all of them in one listing."""
+    return Path(run.pipeline_id) / run.id.hex[:2]
+
+
+def log_line(source: str, at: datetime, text: bytes | str) -> bytes:
+    """One line of the log; `text` without its newline (one is added). Invalid UTF-8 in `text`
+    is replaced, so the file stays valid UTF-8 whatever the pipeline prints."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    text = text.replace("\n", " ")  # a line never holds a newline (callers split first)
+    return f"{source} {format_timestamp(at)} {text}\n".encode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class LogLine:
+    source: str  # STDOUT, STDERR, NOTE, or "" for a format-1 line (source unknown)
+    at: datetime | None  # None when the line has no readable timestamp (a cut first line)
+    text: str  # without the newline
+
+    @property
+    def is_note(self) -> bool:
+        """An engine note. Format-1 notes were recognised by their text, as the engine did
+        then (forgeable by the pipeline: only old logs are read that way)."""
+        return self.source == NOTE or (self.source == "" and self.text.startswith(NOTE_PREFIX))
+
+    @property
+    def note_text(self) -> str:
+        """A note's message without the format-1 prefix."""
+        return self.text.removeprefix(NOTE_PREFIX) if self.source == "" else self.text
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {
+            "source": SOURCE_NAMES[self.source],
+            "time": format_timestamp(self.at) if self.at else None,
+            "text": self.text,
+        }
+
+
+def log_line_parse(raw: bytes | str) -> LogLine:
+    """Parse one line of either format (with or without its newline); never raises."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    raw = raw.rstrip("\n")
+    source = ""
+    if len(raw) >= 2 and raw[0] in SOURCES and raw[1] == " ":
+        source, raw = raw[0], raw[2:]
+    stamp, sep, text = raw.partition(" ")
+    try:
+        at = parse_timestamp(stamp)
+    except ValueError:
+        return LogLine(source, None, raw)
+    return LogLine(source, at, text if sep else "")
+
+
+def log_lines_parse(data: bytes) -> list[LogLine]:
+    return [log_line_parse(raw) for raw in data.splitlines()]
+
+
+def append_whole(fh: BinaryIO, data: bytes, *, size: int) -> None:
+    """Append `data` to an unbuffered file whose size is `size`, all of it or nothing: when the
+    disk fills up half-way (ENOSPC), the file is cut back to `size` before the OSError is
+    raised, so a reader never sees half a line and the next write starts on a line boundary."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[fh.write(view) :]
+    except OSError:
+        with contextlib.suppress(OSError):
+            fh.truncate(size)
+        raise
+
+
 def run_log_file(run: PipelineRun) -> Path:
-    """Where a new run's log goes (`logs/<pipeline>/<run id>.log` in the data dir)."""
-    return Path(settings.LOGS_DIR) / run.pipeline_id / f"{run.id}.log"
+    """Where a new run's log goes: `logs/<pipeline>/<shard>/<run id>.log` in the data dir.
+    The path is stored on the run (`log_file`), so files of the older flat layout, and any
+    moved by `manage.py runfiles_shard`, keep being found through their row."""
+    return Path(settings.LOGS_DIR) / run_files_folder(run) / f"{run.id}.log"
 
 
 def run_metrics_file(run: PipelineRun) -> Path:
-    return Path(settings.METRICS_DIR) / f"{run.id}.jsonl"
+    """Where a new run's metrics go: `metrics/<pipeline>/<shard>/<run id>.jsonl`."""
+    return Path(settings.METRICS_DIR) / run_files_folder(run) / f"{run.id}.jsonl"
 
 
 def log_append_notes(*, run: PipelineRun, notes: list[str]) -> None:
     """Append engine notes to a finished run's log (retries queued, downstream runs, ...).
 
-    A plain timestamped append: notes are few and explain the end of a run, so like the
-    writer's own notes they bypass the log size cap. A log that cannot be written is logged.
+    A plain append of note lines: notes are few and explain the end of a run, so like the
+    writer's own notes they bypass the log size cap. A log that cannot be written (a full
+    disk) is logged; the file keeps what it had.
     """
     if not notes or not run.log_file:
         return
     path = Path(run.log_file)
     try:
-        with private_open(path, "ab") as fh:  # 0600 in 0700 folders, like the writer's
-            for note in notes:
-                line = f"{format_timestamp(datetime.now(UTC))} {NOTE_PREFIX}{note}\n"
-                fh.write(line.encode("utf-8", "replace"))
+        with private_open(path, "ab", buffering=0) as fh:  # 0600 in 0700 folders
+            data = b"".join(log_line(NOTE, datetime.now(UTC), note) for note in notes)
+            append_whole(fh, data, size=fh.seek(0, 2))
     except OSError as exc:
         logger.warning("run %s: cannot append to %s: %s", run.id, run.log_file, exc)
 
@@ -118,6 +217,17 @@ def read_from(fh: BinaryIO, offset: int, limit: int = -1) -> bytes:
         return b""
     fh.seek(offset)
     return fh.read(limit)
+
+
+def log_missing(*, run: PipelineRun) -> bool:
+    """A finished run whose recorded log file is gone (deleted by hand, a lost volume): it
+    must say so, not look like a run that printed nothing. A live run's file may simply not
+    exist yet (its container is starting), and a run that never started has none."""
+    return bool(run.log_file) and run.is_terminal and log_path(run=run) is None
+
+
+def metrics_missing(*, run: PipelineRun) -> bool:
+    return bool(run.metrics_file) and run.is_terminal and data_file(run.metrics_file) is None
 
 
 def log_read(*, run: PipelineRun, offset: int = 0, limit: int = DEFAULT_CHUNK) -> tuple[bytes, int]:

@@ -20,6 +20,17 @@ class RunStatus(models.TextChoices):
 TERMINAL_STATUSES = (RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
+class TriggeredBy(models.TextChoices):
+    """What started a run (the admin filter and the API show the value itself)."""
+
+    MANUAL = "manual", "manual"
+    WEBHOOK = "webhook", "webhook"
+    SCHEDULER = "scheduler", "scheduler"
+    DOWNSTREAM = "downstream", "downstream"
+    RETRY = "retry", "retry"
+    DAEMON_RESTART = "daemon_restart", "daemon_restart"
+
+
 class PipelineRunQuerySet(models.QuerySet):
     def due(self, now: datetime) -> PipelineRunQuerySet:
         """PENDING runs that may start at `now` (no `not_before`, or it has passed)."""
@@ -37,10 +48,9 @@ class PipelineRun(models.Model):
         on_delete=models.CASCADE,
         db_column="pipeline_name",
         related_name="runs",
+        db_index=False,  # led by run_pipeline_queued_idx
     )
-    status = models.CharField(
-        max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING, db_index=True
-    )
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
@@ -50,9 +60,11 @@ class PipelineRun(models.Model):
     parameters = models.JSONField(default=dict, blank=True)
     uv_version = models.CharField(max_length=64, blank=True, default="")
     setup_duration = models.FloatField(null=True, blank=True)
-    triggered_by = models.CharField(max_length=64, default="manual")
+    triggered_by = models.CharField(
+        max_length=64, choices=TriggeredBy.choices, default=TriggeredBy.MANUAL
+    )
     # Additions (docs/schema.md says why).
-    queued_at = models.DateTimeField(default=timezone.now, db_index=True)
+    queued_at = models.DateTimeField(default=timezone.now)
     not_before = models.DateTimeField(null=True, blank=True)
     run_config_id = models.CharField(max_length=255, blank=True, default="")
     scheduled_job = models.ForeignKey(
@@ -61,9 +73,15 @@ class PipelineRun(models.Model):
         null=True,
         blank=True,
         related_name="runs",
+        db_index=False,  # run_schedule_idx, partial
     )
     parent_run = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="child_runs"
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="child_runs",
+        db_index=False,  # run_parent_idx, partial
     )
     retry_attempt = models.IntegerField(default=0)
     chain_depth = models.IntegerField(default=0)
@@ -72,16 +90,52 @@ class PipelineRun(models.Model):
     engine_id = models.CharField(max_length=128, blank=True, default="")
     container_id = models.CharField(max_length=128, blank=True, default="")
     peak_memory_bytes = models.BigIntegerField(null=True, blank=True)
-    idempotency_key = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
+    duration = models.FloatField(null=True, blank=True)
+    # How often the run went back to the queue because its engine died before starting it.
+    requeue_count = models.IntegerField(default=0)
+    # The resource limits in force for the run, as the executor applied them.
+    limits = models.JSONField(default=dict, blank=True)
 
     objects = PipelineRunQuerySet.as_manager()
 
     class Meta:
         db_table = "pipeline_runs"
         ordering = ["-queued_at"]
+        # Every index answers a query named in docs/schema.md, with its EXPLAIN there; the plans
+        # are checked on both databases by tests/test_query_plans.py. Lists sort by (column,
+        # queued_at, id); the id tie-break is left to the database's incremental sort (groups
+        # of equal (column, queued_at) are tiny), which keeps the indexes half as wide (an id
+        # is 32 characters on SQLite).
         indexes = [
+            models.Index(fields=["queued_at"], name="run_queued_idx"),
             models.Index(fields=["status", "queued_at"], name="run_status_queued_idx"),
-            models.Index(fields=["pipeline", "-queued_at"], name="run_pipeline_queued_idx"),
+            models.Index(fields=["pipeline", "queued_at"], name="run_pipeline_queued_idx"),
+            models.Index(fields=["triggered_by", "queued_at"], name="run_trigger_queued_idx"),
+            # queued_at second also orders the runs without a value (not started, not
+            # finished): thousands of them, which the sort would otherwise read and sort.
+            models.Index(fields=["started_at", "queued_at"], name="run_started_idx"),
+            models.Index(fields=["finished_at", "queued_at"], name="run_finished_idx"),
+            models.Index(fields=["duration", "queued_at"], name="run_duration_idx"),
+            # Partial: most runs have no key, no parent and no schedule, so these stay small.
+            # queued_at in it makes SQLite choose it over run_pipeline_queued_idx for the
+            # lookup's "queued in the last 24 h, oldest first" (which it did with a plain
+            # index on the key); the pipeline is checked on the one or two rows found.
+            models.Index(
+                fields=["idempotency_key", "queued_at"],
+                name="run_idempotency_idx",
+                condition=~Q(idempotency_key=""),
+            ),
+            models.Index(
+                fields=["parent_run", "queued_at"],
+                name="run_parent_idx",
+                condition=Q(parent_run__isnull=False),
+            ),
+            models.Index(
+                fields=["scheduled_job"],
+                name="run_schedule_idx",
+                condition=Q(scheduled_job__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -96,7 +150,10 @@ class PipelineRun(models.Model):
         return self.status in TERMINAL_STATUSES
 
     @property
-    def duration(self) -> float | None:
+    def elapsed(self) -> float | None:
+        """Seconds from start to finish: the stored `duration`, or live while running."""
+        if self.duration is not None:
+            return self.duration
         if self.started_at is None:
             return None
         end = self.finished_at or timezone.now()
@@ -218,3 +275,86 @@ class RunStat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pipeline_id} {self.family} {self.status} {self.le}: {self.count}"
+
+
+class StatsGranularity(models.TextChoices):
+    HOUR = "hour"
+    DAY = "day"
+
+
+# Upper bounds (seconds) of the duration histogram columns of RunPeriodStats; `gt_1d` counts longer
+# runs. Runs that never started (no duration) are in `runs` but in no bucket.
+DURATION_BUCKETS: tuple[tuple[str, float], ...] = (
+    ("le_1s", 1),
+    ("le_5s", 5),
+    ("le_10s", 10),
+    ("le_30s", 30),
+    ("le_1m", 60),
+    ("le_2m", 120),
+    ("le_5m", 300),
+    ("le_10m", 600),
+    ("le_30m", 1800),
+    ("le_1h", 3600),
+    ("le_2h", 7200),
+    ("le_6h", 21600),
+    ("le_1d", 86400),
+)
+OVERFLOW_BUCKET = "gt_1d"
+
+
+class RunPeriodStats(models.Model):
+    """How many runs of a pipeline ended with a status in one UTC hour (and, in a second row,
+    one UTC day), with the sum and a histogram of their durations.
+
+    Maintained when a run ends (`runs_app.period_stats.run_period_stats_record`, F() + 1 in
+    the finishing transaction), so the dashboard reads a few rows per pipeline and period
+    instead of the run history; deleting old runs (retention) leaves these totals in place.
+    """
+
+    id = models.AutoField(primary_key=True)  # integer on both databases
+    granularity = models.CharField(max_length=8, choices=StatsGranularity.choices)
+    period_start = models.DateTimeField()
+    pipeline = models.ForeignKey(
+        "pipelines_app.Pipeline",
+        on_delete=models.CASCADE,
+        db_column="pipeline_name",
+        related_name="+",
+        db_index=False,  # led by run_period_stats_pipeline_idx
+    )
+    status = models.CharField(max_length=16, choices=RunStatus.choices)
+    runs = models.IntegerField(default=0)
+    duration_sum = models.FloatField(default=0.0)
+    le_1s = models.IntegerField(default=0)
+    le_5s = models.IntegerField(default=0)
+    le_10s = models.IntegerField(default=0)
+    le_30s = models.IntegerField(default=0)
+    le_1m = models.IntegerField(default=0)
+    le_2m = models.IntegerField(default=0)
+    le_5m = models.IntegerField(default=0)
+    le_10m = models.IntegerField(default=0)
+    le_30m = models.IntegerField(default=0)
+    le_1h = models.IntegerField(default=0)
+    le_2h = models.IntegerField(default=0)
+    le_6h = models.IntegerField(default=0)
+    le_1d = models.IntegerField(default=0)
+    gt_1d = models.IntegerField(default=0)
+
+    class Meta:
+        db_table = "run_period_stats"
+        ordering = ["granularity", "period_start", "pipeline_id", "status"]
+        constraints = [
+            # Also the index of every window query (one granularity, period_start >= since).
+            models.UniqueConstraint(
+                fields=["granularity", "period_start", "pipeline", "status"],
+                name="run_period_stats_key",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["pipeline", "granularity", "period_start"],
+                name="run_period_stats_pipeline_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline_id} {self.status} {self.granularity} of {self.period_start}"

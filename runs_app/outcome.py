@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
+from datetime import datetime
 
 MIB = 1024 * 1024
 
@@ -36,6 +37,10 @@ class Outcome:
     uv_version: str = ""
     peak_memory_bytes: int | None = None
     error: str = ""  # infrastructure or classification message for the run's error_message
+    # When the process really exited (container State.FinishedAt, the local process's exit),
+    # recorded as the run's finished_at even if recording happens much later (a DB outage).
+    finished_at: datetime | None = None
+    log_loss: str = ""  # what of the output could not be written (a full log disk), or ""
 
     @property
     def succeeded(self) -> bool:
@@ -74,3 +79,12 @@ def classify_exit(
     if code in _EXIT_MEANINGS:
         return f"exit code {code}: {_EXIT_MEANINGS[code]}"
     return f"pipeline exited with code {code}"
+
+
+def outcome_message(
+    outcome: Outcome, *, timeout: float | None = None, mem_limit: int | None = None
+) -> str:
+    """The run's recorded error: how it ended (`classify_exit`), and what of its log was lost
+    (a run can succeed with output lost to a full disk: the record says so)."""
+    parts = [classify_exit(outcome, timeout=timeout, mem_limit=mem_limit), outcome.log_loss]
+    return "; ".join(part for part in parts if part)

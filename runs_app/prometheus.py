@@ -39,8 +39,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from accounts_app.api_permissions import role_at_least
-from accounts_app.models import Role
+from accounts_app.roles import Role, role_at_least
 from accounts_app.services import token_authenticate
 from fastflow_site.api.errors import error_json
 from pipelines_app.models import Pipeline
@@ -255,7 +254,7 @@ def metrics_access_allowed(request: HttpRequest) -> bool:
         user is not None
         and user.is_authenticated
         and not getattr(user, "blocked", False)
-        and role_at_least(user, Role.READONLY)
+        and role_at_least(getattr(user, "role", ""), Role.READONLY)
     )
 
 

@@ -8,8 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts_app.api_permissions import RoleRequired
-from accounts_app.models import Role
+from accounts_app.api_permissions import ReadOrWrite
 from audit_app.context import AuditContext
 from fastflow_site.api.lookups import get_or_404
 from fastflow_site.api.pagination import paginated_response, paginated_schema
@@ -17,8 +16,6 @@ from fastflow_site.api.serializers import LenientChoiceField, error_responses
 from pipelines_app.models import Pipeline
 from runs_app import schedule_services
 from runs_app.models import ScheduledJob, ScheduleSource, TriggerType
-
-ReadOrWrite = RoleRequired.of(Role.WRITE, safe_minimum_role=Role.READONLY)
 
 
 class ScheduleOutputSerializer(serializers.ModelSerializer):

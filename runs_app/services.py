@@ -30,16 +30,16 @@ from runs_app.errors import (
     RunError,
     RunStateConflict,
 )
-from runs_app.logs import data_file, log_append_notes
-from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus, ScheduledJob
+from runs_app.logs import data_file, log_append_notes, run_log_file
+from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus, ScheduledJob, TriggeredBy
 from runs_app.notify import notify_run_finished
-from runs_app.outcome import Outcome, classify_exit
+from runs_app.outcome import Outcome, outcome_message
+from runs_app.period_stats import run_period_stats_record
 from runs_app.stats import run_stats_record
 from runs_app.wakeup import WAKE_CANCEL, WAKE_RUN, engines_wake
 
 logger = logging.getLogger(__name__)
 
-TRIGGERS = ("manual", "webhook", "scheduler", "downstream", "retry", "daemon_restart")
 PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 KEY_MAX_LENGTH = 255
@@ -71,6 +71,32 @@ def _encodable(value: str) -> bool:
     return True
 
 
+def _parameter_problem(name: object, value: object, *, max_bytes: int) -> str | None:
+    """What is wrong with one parameter as an environment variable, or None."""
+    if not isinstance(name, str) or not PARAMETER_NAME.match(name):
+        return (
+            f"invalid parameter name {name!r}: use letters, digits and underscores, "
+            "not starting with a digit"
+        )
+    if refused := reserved_env_message(name, what="parameter"):
+        return refused
+    if not isinstance(value, str):
+        return (
+            f"parameter {name!r} must be a string, got {type(value).__name__} "
+            "(environment variables are text)"
+        )
+    if "\x00" in value:
+        return (
+            f"parameter {name!r} contains a NUL character, which an environment variable "
+            "cannot hold"
+        )
+    if not _encodable(value):
+        return f"parameter {name!r} is not valid Unicode text (lone surrogate)"
+    if len(value.encode()) > max_bytes:
+        return f"parameter {name!r} is longer than {max_bytes} bytes"
+    return None
+
+
 def run_parameters_validate(*, parameters: object) -> dict[str, str]:
     """Parameters arrive as environment variables, so names and sizes are checked strictly."""
     if parameters is None:
@@ -83,30 +109,11 @@ def run_parameters_validate(*, parameters: object) -> dict[str, str]:
         message = f"too many parameters: {len(parameters)} given, at most {limit} allowed"
         raise InvalidRunRequest(message, fields={"parameters": message})
     max_bytes = settings.FASTFLOW_PARAMETER_VALUE_MAX_BYTES
-    errors: dict[str, str] = {}
-    for name, value in parameters.items():
-        field = f"parameters.{name}"
-        if not isinstance(name, str) or not PARAMETER_NAME.match(name):
-            errors[field] = (
-                f"invalid parameter name {name!r}: use letters, digits and underscores, "
-                "not starting with a digit"
-            )
-        elif refused := reserved_env_message(name, what="parameter"):
-            errors[field] = refused
-        elif not isinstance(value, str):
-            errors[field] = (
-                f"parameter {name!r} must be a string, got {type(value).__name__} "
-                "(environment variables are text)"
-            )
-        elif "\x00" in value:
-            errors[field] = (
-                f"parameter {name!r} contains a NUL character, which an environment variable "
-                "cannot hold"
-            )
-        elif not _encodable(value):
-            errors[field] = f"parameter {name!r} is not valid Unicode text (lone surrogate)"
-        elif len(value.encode()) > max_bytes:
-            errors[field] = f"parameter {name!r} is longer than {max_bytes} bytes"
+    errors = {
+        f"parameters.{name}": problem
+        for name, value in parameters.items()
+        if (problem := _parameter_problem(name, value, max_bytes=max_bytes)) is not None
+    }
     if errors:
         raise InvalidRunRequest("invalid parameters: " + "; ".join(errors.values()), errors)
     return dict(parameters)
@@ -180,14 +187,15 @@ def run_enqueue(
 ) -> PipelineRun:
     """Create a PENDING run. With `idempotency_key`, a run of this pipeline created with the
     same key in the last 24 h is returned instead of a new one."""
-    if triggered_by not in TRIGGERS:
-        message = f"unknown trigger {triggered_by!r} (expected one of {', '.join(TRIGGERS)})"
+    if triggered_by not in TriggeredBy.values:
+        expected = ", ".join(TriggeredBy.values)
+        message = f"unknown trigger {triggered_by!r} (expected one of {expected})"
         raise InvalidRunRequest(message, fields={"triggered_by": message})
     target = _pipeline_for_run(pipeline)
     params = run_parameters_validate(parameters=parameters)
     config_id = (run_config_id or "").strip()
     if config_id and target.spec.run_config(config_id) is None:
-        known = ", ".join(rc.id for rc in target.spec.schedules) or "none defined"
+        known = ", ".join(rc.id for rc in target.spec.run_configs) or "none defined"
         message = (
             f"pipeline '{target.pipeline_name}' has no run configuration {config_id!r} "
             f"(known: {known})"
@@ -204,6 +212,7 @@ def run_enqueue(
                     idempotency_key=key,
                     queued_at__gte=timezone.now() - IDEMPOTENCY_WINDOW,
                 )
+                .exclude(idempotency_key="")  # the partial index's condition, for the planner
                 .order_by("queued_at")
                 .first()
             )
@@ -255,6 +264,7 @@ def run_cancel(*, run: PipelineRun, audit: AuditContext | None = None) -> Pipeli
         if cancelled:
             run.refresh_from_db()
             run_stats_record(run=run)
+            run_period_stats_record(run=run)
         else:
             requested = PipelineRun.objects.filter(
                 id=run.id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True
@@ -275,7 +285,7 @@ def run_cancel(*, run: PipelineRun, audit: AuditContext | None = None) -> Pipeli
 
 
 def run_retry(
-    *, run: PipelineRun, triggered_by: str = "manual", audit: AuditContext | None = None
+    *, run: PipelineRun, triggered_by: str = TriggeredBy.MANUAL, audit: AuditContext | None = None
 ) -> PipelineRun:
     """A new PENDING run with the same parameters and run configuration."""
     run.refresh_from_db(fields=["status"])
@@ -401,8 +411,10 @@ def run_record_start(
     env_vars: dict[str, str],
     log_file: Path | str,
     metrics_file: Path | str,
+    limits: dict[str, object] | None = None,
 ) -> bool:
-    """Store what the executor started. False if the run is no longer this engine's to run."""
+    """Store what the executor started (with the limits in force for the run). False if the
+    run is no longer this engine's to run."""
     updated = PipelineRun.objects.filter(
         id=run.id, status=RunStatus.RUNNING, engine_id=run.engine_id
     ).update(
@@ -410,13 +422,44 @@ def run_record_start(
         env_vars=env_vars,
         log_file=str(log_file),
         metrics_file=str(metrics_file),
+        limits=limits or {},
     )
     if updated:
         run.container_id = container_id
         run.env_vars = env_vars
+        run.limits = limits or {}
         run.log_file = str(log_file)
         run.metrics_file = str(metrics_file)
     return bool(updated)
+
+
+def run_requeue(*, run: PipelineRun, reason: str) -> bool:
+    """Put a RUNNING run whose execution never started back in the queue (PENDING, same place:
+    `queued_at` is kept), at most FASTFLOW_REQUEUE_MAX times; the reason goes into its log.
+    False when it may not be re-queued any more (or is no longer this engine's): the caller
+    fails it."""
+    limit = settings.FASTFLOW_REQUEUE_MAX
+    log_file = run.log_file or str(run_log_file(run))
+    requeued = PipelineRun.objects.filter(
+        id=run.id,
+        status=RunStatus.RUNNING,
+        engine_id=run.engine_id,
+        requeue_count__lt=limit,
+    ).update(
+        status=RunStatus.PENDING,
+        started_at=None,
+        engine_id="",
+        container_id="",
+        log_file=log_file,
+        requeue_count=F("requeue_count") + 1,
+    )
+    run.refresh_from_db()
+    if not requeued:
+        return False
+    note = f"{reason}; nothing ran: back in the queue ({run.requeue_count} of {limit})"
+    logger.info("run %s: %s", run.id, note)
+    log_append_notes(run=run, notes=[note])
+    return True
 
 
 def run_take_over(*, run: PipelineRun, engine_id: str) -> bool:
@@ -449,12 +492,19 @@ def run_finish(*, run: PipelineRun, outcome: Outcome) -> PipelineRun:
     follow-ups (retry, downstream) in the same transaction."""
     status = RunStatus.SUCCESS if outcome.succeeded else RunStatus.FAILED
     # The executor's wording (it knows the run's limits), else the same vocabulary without them.
-    message = "" if outcome.succeeded else (outcome.error or classify_exit(outcome))
+    # A success keeps a message only when the executor has one (e.g. output lost to a full disk).
+    message = outcome.error or outcome_message(outcome)
+    # The process's real exit time: recording may come much later (a database outage). Kept
+    # between the start and now, whatever the clock of a remote Docker daemon says.
+    now = timezone.now()
+    finished_at = min(outcome.finished_at or now, now)
+    if run.started_at is not None:
+        finished_at = max(finished_at, run.started_at)
     with transaction.atomic():
         finished = PipelineRun.objects.filter(id=run.id, status=RunStatus.RUNNING).update(
             status=_cancelled_or(status),
             error_message=_cancel_message_or(message),
-            finished_at=timezone.now(),
+            finished_at=finished_at,
             exit_code=outcome.exit_code,
             setup_duration=outcome.setup_duration,
             uv_version=outcome.uv_version[:64],
@@ -463,6 +513,7 @@ def run_finish(*, run: PipelineRun, outcome: Outcome) -> PipelineRun:
         run.refresh_from_db()
         if not finished:
             return run
+        _store_duration(run)
         notes = _after_finish(run)
     _log_notes(run, notes)
     return run
@@ -484,6 +535,7 @@ def run_fail(*, run: PipelineRun, reason: str, log_file: Path | str | None = Non
         run.refresh_from_db()
         if not failed:
             return run
+        _store_duration(run)
         notes = _after_finish(run)
     if run.status == RunStatus.FAILED:
         notes.insert(0, f"run failed: {reason}")
@@ -491,16 +543,26 @@ def run_fail(*, run: PipelineRun, reason: str, log_file: Path | str | None = Non
     return run
 
 
+def _store_duration(run: PipelineRun) -> None:
+    """Store finished_at − started_at, so lists sort and filter on an indexed column instead of
+    computing it for every row (a run that never started keeps NULL)."""
+    if run.started_at is None or run.finished_at is None:
+        return
+    run.duration = (run.finished_at - run.started_at).total_seconds()
+    PipelineRun.objects.filter(id=run.id).update(duration=run.duration)
+
+
 def _after_finish(run: PipelineRun) -> list[str]:
     """Counters, then retry or downstream runs. Runs inside the finishing transaction, so a
     crash never leaves a finished run without its follow-ups; idempotency keys make a replay
     harmless. Returns notes for the run's log."""
+    run_period_stats_record(run=run)
     counters = {"total_runs": F("total_runs") + 1}
     if run.status == RunStatus.SUCCESS:
         counters["successful_runs"] = F("successful_runs") + 1
     elif run.status == RunStatus.FAILED:
         counters["failed_runs"] = F("failed_runs") + 1
-    if run.triggered_by == "webhook":
+    if run.triggered_by == TriggeredBy.WEBHOOK:
         counters["webhook_runs"] = F("webhook_runs") + 1
     Pipeline.objects.filter(pipeline_name=run.pipeline_id).update(**counters)
     run_stats_record(run=run)
@@ -543,7 +605,7 @@ def _queue_retry(run: PipelineRun, pipeline: Pipeline, notes: list[str]) -> bool
         with transaction.atomic():
             retry = run_enqueue(
                 pipeline=pipeline,
-                triggered_by="retry",
+                triggered_by=TriggeredBy.RETRY,
                 parameters=run.parameters,
                 run_config_id=run.run_config_id or None,
                 parent_run=run,
@@ -568,7 +630,7 @@ def _queue_downstream(run: PipelineRun, pipeline: Pipeline, notes: list[str]) ->
     succeeded = run.status == RunStatus.SUCCESS
     depth = run.chain_depth + 1
     for trigger in pipeline.spec.downstream_triggers:
-        if not (trigger.on_success if succeeded else trigger.on_failure):
+        if not trigger.fires_for(succeeded=succeeded):
             continue
         target = f"downstream pipeline '{trigger.pipeline}'"
         if trigger.run_config_id:
@@ -584,7 +646,7 @@ def _queue_downstream(run: PipelineRun, pipeline: Pipeline, notes: list[str]) ->
             with transaction.atomic():
                 child = run_enqueue(
                     pipeline=trigger.pipeline,
-                    triggered_by="downstream",
+                    triggered_by=TriggeredBy.DOWNSTREAM,
                     run_config_id=trigger.run_config_id,
                     parent_run=run,
                     chain_depth=depth,

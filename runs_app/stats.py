@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from runs_app.models import PipelineRun, RunStat
-from runs_app.schedules import schedule_fire_time
+from runs_app.schedule_services import schedule_fire_time
 
 RUNS = "runs"
 

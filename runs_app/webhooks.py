@@ -27,6 +27,7 @@ from pipelines_app.errors import SpecError
 from pipelines_app.models import Pipeline
 from runs_app import services
 from runs_app.errors import PipelineNotFound, PipelineNotRunnable
+from runs_app.models import TriggeredBy
 from runs_app.prometheus import webhook_response_counted
 from secrets_app.services import MissingSecretError, secrets_resolve
 
@@ -190,7 +191,7 @@ def _trigger(request: HttpRequest, pipeline_name: str, webhook_key: str) -> Json
     try:
         run = services.run_enqueue(
             pipeline=pipeline,
-            triggered_by="webhook",
+            triggered_by=TriggeredBy.WEBHOOK,
             parameters=parameters,
             run_config_id=run_config_id,
             idempotency_key=_idempotency_key(request, pipeline),

@@ -26,6 +26,7 @@ import tarfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -292,23 +293,32 @@ def main() -> int:
 
     exit_code = 0
     while not stopping:
-        for name, proc in children.items():
-            if proc.poll() is not None:
-                say(f"the {name} exited with code {proc.returncode}; stopping")
-                exit_code = proc.returncode or 1
-                stopping = True
+        for name, proc in _exited(children):
+            say(f"the {name} exited with code {proc.returncode}; stopping")
+            exit_code = proc.returncode or 1
+            stopping = True
         time.sleep(0.3)
 
-    for proc in children.values():
+    _stop_all(children.values())
+    say("stopped")
+    return exit_code
+
+
+def _exited(children: dict[str, subprocess.Popen]) -> list[tuple[str, subprocess.Popen]]:
+    return [(name, proc) for name, proc in children.items() if proc.poll() is not None]
+
+
+def _stop_all(processes: Iterable[subprocess.Popen]) -> None:
+    """SIGTERM every process still running, then wait for each (killed after 20 s)."""
+    processes = list(processes)
+    for proc in processes:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-    for proc in children.values():
+    for proc in processes:
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-    say("stopped")
-    return exit_code
 
 
 if __name__ == "__main__":

@@ -6,11 +6,18 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
+from django.test import override_settings
+
+from tests.helpers_browser import CHROMIUM_FLAGS
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# Engines the tests start as subprocesses inherit this; the in-process settings are set below.
+os.environ["FASTFLOW_RUNNER_PULL"] = "false"
 # One uv cache for the whole test session, so requirement installs are paid once.
 SHARED_UV_CACHE = Path(os.environ.get("FASTFLOW_TEST_UV_CACHE", "/tmp/fastflow-test-uv-cache"))
 
@@ -28,6 +35,21 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
         test["NAME"] = str(Path("/tmp") / f"fastflow-test-{os.getpid()}.sqlite3")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_run_settings() -> Iterator[None]:
+    """What a test run needs that production must not do (the settings never sniff for tests).
+
+    No image pulls: a missing runner image fails loudly instead of reaching out to a registry.
+    The plain static files storage: pages render without `collectstatic`'s manifest.
+    """
+    storages = {
+        **django_settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    with override_settings(FASTFLOW_RUNNER_PULL=False, STORAGES=storages):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path: Path, settings) -> Path:
     """Every test gets its own data dir (logs, metrics) and pipelines dir."""
@@ -41,6 +63,8 @@ def data_dir(tmp_path: Path, settings) -> Path:
     settings.METRICS_DIR = data / "metrics"
     settings.PIPELINES_DIR = pipelines
     settings.FASTFLOW_UV_CACHE_DIR = SHARED_UV_CACHE
+    # Its default is this machine's CPU count; pipeline.json fixtures ask for up to 4 cores.
+    settings.FASTFLOW_RUN_CPU_MAX = 16.0
     return data
 
 
@@ -103,3 +127,36 @@ def docker_engine() -> None:
     if IN_CI:
         pytest.fail("CI=true but no Docker engine is reachable (scripts/start-docker.sh failed?)")
     pytest.skip("no Docker engine reachable on this machine (run scripts/start-docker.sh)")
+
+
+def _browser_paths() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    """A headless Chromium (selenium). In CI a missing browser fails; locally it skips."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        paths = None
+    else:
+        paths = _browser_paths()
+    if paths is None:
+        reason = "needs selenium, chromium and chromium-driver (apt-get install chromium-driver)"
+        if IN_CI:
+            pytest.fail(f"CI=true but the browser test cannot run: it {reason}")
+        pytest.skip(reason)
+    options = webdriver.ChromeOptions()
+    options.binary_location = paths[0]
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=paths[1]))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()

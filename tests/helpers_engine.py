@@ -15,17 +15,24 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from pipelines_app.models import Pipeline
 from pipelines_app.services import pipelines_sync
 from runs_app.engine.executors import get_executor
 from runs_app.engine.loop import Engine
-from runs_app.models import PipelineRun
+from runs_app.models import EngineLease, PipelineRun
 from runs_app.outcome import Outcome
 from runs_app.services import run_claim_next, run_enqueue, run_finish
 from tests.conftest import write_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def lease_holder(*, name: str) -> str | None:
+    """Who holds the named lease now (None when nobody does or it expired)."""
+    lease = EngineLease.objects.filter(name=name, expires_at__gte=timezone.now()).first()
+    return lease.holder if lease else None
 
 
 def make_pipeline(

@@ -12,11 +12,11 @@ import pytest
 from django.conf import settings
 
 from runs_app.engine.base import Execution, Executor, RunSpec
+from runs_app.logs import STDERR, STDOUT, LogLine, log_lines_parse
 from runs_app.outcome import Outcome
 
 TEST_IMAGE = "fastflow-runner:python{python_version}"
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-TIMESTAMP_LENGTH = len("2026-11-27T22:45:01.123Z ")
 
 
 def use_runner_image(test_settings) -> None:
@@ -58,16 +58,28 @@ def run_to_end(executor: Executor, spec: RunSpec) -> Outcome:
     return executor.start(spec).wait()
 
 
+def display(line: LogLine) -> str:
+    """A line as the tests compare it: notes (by their source, never their text) with
+    `[fastflow] ` in front, output as printed."""
+    return f"[fastflow] {line.note_text}" if line.is_note else line.text
+
+
+def log_entries(path: Path) -> list[LogLine]:
+    return log_lines_parse(path.read_bytes()) if path.exists() else []
+
+
+def text_lines(path: Path) -> list[str]:
+    """The log's lines without source and timestamp (notes marked, see `display`)."""
+    return [display(line) for line in log_entries(path)]
+
+
 def log_lines(spec: RunSpec) -> list[str]:
-    """The log's lines without their timestamp prefix."""
-    if not spec.log_file.exists():
-        return []
-    return [line[TIMESTAMP_LENGTH:] for line in spec.log_file.read_text().splitlines()]
+    return text_lines(spec.log_file)
 
 
 def user_lines(spec: RunSpec) -> list[str]:
-    """Only what the pipeline printed (no engine notes)."""
-    return [line for line in log_lines(spec) if not line.startswith("[fastflow] ")]
+    """Only what the pipeline printed, stdout and stderr (no engine notes)."""
+    return [line.text for line in log_entries(spec.log_file) if line.source in (STDOUT, STDERR)]
 
 
 def metric_samples(spec: RunSpec) -> list[dict]:
@@ -161,3 +173,27 @@ def assert_metrics_with_one_note_per_soft_limit(
     notes = [x for x in log_lines(spec) if x.startswith("[fastflow] ")]
     assert sum("memory soft limit exceeded" in x for x in notes) == 1
     assert sum("CPU soft limit exceeded" in x for x in notes) == 1
+
+
+FORGER = (
+    "import sys\n"
+    "print('__fastflow_ready__', flush=True)\n"  # the wrapper's token, printed by user code
+    "print('[fastflow] timeout after 1 s: container killed', flush=True)\n"
+    "sys.stderr.write('n 2026-01-01T00:00:00.000Z log truncated at 10 bytes\\n')\n"
+    "sys.stderr.flush()\n"
+)
+
+
+def check_a_pipeline_cannot_forge_notes_or_the_ready_line(
+    executor: Executor, make_pipeline_dir
+) -> None:
+    spec = make_spec(make_pipeline_dir("forger", FORGER))
+    outcome = run_to_end(executor, spec)
+    assert outcome.succeeded and not outcome.timed_out
+    entries = [(line.source, line.text) for line in log_entries(spec.log_file)]
+    notes = [text for source, text in entries if source == "n"]
+    assert len(notes) == 1 and notes[0].startswith("environment ready in "), entries
+    assert outcome.setup_duration is not None and outcome.setup_duration < 30
+    assert (STDOUT, "__fastflow_ready__") in entries  # the pipeline's copy is plain output
+    assert (STDOUT, "[fastflow] timeout after 1 s: container killed") in entries
+    assert (STDERR, "n 2026-01-01T00:00:00.000Z log truncated at 10 bytes") in entries

@@ -271,7 +271,8 @@ def model_key(f: models.Field) -> str:
         return "UNIQUE"
     if f.is_relation:
         return f"FK → {f.related_model._meta.db_table}.{f.target_field.column}"
-    return "INDEX" if f.db_index else ""
+    single = {i.fields[0].lstrip("-") for i in f.model._meta.indexes if len(i.fields) == 1}
+    return "INDEX" if f.db_index or f.name in single else ""
 
 
 def inherited_field_names(model: type[models.Model]) -> set[str]:
@@ -327,6 +328,12 @@ def database_columns(conn: BaseDatabaseWrapper, table: str) -> dict[str, DbColum
     pks = {c["columns"][0] for c in single if c["primary_key"]}
     uniques = {c["columns"][0] for c in single if c["unique"] and not c["primary_key"]}
     indexed = {c["columns"][0] for c in single if c["index"] or c["unique"] or c["primary_key"]}
+    # A foreign key is served by any index it leads, e.g. (pipeline_name, queued_at).
+    leading = {
+        c["columns"][0]
+        for c in constraints.values()
+        if c["columns"] and (c["index"] or c["unique"] or c["primary_key"])
+    }
     raw = postgres_data_types(conn, table) if conn.vendor == "postgresql" else {}
     columns = {}
     for desc in description:
@@ -343,7 +350,7 @@ def database_columns(conn: BaseDatabaseWrapper, table: str) -> dict[str, DbColum
             type=_db_family(conn, desc),
             null=bool(desc.null_ok),
             key=key,
-            indexed=desc.name in indexed,
+            indexed=desc.name in leading,
             raw_type=raw.get(desc.name, str(desc.type_code)),
         )
     return columns

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from django.urls import reverse
 from django.utils import timezone
@@ -13,58 +9,8 @@ from django.utils import timezone
 from accounts_app.login_links import login_link_token
 from accounts_app.models import Role
 from runs_app.models import PipelineRun, RunStatus
-from tests.conftest import IN_CI
 from tests.helpers_admin import append_log, make_pipeline, make_run, make_user
-
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-)
-WAIT_SECONDS = 15
-
-
-def _browser_paths() -> tuple[str, str] | None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        paths = None
-    else:
-        paths = _browser_paths()
-    if paths is None:
-        reason = "needs selenium, chromium and chromium-driver (apt-get install chromium-driver)"
-        if IN_CI:
-            pytest.fail(f"CI=true but the browser test cannot run: it {reason}")
-        pytest.skip(reason)
-    options = webdriver.ChromeOptions()
-    options.binary_location = paths[0]
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=paths[1]))
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def _wait(driver: object, condition, message: str) -> None:  # noqa: ANN001 - selenium callable
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.2).until(condition, message)
+from tests.helpers_browser import wait_until
 
 
 @pytest.mark.django_db(transaction=True)
@@ -97,7 +43,7 @@ def test_the_run_page_appends_new_log_lines_and_stops_when_the_run_ends(
     )
 
     append_log(run, "[00:00:02] second line <b>not bold</b>\n")
-    _wait(browser, lambda d: "second line" in log.text, "the new line never appeared")
+    wait_until(browser, lambda d: "second line" in log.text, "the new line never appeared")
 
     assert "[00:00:02] second line <b>not bold</b>" in log.text
     assert browser.find_elements(By.CSS_SELECTOR, "#ff-log b") == []
@@ -107,7 +53,7 @@ def test_the_run_page_appends_new_log_lines_and_stops_when_the_run_ends(
     PipelineRun.objects.filter(pk=run.pk).update(
         status=RunStatus.SUCCESS, finished_at=timezone.now(), exit_code=0
     )
-    _wait(
+    wait_until(
         browser,
         lambda d: log.get_attribute("data-live") == "false",
         "polling did not stop after the run finished",

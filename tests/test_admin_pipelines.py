@@ -73,6 +73,24 @@ def test_the_changelist_shows_description_tags_status_and_success_rate(
     assert rows["idle"].last_run_status is None
 
 
+def test_the_last_run_column_comes_from_runs_right_before_the_success_rate(
+    client, make_pipeline_dir
+) -> None:
+    make_pipeline_dir("etl")
+    pipelines_sync()
+    login(client, "ADMIN")
+
+    listing = client.get(reverse(CHANGELIST))
+    page = client.get(change_url("etl"))
+
+    columns = list(listing.context["cl"].list_display)
+    at = columns.index("last_status_column")
+    assert columns[at - 1 : at + 2] == ["enabled", "last_status_column", "success_rate_column"]
+    statistics = dict(page.context["adminform"].fieldsets)["Statistics"]["fields"]
+    assert statistics[:2] == ("last_status_column", "success_rate_column")
+    assert "Last run" in page.content.decode()
+
+
 def test_the_changelist_query_count_does_not_grow_with_pipelines(
     client, make_pipeline_dir, django_assert_max_num_queries
 ) -> None:

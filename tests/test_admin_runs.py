@@ -54,9 +54,27 @@ def test_every_role_sees_the_run_page_and_its_log_but_only_writers_act(
     actions = client.get(CHANGELIST)
 
     assert page.status_code == 200 and "boom" in page.text
-    assert log.status_code == 200 and log.json()["text"] == "boom\n"
+    assert log.status_code == 200 and [x["text"] for x in log.json()["lines"]] == ["boom"]
     assert ('id="ff-retry-run"' in page.text) is may_act
     assert ("retry_selected" in actions.text) is may_act
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.WRITE, Role.READONLY])
+def test_the_run_page_is_read_only_for_every_role(role: str) -> None:
+    run = make_run(make_pipeline(), RunStatus.FAILED, log="boom\n")
+    client = client_for(role)
+
+    page = client.get(change_url(run))
+    posted = client.post(change_url(run), {"exit_code": "0"})
+
+    assert page.status_code == 200
+    assert page.context["has_change_permission"] is False
+    assert 'name="_save"' not in page.text and 'name="_continue"' not in page.text
+    assert posted.status_code == 403
+    run.refresh_from_db()
+    assert run.exit_code is None and run.status == RunStatus.FAILED
+    # Deleting a finished run stays ADMIN's.
+    assert ("deletelink" in page.text) is (role == Role.ADMIN)
 
 
 def test_it_redirects_anonymous_users_to_login(client) -> None:
@@ -179,13 +197,17 @@ def test_the_log_endpoint_returns_text_from_an_offset_and_the_next_offset() -> N
     later = client.get(log_url(run), {"offset": 6}).json()
 
     assert whole == {
-        "text": "first\nsecond\n",
+        "lines": [
+            {"source": "unknown", "time": None, "text": "first"},
+            {"source": "unknown", "time": None, "text": "second"},
+        ],
         "offset": 13,
         "status": "RUNNING",
         "terminal": False,
         "cancel_requested": False,
+        "log_missing": False,
     }
-    assert later["text"] == "second\n" and later["offset"] == 13
+    assert [x["text"] for x in later["lines"]] == ["second"] and later["offset"] == 13
 
 
 def test_the_log_endpoint_reports_a_terminal_status() -> None:
@@ -193,7 +215,7 @@ def test_the_log_endpoint_reports_a_terminal_status() -> None:
 
     body = client_for(Role.READONLY).get(log_url(run), {"offset": 5}).json()
 
-    assert body["text"] == "" and body["offset"] == 5
+    assert body["lines"] == [] and body["offset"] == 5
     assert body["status"] == "SUCCESS" and body["terminal"] is True
 
 

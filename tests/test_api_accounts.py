@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from accounts_app.models import Invitation, Role, Session, User
+from accounts_app.models import ApiToken, Invitation, Role, User
 from accounts_app.services import invitation_create, invitation_find_valid, token_issue
 from tests.helpers_accounts import bearer, make_user
 
@@ -70,7 +70,7 @@ def test_it_changes_role_and_blocks(client, auth):
 
     assert promoted.status_code == 200 and promoted.json()["role"] == "WRITE"
     assert blocked.status_code == 200 and blocked.json()["blocked"] is True
-    assert not Session.objects.filter(user=bob).exists()
+    assert not ApiToken.objects.filter(user=bob).exists()
     unblocked = patch(client, f"/api/users/{bob.pk}/", {"blocked": False}, auth)
     assert unblocked.json()["blocked"] is False
 

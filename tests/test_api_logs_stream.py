@@ -135,7 +135,7 @@ def test_it_answers_errors_as_json_before_streaming():
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("revoke", ["delete the token", "block the user"])
 def test_it_ends_a_live_stream_when_access_is_revoked(bounded_stream, revoke):
-    from accounts_app.models import Session, User
+    from accounts_app.models import ApiToken, User
 
     run = make_run(make_pipeline("etl"), RunStatus.RUNNING, started_at=timezone.now())
     run_log_path(run).write_bytes(b"first\n")
@@ -147,7 +147,7 @@ def test_it_ends_a_live_stream_when_access_is_revoked(bounded_stream, revoke):
     assert b"first" in received
 
     if revoke == "delete the token":
-        Session.objects.all().delete()
+        ApiToken.objects.all().delete()
     else:
         User.objects.update(blocked=True)
     events = parse_events(b"".join(stream))  # ends by itself; the run is still RUNNING

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from accounts_app.models import Role, Session, User
+from accounts_app.models import ApiToken, Role, User
 from accounts_app.services import token_issue, tokens_purge_expired
 from accounts_app.tokens import token_encode, token_hash
 from tests.helpers_accounts import bearer, make_user
@@ -51,7 +51,7 @@ def test_it_stores_only_a_hash_of_the_token(alice):
 
 def test_it_refuses_a_token_whose_row_expired(client, alice):
     session, token = token_issue(user=alice, days=1)
-    Session.objects.filter(id=session.id).update(expires_at=timezone.now() - timedelta(seconds=1))
+    ApiToken.objects.filter(id=session.id).update(expires_at=timezone.now() - timedelta(seconds=1))
 
     response = whoami(client, token)
 
@@ -64,19 +64,19 @@ def test_it_refuses_a_token_whose_jwt_expired(client, alice, settings):
     past = timezone.now() - timedelta(days=2)
     stale = token_encode(
         user_id=str(alice.pk),
-        session_id=str(session.id),
+        token_id=str(session.id),
         issued_at=past,
         expires_at=past + timedelta(hours=1),
     )
     # Even a row that (wrongly) matched this JWT must not revive it.
-    Session.objects.filter(id=session.id).update(token=token_hash(stale))
+    ApiToken.objects.filter(id=session.id).update(token=token_hash(stale))
 
     assert whoami(client, stale).status_code == 401
 
 
 def test_it_refuses_a_revoked_token(client, alice):
     session, token = token_issue(user=alice, days=1)
-    Session.objects.filter(id=session.id).delete()
+    ApiToken.objects.filter(id=session.id).delete()
 
     assert whoami(client, token).status_code == 401
 
@@ -114,7 +114,7 @@ def test_it_refuses_a_valid_jwt_for_a_different_row(client, alice, settings):
     now = timezone.now()
     other = token_encode(
         user_id=str(alice.pk),
-        session_id=str(session.id),
+        token_id=str(session.id),
         issued_at=now,
         expires_at=now + timedelta(days=1, seconds=5),
     )
@@ -127,11 +127,11 @@ def test_it_refuses_a_token_naming_another_user(client, alice):
     now = timezone.now()
     swapped = token_encode(
         user_id=str(bob.pk),
-        session_id=str(session.id),
+        token_id=str(session.id),
         issued_at=now,
         expires_at=now + timedelta(days=1),
     )
-    Session.objects.filter(id=session.id).update(token=token_hash(swapped))
+    ApiToken.objects.filter(id=session.id).update(token=token_hash(swapped))
 
     assert whoami(client, swapped).status_code == 401
 
@@ -164,7 +164,7 @@ def test_it_issues_a_token_through_the_api_and_shows_it_once(client, alice):
     listing = whoami(client, body["token"]).json()["results"]
     assert {t["name"] for t in listing} == {"deploy", ""}
     assert all("token" not in t for t in listing)
-    row = Session.objects.get(id=body["id"])
+    row = ApiToken.objects.get(id=body["id"])
     assert (row.expires_at - row.created_at) == timedelta(days=5)
 
 
@@ -180,7 +180,7 @@ def test_it_rejects_bad_token_requests_with_field_errors(client, alice):
     body = response.json()
     assert body["error"] == "invalid"
     assert set(body["fields"]) == {"days", "name"}
-    assert Session.objects.count() == 1
+    assert ApiToken.objects.count() == 1
 
 
 def test_it_lets_users_revoke_only_their_own_tokens(client, alice):
@@ -193,7 +193,7 @@ def test_it_lets_users_revoke_only_their_own_tokens(client, alice):
 
     assert foreign.status_code == 404
     assert own.status_code == 404
-    assert Session.objects.count() == 2
+    assert ApiToken.objects.count() == 2
     assert client.delete(f"/api/tokens/{bob_session.id}/", **bearer(bob_token)).status_code == 204
     assert whoami(client, bob_token).status_code == 401
     assert whoami(client, alice_token).status_code == 200
@@ -219,10 +219,10 @@ def test_it_lets_an_admin_see_and_revoke_anyones_token(client, alice):
 def test_it_purges_only_expired_rows(alice):
     live, _ = token_issue(user=alice, days=1)
     old, _ = token_issue(user=alice, days=1)
-    Session.objects.filter(id=old.id).update(expires_at=timezone.now() - timedelta(minutes=1))
+    ApiToken.objects.filter(id=old.id).update(expires_at=timezone.now() - timedelta(minutes=1))
 
     assert tokens_purge_expired() == 1
-    assert list(Session.objects.values_list("id", flat=True)) == [live.id]
+    assert list(ApiToken.objects.values_list("id", flat=True)) == [live.id]
 
 
 def test_issuetoken_prints_a_working_token(client, alice):
@@ -231,7 +231,7 @@ def test_issuetoken_prints_a_working_token(client, alice):
 
     token = out.getvalue().strip()
     assert whoami(client, token).status_code == 200
-    row = Session.objects.get(user=alice)
+    row = ApiToken.objects.get(user=alice)
     assert (row.expires_at - row.created_at) == timedelta(days=3)
     assert token not in err.getvalue()
 
@@ -244,7 +244,7 @@ def test_issuetoken_refuses_unknown_blocked_and_bad_days(alice):
         call_command("issuetoken", "eve", stdout=StringIO(), stderr=StringIO())
     with pytest.raises(CommandError, match="days must be a whole number from 1"):
         call_command("issuetoken", "alice", "--days", "0", stdout=StringIO(), stderr=StringIO())
-    assert not Session.objects.exists()
+    assert not ApiToken.objects.exists()
 
 
 def test_token_values_never_reach_the_logs(client, alice, caplog):
@@ -265,7 +265,7 @@ def test_the_account_page_issues_and_revokes_own_tokens(client):
     page = client.post("/account/tokens/", {"name": "laptop", "days": 2})
 
     assert page.status_code == 200
-    session = Session.objects.get(user=reader)
+    session = ApiToken.objects.get(user=reader)
     token = page.context["new_token"]
     assert token and token.encode() in page.content
     assert whoami(client, token).status_code == 200
@@ -275,7 +275,7 @@ def test_the_account_page_issues_and_revokes_own_tokens(client):
 
     revoked = client.post(f"/account/tokens/{session.id}/revoke/")
     assert revoked.status_code == 302
-    assert not Session.objects.exists()
+    assert not ApiToken.objects.exists()
 
 
 def test_the_account_page_cannot_revoke_someone_elses_token(client):
@@ -286,7 +286,7 @@ def test_the_account_page_cannot_revoke_someone_elses_token(client):
 
     client.post(f"/account/tokens/{session.id}/revoke/")
 
-    assert Session.objects.filter(id=session.id).exists()
+    assert ApiToken.objects.filter(id=session.id).exists()
 
 
 def test_the_account_page_requires_login_and_post_for_changes(client):
@@ -296,4 +296,4 @@ def test_the_account_page_requires_login_and_post_for_changes(client):
     assert client.get("/account/tokens/").status_code == 405
     bad = client.post("/account/tokens/", {"name": "x", "days": 0})
     assert bad.status_code == 400
-    assert not Session.objects.exists()
+    assert not ApiToken.objects.exists()

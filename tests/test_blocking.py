@@ -9,7 +9,7 @@ from django.db import close_old_connections
 
 from accounts_app.errors import InvalidInput, LastAdminError
 from accounts_app.login_links import login_link_token
-from accounts_app.models import Role, Session, User
+from accounts_app.models import ApiToken, Role, User
 from accounts_app.services import token_issue, user_block, user_set_role, user_unblock, user_update
 from tests.helpers_accounts import bearer, make_user
 
@@ -28,7 +28,7 @@ def test_blocking_revokes_every_token_and_the_browser_session(client):
     revoked = user_block(user=bob, actor=root)
 
     assert revoked == 2
-    assert list(Session.objects.values_list("id", flat=True)) == [root_session.id]
+    assert list(ApiToken.objects.values_list("id", flat=True)) == [root_session.id]
     assert User.objects.get(id=bob.id).blocked
     after = client.get("/admin/")
     assert after.status_code == 302
@@ -84,7 +84,7 @@ def test_unblocking_lets_the_user_back_in_without_reviving_tokens(client):
 
     client.force_login(User.objects.get(id=bob.id))
     assert client.get("/admin/").status_code == 200
-    assert not Session.objects.filter(user=bob).exists()
+    assert not ApiToken.objects.filter(user=bob).exists()
 
 
 def test_unblocking_does_not_revive_a_browser_session_opened_before_the_block(client):
@@ -176,7 +176,7 @@ def test_the_admin_block_action_blocks_and_revokes(client):
     assert response.status_code == 200
     assert User.objects.get(id=bob.id).blocked
     assert not User.objects.get(id=root.id).blocked
-    assert not Session.objects.filter(user=bob).exists()
+    assert not ApiToken.objects.filter(user=bob).exists()
     text = response.content.decode()
     assert "1 user(s) blocked" in text
     assert "cannot block yourself" in text
@@ -210,7 +210,7 @@ def test_the_admin_change_form_applies_role_email_and_block(client):
     assert response.status_code == 302
     bob.refresh_from_db()
     assert (bob.email, bob.role, bob.blocked) == ("bob@new.example", Role.WRITE, True)
-    assert not Session.objects.filter(user=bob).exists()
+    assert not ApiToken.objects.filter(user=bob).exists()
 
 
 def test_the_user_admin_has_no_add_page_and_no_self_delete(client):

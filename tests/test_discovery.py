@@ -575,7 +575,7 @@ def test_the_example_pipelines_are_valid(settings) -> None:
     assert Pipeline.objects.get(pk="with_requirements").has_requirements
     assert Pipeline.objects.get(pk="scheduled").spec.schedule_cron == "*/5 * * * *"
     full = Pipeline.objects.get(pk="full_config").spec
-    assert [rc.id for rc in full.schedules] == ["nightly", "weekdays", "on_demand"]
+    assert [rc.id for rc in full.run_configs] == ["nightly", "weekdays", "on_demand"]
     assert full.downstream_triggers[0].pipeline == "hello_world"
     assert all(p.spec.description and p.spec.tags for p in report.pipelines)
 

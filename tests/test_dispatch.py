@@ -35,7 +35,9 @@ def test_it_runs_a_pipeline_to_success():
     assert run.container_id  # the local executor's pid
     assert run.started_at <= run.finished_at
     assert run.setup_duration is not None
-    assert run.log_file.endswith(f"logs/hello/{run.id}.log")
+    assert run.log_file.endswith(f"logs/hello/{run.id.hex[:2]}/{run.id}.log")
+    assert run.metrics_file.endswith(f"metrics/hello/{run.id.hex[:2]}/{run.id}.jsonl")
+    assert run.duration == (run.finished_at - run.started_at).total_seconds()
     assert "hello from the pipeline" in log_text(run)
     pipeline.refresh_from_db()
     assert (pipeline.total_runs, pipeline.successful_runs) == (1, 1)

@@ -110,8 +110,9 @@ def test_without_a_container_and_a_map_paths_stay_as_they_are(client, tmp_path):
     assert paths.source(tmp_path / "p") == str(tmp_path / "p")
 
 
-def test_a_run_mounts_the_host_side_of_mapped_folders(settings, client, tmp_path):
-    """FASTFLOW_DOCKER_PATH_MAP: the engine reads its own view, the run gets the host's."""
+def test_runs_and_warm_ups_mount_the_host_side_of_mapped_folders(settings, client, tmp_path):
+    """FASTFLOW_DOCKER_PATH_MAP: the engine reads its own view, containers get the host's: the
+    pipeline folder for a run, the shared uv cache for a warm-up (runs never mount it)."""
     settings.FASTFLOW_EXECUTOR = "docker"
     settings.FASTFLOW_RUNNER_NETWORK = "none"
     engine_view, host_view = tmp_path / "engine", tmp_path / "host"
@@ -120,19 +121,38 @@ def test_a_run_mounts_the_host_side_of_mapped_folders(settings, client, tmp_path
     # The cache lives on the same storage for both sides in real life: created by the engine.
     host_cache = host_view / "data" / "uv-cache" / "docker"
     host_cache.mkdir(parents=True)
-    os.chmod(host_cache, 0o777)  # noqa: S103 - the runner uid writes the shared cache
+    os.chmod(host_cache, 0o777)  # noqa: S103 - the runner uid of warm-ups writes the cache
+    # The environments' directory is one storage seen from both sides (a build is renamed by
+    # the engine after the warm-up container filled it): here, a symlink.
+    (host_view / "data" / "uv-cache" / "docker-envs").mkdir()
+    (engine_view / "data" / "uv-cache").mkdir(parents=True)
+    (engine_view / "data" / "uv-cache" / "docker-envs").symlink_to(
+        host_view / "data" / "uv-cache" / "docker-envs"
+    )
     settings.FASTFLOW_UV_CACHE_DIR = engine_view / "data" / "uv-cache"
     settings.FASTFLOW_DOCKER_PATH_MAP = (
         (str(engine_view / "pipelines"), str(host_view / "pipelines")),
         (str(engine_view / "data"), str(host_view / "data")),
     )
+    executor = get_executor()
     spec = make_spec(engine_view / "pipelines" / "etl")
 
-    outcome = run_to_end(get_executor(), spec)
+    outcome = run_to_end(executor, spec)
 
     assert outcome.succeeded, (outcome, user_lines(spec))
     assert user_lines(spec) == ["the host side"]
-    assert any(host_cache.iterdir()), "uv wrote nothing into the host side of the cache"
+    assert not any(host_cache.iterdir()), "a run wrote into the shared cache"
+
+    for side in (engine_view, host_view):  # nothing to download: no network needed
+        (side / "pipelines" / "etl" / "requirements.txt").write_text("# nothing yet\n")
+    failure = executor.warm(
+        pipeline_name="etl",
+        pipeline_dir=engine_view / "pipelines" / "etl",
+        python_version=spec.python_version,
+        timeout=120,
+    )
+    assert failure == ""
+    assert any(host_cache.iterdir()), "the warm-up wrote nothing into the host side of the cache"
 
 
 def test_a_malformed_path_map_names_the_variable(tmp_path):

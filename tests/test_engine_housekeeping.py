@@ -7,16 +7,16 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts_app.models import Session, User
+from accounts_app.models import ApiToken, User
 from accounts_app.services import token_issue
 from pipelines_app.models import Pipeline
 from runs_app.engine.executors import get_executor
 from runs_app.engine.housekeeping import LeaderChores
-from runs_app.engine.lease import lease_acquire, lease_holder, lease_release
+from runs_app.engine.lease import lease_acquire, lease_release
 from runs_app.engine.warmup import CacheWarmer
 from runs_app.models import EngineInstance, ScheduledJob
 from tests.conftest import write_pipeline
-from tests.helpers_engine import ThreadEngine, wait_for
+from tests.helpers_engine import ThreadEngine, lease_holder, wait_for
 
 
 @pytest.mark.django_db(transaction=True)
@@ -91,11 +91,11 @@ def test_leader_chores_purge_expired_api_tokens():
     user = User.objects.create(username="ops", email="ops@example.com")
     fresh, _ = token_issue(user=user, days=1)
     old, _ = token_issue(user=user, days=1)
-    Session.objects.filter(id=old.id).update(expires_at=timezone.now() - timedelta(minutes=1))
+    ApiToken.objects.filter(id=old.id).update(expires_at=timezone.now() - timedelta(minutes=1))
 
     LeaderChores(warmer=None, on_schedules_changed=lambda: None).purge()
 
-    assert list(Session.objects.values_list("id", flat=True)) == [fresh.id]
+    assert list(ApiToken.objects.values_list("id", flat=True)) == [fresh.id]
 
 
 class _RecordingWarmer:

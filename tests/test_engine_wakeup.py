@@ -234,3 +234,20 @@ def test_enqueue_works_with_no_engine_listening():
         os.mkfifo(directory / "left-over.fifo")
     run = run_enqueue(pipeline=pipeline, triggered_by="manual")
     assert status_of(run) == RunStatus.PENDING
+
+
+def test_an_engines_fifo_is_private_to_its_user_whatever_the_umask(tmp_path):
+    """Only the user Fast-Flow runs as may wake an engine (docs/security.md): the folder is
+    0700 and the FIFO 0600 like the rest of the data dir, even under a permissive umask."""
+    previous = os.umask(0o002)
+    try:
+        engine = FifoListener(engine_id="private", on_wake=Heard(), directory=tmp_path / "wakeup")
+        assert engine.open()
+    finally:
+        os.umask(previous)
+    try:
+        assert (tmp_path / "wakeup").stat().st_mode & 0o777 == 0o700
+        assert engine.path.stat().st_mode & 0o777 == 0o600
+    finally:
+        engine.stop()
+    assert not engine.path.exists()

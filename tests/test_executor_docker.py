@@ -7,17 +7,19 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import docker
 import pytest
 
-from runs_app.engine.base import InfrastructureError, RunSpec
+from runs_app.engine.base import ExecutionNeverStarted, InfrastructureError, RunSpec
 from runs_app.engine.docker_executor import DockerExecution, DockerExecutor
 from runs_app.engine.executors import get_executor
 from tests.helpers_executor import (
     assert_metrics_with_one_note_per_soft_limit,
+    check_a_pipeline_cannot_forge_notes_or_the_ready_line,
     check_encoded_secrets_are_masked,
     check_secrets_are_masked_across_split_writes,
     check_the_log_cap_truncates_with_a_notice,
@@ -138,7 +140,7 @@ def test_parameters_arrive_as_env_vars_and_engine_variables_win(executor, make_p
     assert lines == {
         "GREETING": "hi there",
         "FASTFLOW_RUN_ID": spec.run_id,
-        "UV_CACHE_DIR": "/cache/uv",
+        "UV_CACHE_DIR": "/tmp/uv-cache",  # the run's own: the shared cache is not mounted
         "HOME": "/tmp",
         "uid": "65534",
     }
@@ -183,8 +185,8 @@ def test_the_container_is_locked_down(executor, make_pipeline_dir):
     assert attrs["Config"]["WorkingDir"] == "/app"
     app = next(m for m in attrs["Mounts"] if m["Destination"] == "/app")
     assert app["RW"] is False and Path(app["Source"]) == folder.resolve()
-    cache = next(m for m in attrs["Mounts"] if m["Destination"] == "/cache/uv")
-    assert cache["RW"] is True
+    # A run mounts nothing writable: no shared cache (only warm-ups write it), no environment.
+    assert [m["Destination"] for m in attrs["Mounts"] if m["RW"]] == []
     labels = attrs["Config"]["Labels"]
     assert labels["fastflow.run_id"] == spec.run_id
     assert labels["fastflow.pipeline"] == "inspected"
@@ -208,6 +210,17 @@ def test_a_missing_image_is_an_infrastructure_error(executor, settings, make_pip
     settings.FASTFLOW_RUNNER_IMAGE = "fastflow-runner:does-not-exist-{python_version}"
     spec = make_spec(make_pipeline_dir("no_image"))
     with pytest.raises(InfrastructureError, match="fastflow-runner:does-not-exist-3.11 not found"):
+        executor.start(spec)
+
+
+def test_with_pulls_on_a_missing_image_is_pulled_and_the_failure_named(
+    executor, settings, make_pipeline_dir
+):
+    settings.FASTFLOW_RUNNER_PULL = True
+    # A registry on a closed local port: the pull is really attempted, and fails at once.
+    settings.FASTFLOW_RUNNER_IMAGE = "127.0.0.1:9/fastflow-runner:absent-{python_version}"
+    spec = make_spec(make_pipeline_dir("pull_fails"))
+    with pytest.raises(InfrastructureError, match="not found locally and pulling it failed"):
         executor.start(spec)
 
 
@@ -265,7 +278,7 @@ def start_engine_and_kill_it(spec: RunSpec, settings, after_line: str) -> str:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "fastflow_site.settings",
-        "FASTFLOW_TESTING": "1",
+        "FASTFLOW_RUNNER_PULL": "false",
         "FASTFLOW_DATA_DIR": str(settings.DATA_DIR),
         "FASTFLOW_UV_CACHE_DIR": str(settings.FASTFLOW_UV_CACHE_DIR),
         "FASTFLOW_RUNNER_IMAGE": settings.FASTFLOW_RUNNER_IMAGE,
@@ -282,6 +295,11 @@ def start_engine_and_kill_it(spec: RunSpec, settings, after_line: str) -> str:
     handle = engine.stdout.readline().strip()
     try:
         wait_for_line(spec, after_line)
+        # And its first metrics sample: Docker's first stats reading comes about as late as the
+        # third line, and a killed engine that never sampled leaves nothing to carry on from.
+        deadline = time.monotonic() + 30
+        while not metric_samples(spec) and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         engine.send_signal(signal.SIGKILL)
         engine.wait()
@@ -304,7 +322,10 @@ def test_reattach_after_an_engine_crash_finishes_without_duplicate_lines(
     assert outcome.succeeded
     assert user_lines(spec) == [f"line {i}" for i in range(1, 9)]
     assert outcome.setup_duration is not None
-    assert metric_samples(spec)  # the new engine keeps sampling into the same file
+    if container_state == "running":
+        # The new engine keeps sampling into the same file. (An exited container has no stats;
+        # whether the first engine got its first reading, ~1 s in, before line 3 is timing.)
+        assert metric_samples(spec)
     assert containers_of(spec) == []
 
 
@@ -320,7 +341,9 @@ def test_a_run_that_ended_on_its_own_past_its_timeout_while_unwatched_succeeds(
     assert user_lines(spec) == [f"line {i}" for i in range(1, 9)]
 
 
-def test_reattach_to_a_container_that_never_started_removes_it(executor, make_pipeline_dir):
+def test_reattach_to_a_container_that_never_started_removes_it_and_says_so(
+    executor, make_pipeline_dir
+):
     spec = make_spec(make_pipeline_dir("never_started"))
     options = executor.container_options(
         spec,
@@ -329,7 +352,8 @@ def test_reattach_to_a_container_that_never_started_removes_it(executor, make_pi
         labels={"fastflow.run_id": spec.run_id},
     )
     container = executor.client.containers.create(**options)
-    assert executor.reattach(spec, container.id) is None
+    with pytest.raises(ExecutionNeverStarted):
+        executor.reattach(spec, container.id)
     assert containers_of(spec) == []
 
 
@@ -350,3 +374,7 @@ def test_the_log_is_written_while_the_run_is_live(executor, make_pipeline_dir):
     thread.join(30)
     assert result[0].succeeded and user_lines(spec) == ["first", "second"]
     assert containers_of(spec) == []
+
+
+def test_a_pipeline_cannot_forge_engine_notes_or_the_ready_line(executor, make_pipeline_dir):
+    check_a_pipeline_cannot_forge_notes_or_the_ready_line(executor, make_pipeline_dir)

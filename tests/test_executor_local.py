@@ -12,6 +12,7 @@ from runs_app.engine.executors import get_executor
 from runs_app.engine.local_executor import LocalExecutor
 from tests.helpers_executor import (
     assert_metrics_with_one_note_per_soft_limit,
+    check_a_pipeline_cannot_forge_notes_or_the_ready_line,
     check_encoded_secrets_are_masked,
     check_secrets_are_masked_across_split_writes,
     check_the_log_cap_truncates_with_a_notice,
@@ -136,7 +137,8 @@ def test_parameters_arrive_as_environment_variables(executor, make_pipeline_dir)
     folder = make_pipeline_dir(
         "env_check",
         "import os\n"
-        "for name in ('GREETING', 'FASTFLOW_PIPELINE', 'UV_CACHE_DIR', 'UV_PYTHON_DOWNLOADS'):\n"
+        "for name in ('GREETING', 'FASTFLOW_PIPELINE', 'UV_CACHE_DIR', 'UV_PYTHON_DOWNLOADS', "
+        "'HOME'):\n"
         "    print(name, os.environ.get(name))\n"
         "print('home is tmp', os.environ['HOME'] != os.path.expanduser('~root'))\n",
     )
@@ -145,7 +147,8 @@ def test_parameters_arrive_as_environment_variables(executor, make_pipeline_dir)
     lines = dict(line.split(" ", 1) for line in user_lines(spec))
     assert lines["GREETING"] == "hi there"
     assert lines["FASTFLOW_PIPELINE"] == "env_check"
-    assert lines["UV_CACHE_DIR"].endswith("/local")  # the engine's value wins
+    # The engine's value wins: a cache of the run's own (the shared one is the warm-up's).
+    assert lines["UV_CACHE_DIR"] == lines["HOME"] + "/uv-cache"
     assert lines["UV_PYTHON_DOWNLOADS"] == "never"
 
 
@@ -178,7 +181,7 @@ def test_reattach_kills_a_survivor_and_returns_none(executor, make_pipeline_dir)
     assert get_executor("local").reattach(spec, execution.handle_id) is None
     execution._process.wait(timeout=10)  # reap our own child so the pid is really gone
     assert not psutil.pid_exists(pid)
-    assert "[fastflow] the engine restarted" in spec.log_file.read_text()
+    assert any(line.startswith("[fastflow] the engine restarted") for line in log_lines(spec))
 
 
 def test_reattach_leaves_a_foreign_pid_alone(executor, make_pipeline_dir):
@@ -224,3 +227,7 @@ def test_a_pipeline_that_closes_its_output_early_still_runs_to_its_end(executor,
     _, outcome, seconds = timed_run(executor, folder)
     assert outcome.exit_code == 4  # its real end, not the end of its output
     assert seconds >= 1.5
+
+
+def test_a_pipeline_cannot_forge_engine_notes_or_the_ready_line(executor, make_pipeline_dir):
+    check_a_pipeline_cannot_forge_notes_or_the_ready_line(executor, make_pipeline_dir)

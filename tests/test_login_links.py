@@ -71,6 +71,15 @@ def test_createadmin_promotes_an_existing_user():
     assert User.objects.count() == 1
 
 
+def test_createadmin_finds_an_existing_admin_and_replaces_the_email_given():
+    User.objects.create_user(username="dora", role=Role.ADMIN, email="old@example.com")
+    output = run_command("createadmin", "dora", "--email", "new@example.com")
+    assert "Found ADMIN user 'dora'" in output
+    assert User.objects.get(username="dora").email == "new@example.com"
+    run_command("createadmin", "dora")  # no --email: the address stays
+    assert User.objects.get(username="dora").email == "new@example.com"
+
+
 def test_createadmin_refuses_a_blocked_user():
     User.objects.create_user(username="mallory", role=Role.WRITE, blocked=True)
     with pytest.raises(CommandError, match="blocked"):

@@ -17,6 +17,7 @@ from runs_app.engine.metrics import (
     docker_cpu_percent,
     docker_memory_bytes,
 )
+from tests.helpers_executor import text_lines
 
 MIB = 1024 * 1024
 
@@ -31,7 +32,7 @@ def samples(metrics: MetricsRecorder) -> list[dict]:
 
 
 def notes(log: LogWriter) -> list[str]:
-    return [line.split(" ", 1)[1] for line in log.path.read_text().splitlines()]
+    return text_lines(log.path)
 
 
 def reading(total: int, pre_total: int, system: int, pre_system: int, usage: int, **stats):

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from runs_app.engine.lease import SCHEDULER_LEASE, lease_holder
+from runs_app.engine.lease import SCHEDULER_LEASE
 from runs_app.models import TERMINAL_STATUSES, EngineInstance, PipelineRun, RunStatus
 from runs_app.schedule_services import scheduledjob_create, scheduledjob_update
 from runs_app.services import run_enqueue
-from tests.helpers_engine import EngineProcess, make_pipeline, wait_for
+from tests.helpers_engine import EngineProcess, lease_holder, make_pipeline, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,7 +48,7 @@ def test_two_engines_run_each_of_100_queued_runs_exactly_once():
     used = set(finished.values_list("engine_id", flat=True))
     assert used <= engines
     assert len(used) == 2, "both engines should have taken part"
-    logs = sorted((Path(settings.LOGS_DIR) / "trivial").glob("*.log"))
+    logs = sorted((Path(settings.LOGS_DIR) / "trivial").glob("*/*.log"))  # <shard>/<run>.log
     assert len(logs) == 100
     for run in finished:
         lines = [line for line in Path(run.log_file).read_text().splitlines() if " ran " in line]

@@ -70,7 +70,7 @@ def test_it_parses_every_pipeline_level_key() -> None:
             pipeline="report", on_success=True, on_failure=True, run_config_id="daily"
         ),
     )
-    assert [rc.id for rc in spec.schedules] == ["nightly", "hourly"]
+    assert [rc.id for rc in spec.run_configs] == ["nightly", "hourly"]
     assert spec.restart_on_crash is True
     assert spec.restart_cooldown == 15
     assert spec.restart_interval == "0 4 * * *"
@@ -340,7 +340,7 @@ def test_the_spec_is_immutable() -> None:
     with pytest.raises(TypeError):
         spec.default_env["MODE"] = "changed"  # type: ignore[index]
     with pytest.raises(TypeError):
-        spec.schedules[0].default_env["MODE"] = "changed"  # type: ignore[index]
+        spec.run_configs[0].default_env["MODE"] = "changed"  # type: ignore[index]
 
 
 # --- effective configuration and webhooks -------------------------------------------------------

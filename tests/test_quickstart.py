@@ -148,7 +148,7 @@ def test_make_run_starts_web_and_engine_and_a_run_from_the_admin_finishes(tmp_pa
     try:
         state, _ = run_greet_from_the_admin(output, port)
         assert state.get("status") == "SUCCESS", (state, output.text)
-        assert "hi Ada" in state["text"]
+        assert any("hi Ada" in line["text"] for line in state["lines"])
     finally:
         stop_quickstart(proc, output, port)
 
@@ -171,7 +171,7 @@ def test_make_run_builds_a_local_runner_when_the_image_cannot_be_pulled(tmp_path
         output.wait_for(r"Docker is ready", 30)
         state, run_id = run_greet_from_the_admin(output, port)
         assert state.get("status") == "SUCCESS", (state, output.text)
-        assert "hi Ada" in state["text"]
+        assert any("hi Ada" in line["text"] for line in state["lines"])
     finally:
         stop_quickstart(proc, output, port)
 

@@ -7,15 +7,17 @@ import os
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import docker
 import psutil
 import pytest
 from django.utils import timezone
 
-from runs_app.engine.dispatcher import Dispatcher
+from runs_app.engine.dispatcher import Dispatcher, run_spec_build
 from runs_app.engine.executors import get_executor
 from runs_app.engine.reconcile import reconcile
+from runs_app.logs import log_lines_parse
 from runs_app.models import EngineInstance, PipelineRun, RunStatus
 from runs_app.services import run_claim_next, run_enqueue, run_fail
 from tests.helpers_engine import (
@@ -27,7 +29,7 @@ from tests.helpers_engine import (
     wait_for,
     wait_until_finished,
 )
-from tests.helpers_executor import use_runner_image
+from tests.helpers_executor import text_lines, use_runner_image
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,8 +40,7 @@ COUNTING = (
 
 def user_lines(run: PipelineRun) -> list[str]:
     """What the pipeline printed, without timestamps and engine notes."""
-    lines = [line.split(" ", 1)[1] for line in log_text(run).splitlines()]
-    return [line for line in lines if not line.startswith("[fastflow] ")]
+    return [line.text for line in log_lines_parse(log_text(run).encode()) if not line.is_note]
 
 
 def run_containers(run: PipelineRun) -> list:
@@ -182,20 +183,116 @@ def reconcile_now() -> None:
     )
 
 
-def test_a_run_whose_engine_died_before_starting_it_is_failed():
+def test_a_run_whose_engine_died_before_starting_it_goes_back_to_the_queue(settings):
+    settings.FASTFLOW_REQUEUE_MAX = 2
     pipeline = make_pipeline("never_started")
     run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    queued_at = run.queued_at
+
+    for attempt in (1, 2):
+        run_claim_next(engine_id=f"gone-host:4242:dead{attempt}")
+        reconcile_now()
+        run.refresh_from_db()
+        assert (run.status, run.requeue_count) == (RunStatus.PENDING, attempt)
+        assert (run.engine_id, run.started_at, run.queued_at) == ("", None, queued_at)
+    notes = [line for line in text_lines(Path(run.log_file)) if "back in the queue" in line]
+    assert len(notes) == 2 and "gone-host:4242:dead2" in notes[1] and "(2 of 2)" in notes[1]
+
+    run_claim_next(engine_id="gone-host:4242:dead3")  # a third time: bounded
+    reconcile_now()
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert "gone-host:4242:dead3" in run.error_message
+    assert "stopped before starting it, and it was re-queued 2 times already" in run.error_message
+
+
+def test_a_requeued_run_runs_once_on_the_next_engine():
+    pipeline = make_pipeline("second_chance", "print('ran', flush=True)\n")
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
     run_claim_next(engine_id="gone-host:4242:dead")
+    reconcile_now()
+    assert run_refreshed(run).status == RunStatus.PENDING
+
+    with ThreadEngine():
+        wait_until_finished(run)
+
+    assert run.status == RunStatus.SUCCESS, run.error_message
+    assert user_lines(run) == ["ran"]
+    assert any("back in the queue (1 of" in line for line in text_lines(Path(run.log_file)))
+
+
+def test_a_local_run_started_but_not_recorded_is_not_run_twice():
+    """The engine died between starting the process and recording its pid: the process is
+    found by the run id in its environment, so the run is not re-queued (it did start)."""
+    pipeline = make_pipeline(
+        "unrecorded", "import time\nprint('working', flush=True)\ntime.sleep(60)\n"
+    )
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    claimed = run_claim_next(engine_id="gone-host:4242:dead")
+    spec, _ = run_spec_build(run=claimed)
+    execution = get_executor("local").start(spec)  # and the engine "dies": nothing recorded
+    pid = int(execution.handle_id)
+    wait_for(lambda: "FASTFLOW_RUN_ID" in psutil.Process(pid).environ(), what="the process")
 
     reconcile_now()
 
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
-    assert "gone-host:4242:dead" in run.error_message
-    assert "before its execution was started" in run.error_message
+    assert run.requeue_count == 0
+    assert "cannot be re-attached" in run.error_message
+    execution._process.wait(timeout=10)  # killed by the recovery; reap our own child
+    assert not _alive(pid)
 
 
-def test_runs_of_an_engine_with_a_stale_heartbeat_are_failed_and_its_row_removed(settings):
+@pytest.mark.docker
+def test_a_docker_run_whose_container_was_created_but_not_started_is_requeued(docker_env, settings):
+    settings.FASTFLOW_RUNNER_IMAGE = docker_env["FASTFLOW_RUNNER_IMAGE"]
+    pipeline = make_pipeline("created_only")
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    claimed = run_claim_next(engine_id="gone-host:4242:dead")
+    executor = get_executor("docker")
+    spec, _ = run_spec_build(run=claimed)
+    image = executor.ensure_image(spec.python_version)
+    command, mounts, env, _ = executor.run_command(spec, image)
+    labels = {"fastflow.run_id": spec.run_id, "fastflow.pipeline": spec.pipeline_name}
+    executor.client.containers.create(
+        **executor.container_options(
+            spec, image=image, command=command, labels=labels, mounts=mounts, env=env
+        )
+    )  # ... and the engine died before start()
+
+    reconcile(
+        engine_id="test-host:1:me",
+        executor=executor,
+        dispatcher=Dispatcher(engine_id="test-host:1:me", executor=executor, slots=1),
+    )
+
+    run.refresh_from_db()
+    assert (run.status, run.requeue_count) == (RunStatus.PENDING, 1)
+    assert run_containers(run) == []
+
+
+@pytest.mark.docker
+def test_a_docker_run_started_but_not_recorded_is_reattached(docker_env, settings):
+    settings.FASTFLOW_RUNNER_IMAGE = docker_env["FASTFLOW_RUNNER_IMAGE"]
+    settings.FASTFLOW_RUNNER_NETWORK = "none"
+    pipeline = make_pipeline("unrecorded_docker", COUNTING)
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    claimed = run_claim_next(engine_id="gone-host:4242:dead")
+    spec, _ = run_spec_build(run=claimed)
+    get_executor("docker").start(spec)  # the container runs; its id was never recorded
+    PipelineRun.objects.filter(id=run.id).update(log_file=str(spec.log_file))
+
+    with ThreadEngine(executor="docker"):
+        wait_until_finished(run, timeout=120)
+
+    assert run.status == RunStatus.SUCCESS, run.error_message
+    assert run.requeue_count == 0
+    assert user_lines(run) == [f"line {i}" for i in range(1, 9)]  # it ran once, all of it
+
+
+def test_runs_of_an_engine_with_a_stale_heartbeat_are_recovered_and_its_row_removed(settings):
     pipeline = make_pipeline("stale")
     run = run_enqueue(pipeline=pipeline, triggered_by="manual")
     EngineInstance.objects.create(
@@ -210,7 +307,7 @@ def test_runs_of_an_engine_with_a_stale_heartbeat_are_failed_and_its_row_removed
 
     reconcile_now()
 
-    assert run_refreshed(run).status == RunStatus.FAILED
+    assert run_refreshed(run).status == RunStatus.PENDING  # it never started: queued again
     assert not EngineInstance.objects.filter(id="far-host:1:old").exists()
 
 
@@ -240,15 +337,13 @@ def test_an_own_run_no_worker_drives_any_more_is_not_left_running():
     reconcile_now()
 
     run.refresh_from_db()
-    assert run.status == RunStatus.FAILED
-    assert "test-host:1:me" in run.error_message
+    assert run.status == RunStatus.PENDING  # it never started: queued again
+    assert any("test-host:1:me" in line for line in text_lines(Path(run.log_file)))
     assert run_refreshed(recent).status == RunStatus.RUNNING
 
 
 @pytest.mark.docker
 def test_containers_without_an_active_run_are_removed(docker_env, settings):
-    from runs_app.engine.dispatcher import run_spec_build
-
     settings.FASTFLOW_RUNNER_IMAGE = docker_env["FASTFLOW_RUNNER_IMAGE"]
     settings.FASTFLOW_RUNNER_NETWORK = "none"
     pipeline = make_pipeline("orphaned", "import time\ntime.sleep(60)\n")

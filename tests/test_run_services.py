@@ -31,6 +31,7 @@ from runs_app.services import (
     run_retry,
 )
 from tests.helpers_engine import claimed_run, finish_claimed, make_pipeline
+from tests.helpers_executor import text_lines
 
 pytestmark = pytest.mark.django_db
 
@@ -326,7 +327,7 @@ def test_fail_records_the_reason_in_the_run_and_its_log(pipeline, tmp_path):
     assert run.status == RunStatus.FAILED
     assert run.error_message == "image 'x' not found"
     assert run.log_file == str(log)
-    assert "[fastflow] run failed: image 'x' not found" in Path(log).read_text()
+    assert "[fastflow] run failed: image 'x' not found" in text_lines(Path(log))
 
 
 def _run_with_files(pipeline: Pipeline, status: str) -> tuple[PipelineRun, Path, Path]:

@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django_apscheduler.models import DjangoJob
 
-from runs_app.engine.lease import SCHEDULER_LEASE, lease_holder
+from runs_app.engine.lease import SCHEDULER_LEASE
 from runs_app.models import TERMINAL_STATUSES, EngineLease, PipelineRun
 from runs_app.schedule_services import scheduledjob_create, scheduledjob_update
-from tests.helpers_engine import EngineProcess, make_pipeline, wait_for
+from tests.helpers_engine import EngineProcess, lease_holder, make_pipeline, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

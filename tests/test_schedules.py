@@ -12,8 +12,11 @@ from django_apscheduler.models import DjangoJobExecution
 from pipelines_app.services import pipeline_set_enabled, pipelines_sync
 from runs_app.engine.scheduler import ScheduleMirror, fire_schedule
 from runs_app.models import PipelineRun, ScheduledJob, ScheduleSource, TriggerType
-from runs_app.schedule_services import scheduledjob_create, scheduledjob_update
-from runs_app.schedules import schedules_sync_from_pipelines
+from runs_app.schedule_services import (
+    scheduledjob_create,
+    scheduledjob_update,
+    schedules_sync_from_pipelines,
+)
 from tests.helpers_engine import make_pipeline, wait_for
 
 TOP_LEVEL = {

@@ -7,7 +7,7 @@ import json
 import pytest
 from django.test import Client
 
-from accounts_app.models import Invitation, Role, Session
+from accounts_app.models import ApiToken, Invitation, Role
 from tests.helpers_accounts import make_user
 from tests.helpers_settings import production_env, run_django
 
@@ -51,7 +51,7 @@ def test_the_account_page_forms_need_a_csrf_token(csrf_client):
     csrf_client.force_login(reader)
 
     assert csrf_client.post("/account/tokens/", {"name": "x", "days": 1}).status_code == 403
-    assert not Session.objects.exists()
+    assert not ApiToken.objects.exists()
 
 
 @pytest.mark.django_db
@@ -63,7 +63,7 @@ def test_revoking_a_token_on_the_account_page_needs_a_csrf_token(csrf_client):
     csrf_client.force_login(reader)
 
     assert csrf_client.post(f"/account/tokens/{session.id}/revoke/").status_code == 403
-    assert Session.objects.filter(id=session.id).exists()
+    assert ApiToken.objects.filter(id=session.id).exists()
 
 
 @pytest.mark.django_db
@@ -90,7 +90,7 @@ def test_the_api_with_a_browser_session_needs_a_csrf_token(csrf_client):
     )
 
     assert response.status_code == 403
-    assert not Session.objects.exists()
+    assert not ApiToken.objects.exists()
 
 
 @pytest.mark.django_db

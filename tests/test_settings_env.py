@@ -251,6 +251,12 @@ def test_gunicorn_serves_static_files_with_debug_off(tmp_path):
         assert body == (tmp_path / "static" / "admin" / "css" / "base.css").read_bytes()
         missing, _, _ = _get(f"http://127.0.0.1:{port}/static/admin/css/nope.css")
         assert missing == 404
+        # The API docs page's Swagger UI is collected and served the same way (no CDN).
+        bundle = "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
+        status, content_type, body = _get(f"http://127.0.0.1:{port}/static/{bundle}")
+        assert status == 200
+        assert "javascript" in content_type
+        assert body == (tmp_path / "static" / bundle).read_bytes()
     finally:
         server.terminate()
         server.wait(timeout=30)

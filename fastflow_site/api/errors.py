@@ -103,19 +103,24 @@ def _from_api_exception(exc: exceptions.APIException) -> tuple[str, str, dict[st
     return str(code), str(detail), {}
 
 
-def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """REST_FRAMEWORK["EXCEPTION_HANDLER"]: every failure leaves in the one error shape."""
+def _as_api_exception(exc: Exception) -> Exception:
+    """Django's own request and lookup errors as the DRF exceptions they amount to."""
     if isinstance(exc, (Http404, ObjectDoesNotExist)):
         # ObjectDoesNotExist: a row deleted between the view's lookup and the service's write.
-        exc = exceptions.NotFound(*exc.args)
-    elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied(*exc.args)
-    elif isinstance(exc, RequestDataTooBig):
+        return exceptions.NotFound(*exc.args)
+    if isinstance(exc, DjangoPermissionDenied):
+        return exceptions.PermissionDenied(*exc.args)
+    if isinstance(exc, RequestDataTooBig):
         # DRF reads JSON bodies through HttpRequest.body, which enforces this Django limit.
-        exc = PayloadTooLarge(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
-    elif isinstance(exc, SuspiciousOperation):
-        exc = exceptions.ParseError(str(exc) or "malformed request")
+        return PayloadTooLarge(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    if isinstance(exc, SuspiciousOperation):
+        return exceptions.ParseError(str(exc) or "malformed request")
+    return exc
 
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """REST_FRAMEWORK["EXCEPTION_HANDLER"]: every failure leaves in the one error shape."""
+    exc = _as_api_exception(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, exceptions.APIException):
         if getattr(exc, "auth_header", None):

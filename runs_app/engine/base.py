@@ -25,8 +25,25 @@ class InfrastructureError(Exception):
     """
 
 
+class ExecutionNeverStarted(Exception):
+    """Raised by `Executor.reattach` for an execution that was created but never started (the
+    engine died in between): nothing ran, so the engine puts the run back in the queue. The
+    executor has removed what was created before raising."""
+
+
 @dataclass(frozen=True)
 class RunSpec:
+    """Everything an executor needs to run one pipeline run; built by the engine.
+
+    Resource limits: the engine fills the hard limits from pipeline.json or the installation's
+    defaults, within its maxima (`FASTFLOW_RUN_MEM_*`, `FASTFLOW_RUN_CPU_*`,
+    `FASTFLOW_RUNNER_PIDS_LIMIT*`, `FASTFLOW_RUNNER_TMPFS_SIZE*`). An executor enforces each one
+    it can and names those in `Executor.enforced_limits`; the run records exactly those as the
+    limits in force (`Executor.limits_in_force`). `None` (only in specs not built by the
+    engine, e.g. tests and warm-ups) means no memory/CPU limit and the installation's default
+    for processes and /tmp.
+    """
+
     run_id: str
     pipeline_name: str
     pipeline_dir: Path  # the pipeline folder; mounted read-only at /app (docker) or used as cwd
@@ -37,12 +54,25 @@ class RunSpec:
     log_file: Path
     metrics_file: Path
     cpu_hard_limit: float | None = None  # cores
-    mem_hard_limit: int | None = None  # bytes
+    mem_hard_limit: int | None = None  # bytes, without swap
     cpu_soft_limit: float | None = None  # cores; breaches noted in the log
     mem_soft_limit: int | None = None  # bytes; breaches noted in the log
     timeout: float | None = None  # seconds; None = no limit
     log_max_bytes: int = 50 * 1024 * 1024
     network: str = ""  # the container's network (`none`: no egress); "" = the executor's default
+    pids_limit: int | None = None  # processes and threads
+    tmp_size: int | None = None  # bytes of the run's writable /tmp
+
+
+# The limits an executor can enforce, as `Executor.enforced_limits` names them, and the RunSpec
+# field each comes from. Timeout and the log cap are enforced by every executor (the engine's
+# log writer and supervision), so they are always in force.
+LIMIT_FIELDS = {
+    "memory_bytes": "mem_hard_limit",
+    "cpus": "cpu_hard_limit",
+    "pids": "pids_limit",
+    "tmp_bytes": "tmp_size",
+}
 
 
 @dataclass
@@ -106,6 +136,24 @@ class Executor(abc.ABC):
       except `cancel()` and `abandon()`, which any thread may call.
     - Every execution it creates is findable again by run id (labels, a stored handle), so that
       recovery works after the engine process died at any point.
+
+    Rules every executor keeps (the Docker one is the reference; the local one says where it
+    cannot, in its module docstring and docs/security.md):
+    - Shared state is read-only to runs. No run may change what another pipeline's run imports
+      or executes: the shared uv cache is written by `warm()` only; a run with requirements
+      uses the environment `warm()` prepared (`uvcache.env_ready`), mounted or otherwise made
+      read-only, and a run whose environment is not prepared installs into a cache of its own
+      that ends with it (`uvcache.py`). Only what dies with the run (its /tmp) is writable.
+    - Limits: enforce the RunSpec's hard limits you can, and name them in `enforced_limits`.
+    - Log lines carry their source: feed the pipeline's stdout and stderr to the `LogWriter`
+      separately with `source=STDOUT` / `STDERR` (never merge them, never derive a source from
+      the text); only the engine writes notes (`LogWriter.note`). The wrapper's ready line is
+      taken only as the first stdout line (`LogWriter(ready_token=...)`), so setup time and
+      re-attaching never trust what the pipeline prints.
+    - A write that fails (a full log disk) never fails the run: the `LogWriter` drops and
+      counts; report `LogWriter.loss_summary()` as `Outcome.log_loss`.
+    - `Outcome.finished_at` is when the process exited (the platform's own record of it when
+      there is one), not when the outcome was noticed.
     """
 
     name: str
@@ -113,6 +161,18 @@ class Executor(abc.ABC):
     # them running and the next engine re-attaches (see `reattach`). False (local processes,
     # whose pipes die with the engine): a stopping engine cancels them and fails their runs.
     survives_engine_restart: bool
+    # Which of LIMIT_FIELDS this executor enforces (the rest are not in force for its runs).
+    enforced_limits: frozenset[str] = frozenset()
+
+    def limits_in_force(self, spec: RunSpec) -> dict[str, object]:
+        """What the run records as its limits (`PipelineRun.limits`, shown on the run page)."""
+        limits: dict[str, object] = {"executor": self.name}
+        for name, attr in LIMIT_FIELDS.items():
+            if name in self.enforced_limits:
+                limits[name] = getattr(spec, attr)
+        limits["timeout_seconds"] = spec.timeout
+        limits["log_max_bytes"] = spec.log_max_bytes
+        return limits
 
     @abc.abstractmethod
     def start(self, spec: RunSpec) -> Execution:
@@ -133,8 +193,18 @@ class Executor(abc.ABC):
         written). An executor whose executions cannot be adopted (`survives_engine_restart`
         False) stops a survivor and returns None; the engine then fails the run with a reason.
         Raises InfrastructureError when re-attaching fails; the engine then fails the run with
-        that message and removes the execution (`remove_orphan`).
+        that message and removes the execution (`remove_orphan`). Raises ExecutionNeverStarted
+        (after removing it) when the execution exists but never started: the run is re-queued.
         """
+
+    def find_handle(self, run_id: str) -> str | None:
+        """The handle of an execution of `run_id` that exists although none was recorded (the
+        engine died between starting it and recording its handle), or None. The engine asks
+        before it re-queues a run that seems never to have started: a run must not run twice.
+        The default looks in `running_handles()`; an executor that cannot list its executions
+        cheaply overrides this with a targeted search. Raises InfrastructureError when it cannot
+        tell (the run is then left for the next reconcile)."""
+        return self.running_handles().get(run_id)
 
     @abc.abstractmethod
     def running_handles(self) -> dict[str, str]:
@@ -153,9 +223,9 @@ class Executor(abc.ABC):
     def warm(
         self, *, pipeline_name: str, pipeline_dir: Path, python_version: str, timeout: float
     ) -> str:
-        """Install the pipeline's `requirements.txt` into this executor's uv cache exactly as a
-        run would use it (same image/interpreter, same cache), within `timeout` seconds, and on
-        success record the warm stamp (`uvcache.mark_warm`) so the next runs resolve offline.
+        """Build the environment of the pipeline's `requirements.txt` for this executor's runs
+        (same image/interpreter) from the shared uv cache, within `timeout` seconds, and on
+        success publish it (`uvcache.env_publish`) so the next runs use it read-only.
 
         Returns "" on success, else a readable message for the pipeline's warm-up error (which
         step failed and the tail of its output). Raises InfrastructureError when the executor

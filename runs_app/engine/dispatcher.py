@@ -19,7 +19,9 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from django.db.models import Q
 
 from fastflow_site.logformat import log_context
+from pipelines_app.discovery import resource_maxima
 from pipelines_app.networks import network_refusal
+from pipelines_app.spec import EffectiveConfig
 from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
 from runs_app.environment import RunEnvironment, RunEnvironmentError, run_environment
 from runs_app.logs import run_log_file, run_metrics_file
@@ -67,6 +69,7 @@ def run_spec_build(
     if spec.network and refuse_not_runnable and (refused := network_refusal(spec.network)):
         raise RunSpecError(f"not started: pipeline.json key 'network': {refused}")
     environment = run_environment(run=run)
+    limits = _hard_limits(effective)
     run_spec = RunSpec(
         run_id=str(run.id),
         pipeline_name=pipeline.pipeline_name,
@@ -77,8 +80,7 @@ def run_spec_build(
         mask_values=environment.mask_values,
         log_file=Path(run.log_file) if run.log_file else run_log_file(run),
         metrics_file=Path(run.metrics_file) if run.metrics_file else run_metrics_file(run),
-        cpu_hard_limit=effective.cpu_hard_limit,
-        mem_hard_limit=effective.mem_hard_limit,
+        **limits,
         cpu_soft_limit=effective.cpu_soft_limit,
         mem_soft_limit=effective.mem_soft_limit,
         timeout=float(effective.timeout) if effective.timeout else None,
@@ -86,6 +88,22 @@ def run_spec_build(
         network=spec.network or settings.FASTFLOW_RUNNER_NETWORK,
     )
     return run_spec, environment
+
+
+def _hard_limits(effective: EffectiveConfig) -> dict[str, float | int]:
+    """The run's hard limits: pipeline.json's, else the installation's defaults; never above
+    its maxima (discovery refuses such a pipeline.json; a maximum lowered since is caught here)."""
+    limits = {
+        "mem_hard_limit": effective.mem_hard_limit or settings.FASTFLOW_RUN_MEM_DEFAULT,
+        "cpu_hard_limit": effective.cpu_hard_limit or settings.FASTFLOW_RUN_CPU_DEFAULT,
+        "pids_limit": effective.pids_limit or settings.FASTFLOW_RUNNER_PIDS_LIMIT,
+        "tmp_size": effective.tmp_size or settings.FASTFLOW_RUNNER_TMPFS_SIZE,
+    }
+    maxima = resource_maxima()
+    for key, value in limits.items():
+        if reason := maxima.check(key, value):
+            raise RunSpecError(f"not started: {key} {reason}")
+    return limits
 
 
 @dataclass
@@ -255,6 +273,7 @@ class Dispatcher:
             run=run,
             container_id=execution.handle_id,
             env_vars=environment.masked,
+            limits=self.executor.limits_in_force(spec),
             log_file=spec.log_file,
             metrics_file=spec.metrics_file,
         )

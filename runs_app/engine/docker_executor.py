@@ -2,14 +2,19 @@
 
     docker run --user 65534:65534 --read-only --tmpfs /tmp --cap-drop ALL
       --security-opt no-new-privileges --pids-limit N [--memory M --memory-swap M] [--cpus C]
-      -v <pipeline>:/app:ro -v <uv cache>/docker:/cache/uv
+      -v <pipeline>:/app:ro [-v <uv cache>/docker-envs/<key>:/venv:ro]
       [-v <ca bundle>:/etc/ssl/certs/fastflow-ca.pem:ro]      (sources: see hostpaths.py)
       --label fastflow.managed=1 --label fastflow.run_id=… --network <net> -w /app <image>
-      uv run --no-project --python X.Y [--with-requirements /app/requirements.txt]
-        python -u -c <wrapper>
+      /venv/bin/python -u -c <wrapper>          (requirements, environment prepared)
+      python3.X -u -c <wrapper>                 (no requirements)
+      uv run --no-project --python X.Y --with-requirements /app/requirements.txt
+        python -u -c <wrapper>                  (requirements not prepared yet: a private cache
+                                                 in the run's /tmp)
 
-The engine's own variables (see `engine_env`) win over the run's environment: a pipeline must
-not be able to point uv at another cache or make it download interpreters.
+No run mounts the shared uv cache: only warm-up containers (`warm`) write it, and build the
+environments runs mount read-only (see `uvcache.py`). The engine's own variables (see
+`engine_env`) win over the run's environment: a pipeline must not be able to point uv at
+another cache or make it download interpreters.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import struct
 import tempfile
 import threading
 import time
@@ -33,56 +39,64 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.models.images import Image
 from docker.types import Mount
+from docker.types.daemon import CancellableStream
 
 from runs_app.engine import wrapper
-from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
-from runs_app.engine.hostpaths import HostPaths
-from runs_app.engine.logstream import (
-    LogWriter,
-    note_setup_failure,
-    noted_setup_duration,
-    resume_point,
+from runs_app.engine.base import (
+    Execution,
+    ExecutionNeverStarted,
+    Executor,
+    InfrastructureError,
+    RunSpec,
 )
+from runs_app.engine.hostpaths import HostPaths
+from runs_app.engine.logstream import LogWriter, note_setup_failure, noted_ready, resume_point
 from runs_app.engine.metrics import DockerStatsSampler, MetricsRecorder
 from runs_app.engine.uvcache import (
+    COLD_HINT,
+    COLD_NOTE,
+    WARM_CREATE,
     WARM_INSTALL,
     WARM_RESOLVE,
-    is_warm,
-    mark_warm,
+    env_build_dir,
+    env_key,
+    env_publish,
+    env_ready,
+    env_remove,
     uv_cache_dir,
-    warm_stamp,
+    warm_install_args,
     warm_step_failed,
 )
-from runs_app.logs import parse_timestamp
-from runs_app.outcome import Outcome, classify_exit, format_bytes
+from runs_app.logs import STDERR, STDOUT, parse_timestamp
+from runs_app.outcome import Outcome, format_bytes, outcome_message
 
 logger = logging.getLogger(__name__)
 # docker-py lets connection failures through as plain requests exceptions.
 DOCKER_ERRORS = (DockerException, requests.exceptions.RequestException)
 
 APP_DIR = "/app"
-CACHE_DIR = "/cache/uv"
+CACHE_DIR = "/cache/uv"  # the shared cache: mounted in warm-up containers only
+ENV_DIR = "/venv"  # a prepared environment: read-only in runs, the build dir in warm-ups
 CONTAINER_TMP = "/tmp"  # noqa: S108 - a private tmpfs inside the container
+RUN_UV_CACHE = f"{CONTAINER_TMP}/uv-cache"  # a run's own cache (cold runs), gone with the run
 CA_PATH = "/etc/ssl/certs/fastflow-ca.pem"
 LABEL_MANAGED = "fastflow.managed"
 LABEL_RUN_ID = "fastflow.run_id"
 LABEL_PIPELINE = "fastflow.pipeline"
 LABEL_SCOPE = "fastflow.scope"
-LABEL_MARKER = "fastflow.marker"
-LABEL_OFFLINE = "fastflow.offline"
+LABEL_MARKER = "fastflow.marker"  # the ready line of containers started before 0.x (random)
+LABEL_ENV = "fastflow.env"  # "prepared" (a warm-up's environment), "cold"…, or "none"
+ENV_COLD = "cold"  # requirements not prepared: installed for this run into its own /tmp cache
+ENV_COLD_OFFLINE = "cold-offline"  # ... but the run has no network: they cannot be installed
 LABEL_WARMUP = "fastflow.warmup"  # a cache warm-up container, never a run
 UV_VERSION_LABEL = "org.fastflow.runner.uv-version"
-OFFLINE_HINT = (
-    "requirements were resolved offline from the warm cache; if packages are missing, "
-    "run the cache warm-up again"
-)
+STREAMS = {1: STDOUT, 2: STDERR}  # Docker's stream ids in its multiplexed log frames
 NO_NETWORK_HINT = (
     "this pipeline runs without a network (network 'none'): its requirements can only come "
-    "from the warm cache, and no cache warm-up of these requirements has succeeded yet (see the "
-    "pipeline's warm-up status; warm-ups run on FASTFLOW_WARMUP_NETWORK)"
+    "from the environment a cache warm-up prepares, and none has been prepared for these "
+    "requirements yet (see the pipeline's warm-up status; warm-ups run on "
+    "FASTFLOW_WARMUP_NETWORK)"
 )
-OFFLINE_WARM = "1"
-OFFLINE_NO_NETWORK = "no-network"  # offline because the run has no network, cache not warm
 WAKE_INTERVAL = 0.25  # how often wait() looks at cancel/timeout when nothing else wakes it
 DRAIN_TIMEOUT = 10.0  # how long to wait for the last log lines after the container exited
 RUNNING_STATES = {"running", "paused", "restarting"}
@@ -104,12 +118,12 @@ def installation_scope(data_dir: str | None = None) -> str:
     return hashlib.sha256(where.encode()).hexdigest()[:16]
 
 
-def engine_env(*, run_id: str, pipeline_name: str) -> dict[str, str]:
+def engine_env(*, run_id: str, pipeline_name: str, uv_cache: str = RUN_UV_CACHE) -> dict[str, str]:
     env = {
         "HOME": CONTAINER_TMP,
         "TMPDIR": CONTAINER_TMP,
         "PYTHONUNBUFFERED": "1",
-        "UV_CACHE_DIR": CACHE_DIR,
+        "UV_CACHE_DIR": uv_cache,
         "UV_PYTHON_DOWNLOADS": "never",
         "UV_NO_PROGRESS": "1",
         "FASTFLOW_RUN_ID": run_id,
@@ -125,20 +139,28 @@ def uv_command(
     *, python_version: str, requirements: bool, program: list[str], offline: bool = False
 ) -> list[str]:
     command = ["uv", "run", "--no-project", "--python", python_version]
-    if requirements:
-        command += ["--with-requirements", f"{APP_DIR}/requirements.txt"]
     if offline:
         command.append("--offline")
+    if requirements:
+        command += ["--with-requirements", f"{APP_DIR}/requirements.txt"]
     return [*command, *program]
 
 
 def warmup_network() -> str:
     """Warm-ups download packages: FASTFLOW_WARMUP_NETWORK, else the runs' default network,
-    or bridge when runs have none (a `none` run resolves offline from what the warm-up cached)."""
+    or bridge when runs have none (a `none` run uses the environment the warm-up prepared)."""
     if settings.FASTFLOW_WARMUP_NETWORK:
         return settings.FASTFLOW_WARMUP_NETWORK
     default = settings.FASTFLOW_RUNNER_NETWORK
     return default if default != "none" else "bridge"
+
+
+def image_path(image: Image) -> str:
+    """The image's own PATH (a run's PATH puts its environment's bin/ in front of it)."""
+    for item in image.attrs.get("Config", {}).get("Env") or []:
+        if item.startswith("PATH="):
+            return item.removeprefix("PATH=")
+    return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def _warmup_spec(name: str, pipeline_dir: Path, python_version: str) -> RunSpec:
@@ -160,6 +182,7 @@ def _warmup_spec(name: str, pipeline_dir: Path, python_version: str) -> RunSpec:
 class DockerExecutor(Executor):
     name = "docker"
     survives_engine_restart = True  # containers keep running; the next engine re-attaches
+    enforced_limits = frozenset({"memory_bytes", "cpus", "pids", "tmp_bytes"})
 
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None
@@ -220,8 +243,8 @@ class DockerExecutor(Executor):
         except DOCKER_ERRORS as exc:
             raise InfrastructureError(f"Docker engine error looking up {name}: {exc}") from exc
         hint = "set FASTFLOW_RUNNER_IMAGE to an image that exists, or build/pull it"
-        if settings.TESTING:
-            # Tests never reach out to a registry behind the developer's back.
+        if not settings.FASTFLOW_RUNNER_PULL:
+            # Off in the test suite: tests never reach out to a registry behind anyone's back.
             raise InfrastructureError(f"runner image {name} not found locally ({hint})")
         logger.info("pulling runner image %s", name)
         try:
@@ -232,34 +255,46 @@ class DockerExecutor(Executor):
             ) from exc
 
     def container_options(
-        self, spec: RunSpec, *, image: Image, command: list[str], labels: dict[str, str]
+        self,
+        spec: RunSpec,
+        *,
+        image: Image,
+        command: list[str],
+        labels: dict[str, str],
+        mounts: list[Mount] = (),
+        env: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """The locked-down `containers.create()` arguments (also used by the cache warm-up)."""
+        """The locked-down `containers.create()` arguments (also used by the cache warm-up).
+
+        `mounts` come on top of the pipeline folder (read-only at /app) and the CA bundle;
+        `env` on top of the engine's variables (the environment's PATH, the warm-up's cache)."""
         # Mount objects, not "src:dst:mode" strings: a folder name may contain a colon.
         source = self.host_paths.source
-        mounts = [
+        all_mounts = [
             Mount(APP_DIR, source(spec.pipeline_dir), type="bind", read_only=True),
-            Mount(CACHE_DIR, source(uv_cache_dir(self.name, world_writable=True)), type="bind"),
+            *mounts,
         ]
         if settings.FASTFLOW_RUNNER_CA_BUNDLE:
             ca = Path(settings.FASTFLOW_RUNNER_CA_BUNDLE)
             if not ca.is_file():
                 raise InfrastructureError(f"FASTFLOW_RUNNER_CA_BUNDLE: {ca} is not a file")
-            mounts.append(Mount(CA_PATH, source(ca), type="bind", read_only=True))
-        env = {k: v for k, v in spec.env.items() if k != "PATH"}
-        env.update(engine_env(run_id=spec.run_id, pipeline_name=spec.pipeline_name))
+            all_mounts.append(Mount(CA_PATH, source(ca), type="bind", read_only=True))
+        environment = {k: v for k, v in spec.env.items() if k != "PATH"}
+        environment.update(engine_env(run_id=spec.run_id, pipeline_name=spec.pipeline_name))
+        environment.update(env or {})
+        tmp_size = int(spec.tmp_size or settings.FASTFLOW_RUNNER_TMPFS_SIZE)
         options: dict[str, Any] = {
             "image": image.id,
             "command": command,
             "user": settings.FASTFLOW_RUNNER_USER,
             "read_only": True,
-            "tmpfs": {CONTAINER_TMP: f"size={settings.FASTFLOW_RUNNER_TMPFS_SIZE},mode=1777"},
+            "tmpfs": {CONTAINER_TMP: f"size={tmp_size},mode=1777"},
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
-            "pids_limit": settings.FASTFLOW_RUNNER_PIDS_LIMIT,
+            "pids_limit": spec.pids_limit or settings.FASTFLOW_RUNNER_PIDS_LIMIT,
             "working_dir": APP_DIR,
-            "mounts": mounts,
-            "environment": env,
+            "mounts": all_mounts,
+            "environment": environment,
             "network_mode": spec.network or settings.FASTFLOW_RUNNER_NETWORK,
             "labels": {LABEL_MANAGED: "1", LABEL_SCOPE: self.scope(), **labels},
             "stdin_open": False,
@@ -272,34 +307,48 @@ class DockerExecutor(Executor):
             options["nano_cpus"] = int(spec.cpu_hard_limit * 1e9)
         return options
 
-    def warm_stamp(self, spec: RunSpec, image: Image) -> Path | None:
-        return warm_stamp(
-            self.name,
-            pipeline_dir=spec.pipeline_dir,
-            python_version=spec.python_version,
-            runtime_id=image.id,
+    def env_key(self, spec: RunSpec, image: Image) -> str | None:
+        return env_key(
+            pipeline_dir=spec.pipeline_dir, python_version=spec.python_version, runtime_id=image.id
         )
+
+    def run_command(self, spec: RunSpec, image: Image) -> tuple[list[str], list[Mount], dict, str]:
+        """What the container runs, its extra mounts and variables, and the LABEL_ENV value."""
+        program = [
+            "-u",
+            "-c",
+            wrapper.wrapper_code(app_dir=APP_DIR, python_version=spec.python_version),
+        ]
+        if not spec.has_requirements:
+            return [wrapper.interpreter_name(spec.python_version), *program], [], {}, "none"
+        prepared = env_ready(self.name, self.env_key(spec, image))
+        if prepared is None:
+            # Without a network there is nothing to download from: --offline fails at once on
+            # the empty private cache instead of waiting for uv's connection retries.
+            offline = (spec.network or settings.FASTFLOW_RUNNER_NETWORK) == "none"
+            command = uv_command(
+                python_version=spec.python_version,
+                requirements=True,
+                program=["python", *program],
+                offline=offline,
+            )
+            return command, [], {}, ENV_COLD_OFFLINE if offline else ENV_COLD
+        source = self.host_paths.source
+        mounts = [Mount(ENV_DIR, source(prepared), type="bind", read_only=True)]
+        env = {"VIRTUAL_ENV": ENV_DIR, "PATH": f"{ENV_DIR}/bin:{image_path(image)}"}
+        return [f"{ENV_DIR}/bin/python", *program], mounts, env, "prepared"
 
     def start(self, spec: RunSpec) -> DockerExecution:
         image = self.ensure_image(spec.python_version)
-        marker = wrapper.new_marker()
-        offline = ""
-        if spec.has_requirements and is_warm(self.warm_stamp(spec, image)):
-            offline = OFFLINE_WARM
-        elif spec.has_requirements and spec.network == "none":
-            # Nothing to download from without a network: fail fast on what the cache lacks
-            # instead of waiting for uv's connection attempts to time out.
-            offline = OFFLINE_NO_NETWORK
-        command = uv_command(
-            python_version=spec.python_version,
-            requirements=spec.has_requirements,
-            program=["python", "-u", "-c", wrapper.wrapper_code(marker=marker, app_dir=APP_DIR)],
-            offline=bool(offline),
+        command, mounts, env, prepared = self.run_command(spec, image)
+        labels = {
+            LABEL_RUN_ID: spec.run_id,
+            LABEL_PIPELINE: spec.pipeline_name,
+            LABEL_ENV: prepared,
+        }
+        options = self.container_options(
+            spec, image=image, command=command, labels=labels, mounts=mounts, env=env
         )
-        labels = {LABEL_RUN_ID: spec.run_id, LABEL_PIPELINE: spec.pipeline_name}
-        labels[LABEL_MARKER] = marker
-        labels[LABEL_OFFLINE] = offline or "0"
-        options = self.container_options(spec, image=image, command=command, labels=labels)
         container = None
         try:
             container = self.client.containers.create(**options)
@@ -313,36 +362,45 @@ class DockerExecutor(Executor):
     def warm(
         self, *, pipeline_name: str, pipeline_dir: Path, python_version: str, timeout: float
     ) -> str:
-        """The warm-up steps in throwaway containers of the runner image, with a run's mounts
-        and limits (the pipeline folder read-only, the lock file in the container's tmpfs)."""
+        """Build the pipeline's environment in throwaway containers of the runner image, with
+        a run's limits: the pipeline folder read-only, the shared cache and a fresh build
+        directory writable (nothing else), the lock file in the container's tmpfs. The build
+        directory is published (renamed into place) only when every step succeeded."""
         image = self.ensure_image(python_version)
         spec = _warmup_spec(pipeline_name, Path(pipeline_dir), python_version)
-        # Of the requirements as they are now: an edit during the warm-up is not marked warm.
-        stamp = self.warm_stamp(spec, image)
-        lock = f"{CONTAINER_TMP}/requirements.lock"
+        # Of the requirements as they are now: an edit during the warm-up makes another key.
+        key = self.env_key(spec, image)
+        if key is None or env_ready(self.name, key) is not None:
+            return ""  # no requirements, or these were prepared already
+        build = env_build_dir(self.name, key, world_writable=True)
+        cache = uv_cache_dir(self.name, world_writable=True)
+        mounts = [
+            Mount(CACHE_DIR, self.host_paths.source(cache), type="bind"),
+            Mount(ENV_DIR, self.host_paths.source(build), type="bind"),
+        ]
+        requirements = f"{APP_DIR}/requirements.txt"
+        python = f"{ENV_DIR}/bin/python"
         steps = [
             (
                 WARM_RESOLVE,
-                ["uv", "pip", "compile", "--python", python_version]
-                + [f"{APP_DIR}/requirements.txt", "-o", lock],
+                ["uv", "pip", "compile", "--python", python_version, requirements]
+                + ["-o", f"{CONTAINER_TMP}/requirements.lock"],
             ),
-            (
-                WARM_INSTALL,
-                uv_command(
-                    python_version=python_version,
-                    requirements=True,
-                    program=["python", "-c", "pass"],
-                ),
-            ),
+            (WARM_CREATE, ["uv", "venv", "--relocatable", "--python", python_version, ENV_DIR]),
+            (WARM_INSTALL, ["uv", *warm_install_args(python=python, requirements=requirements)]),
         ]
         deadline = time.monotonic() + timeout
-        for what, command in steps:
-            failure = self._warm_step(
-                spec, image, what, command, max(deadline - time.monotonic(), 1), timeout
-            )
-            if failure:
-                return failure
-        mark_warm(stamp)
+        try:
+            for what, command in steps:
+                failure = self._warm_step(
+                    spec, image, what, command, mounts, max(deadline - time.monotonic(), 1), timeout
+                )
+                if failure:
+                    return failure
+            env_publish(build, self.name, key)
+        finally:
+            if build.exists():
+                env_remove(build)
         return ""
 
     def _warm_step(
@@ -351,12 +409,18 @@ class DockerExecutor(Executor):
         image: Image,
         what: str,
         command: list[str],
+        mounts: list[Mount],
         wait: float,
         timeout: float,
     ) -> str:
         # Not labelled fastflow.managed=1: reconciliation must not take it for an orphan run.
         options = self.container_options(
-            spec, image=image, command=command, labels={LABEL_WARMUP: spec.pipeline_name}
+            spec,
+            image=image,
+            command=command,
+            labels={LABEL_WARMUP: spec.pipeline_name},
+            mounts=mounts,
+            env={"UV_CACHE_DIR": CACHE_DIR},
         )
         options["labels"].pop(LABEL_MANAGED, None)
         container = None
@@ -388,7 +452,7 @@ class DockerExecutor(Executor):
         if container.status == "created":
             # The engine died between create and start: the run never began.
             _remove(container)
-            return None
+            raise ExecutionNeverStarted(f"container {container.short_id} was never started")
         try:
             image = self.client.images.get(container.attrs["Image"])
         except DOCKER_ERRORS:
@@ -441,6 +505,17 @@ class DockerExecutor(Executor):
             return _uv_versions[image.id]
 
 
+def _split_frame(frame: bytes) -> tuple[datetime, bytes]:
+    """A frame of Docker's timestamped log stream: its time, to the millisecond (the log's
+    precision), and its text. A frame without a readable time gets the time it arrived."""
+    stamp, _, data = frame.partition(b" ")
+    try:
+        at = parse_timestamp(stamp.decode())
+    except ValueError:
+        at, data = datetime.now(UTC), frame
+    return at.replace(microsecond=at.microsecond // 1000 * 1000), data
+
+
 class DockerExecution(Execution):
     def __init__(
         self,
@@ -456,8 +531,9 @@ class DockerExecution(Execution):
         self._container = container
         self._image = image
         self._resume = resume
-        self._marker = container.labels.get(LABEL_MARKER, "")
-        self._offline = container.labels.get(LABEL_OFFLINE, "0")
+        # Containers started by an engine before sources existed print a random marker.
+        self._ready_token = container.labels.get(LABEL_MARKER) or wrapper.READY_TOKEN
+        self._env = container.labels.get(LABEL_ENV, "")
         self._wake = threading.Event()
         self._stop_sampling = threading.Event()
         self._log_error = ""
@@ -497,13 +573,15 @@ class DockerExecution(Execution):
             started_at = parse_timestamp(self._container.attrs["State"]["StartedAt"])
         except DOCKER_ERRORS as exc:
             return self._lost(exc)
+        # After a restart the "environment ready" note may already be in the file: then the
+        # wrapper's ready line was taken, and its re-delivery (same millisecond) is dropped.
+        noted = noted_ready(spec.log_file) if self._resume else None
         log = LogWriter(
             spec.log_file,
             mask_values=spec.mask_values,
             max_bytes=spec.log_max_bytes,
-            marker=self._marker,
-            # After a restart the "environment ready" note may already be in the file.
-            started_at=None if noted_setup_duration(spec.log_file) is not None else started_at,
+            ready_token="" if noted else self._ready_token,
+            started_at=started_at,
         )
         metrics = MetricsRecorder(
             spec.metrics_file,
@@ -514,13 +592,15 @@ class DockerExecution(Execution):
         self._writers = (log, metrics)
         if self.abandoned.is_set():  # abandoned before the writers existed
             self._release(log, metrics)
+        if self._env == ENV_COLD and not self._resume:
+            log.note(COLD_NOTE, at=started_at)
         outcome = Outcome(exit_code=None)
         try:
             # Daemon threads: an engine shutting down leaves running containers alone and must
             # not wait for them (the next engine re-attaches).
             follower = threading.Thread(
                 target=self._follow_logs,
-                args=(log, since, skip),
+                args=(log, since, skip, noted[0] if noted else None),
                 name=f"logs-{spec.run_id}",
                 daemon=True,
             )
@@ -544,25 +624,13 @@ class DockerExecution(Execution):
                 # The usual end: the log stream ended and the follower's inspect saw the
                 # container exited. Its State is final, no further round trip is needed.
                 outcome.exit_code = int(state.get("ExitCode", -1))
+            outcome.finished_at = _finished_at(state)
             outcome.oom_killed = bool(state.get("OOMKilled")) or (
-                outcome.exit_code == 137
+                outcome.exit_code == wrapper.OOM_EXIT_CODE
                 and bool(spec.mem_hard_limit)
                 and not (outcome.timed_out or outcome.cancelled)
             )
-            if log.ready_at is not None:
-                outcome.setup_duration = max((log.ready_at - started_at).total_seconds(), 0.0)
-            elif self._resume:
-                outcome.setup_duration = noted_setup_duration(spec.log_file)
-            if outcome.oom_killed:
-                limit = format_bytes(spec.mem_hard_limit) if spec.mem_hard_limit else "its"
-                log.note(f"out of memory: the container was killed at its {limit} memory limit")
-            if outcome.exit_code and log.ready_at is None and self._offline != "0":
-                log.note(NO_NETWORK_HINT if self._offline == OFFLINE_NO_NETWORK else OFFLINE_HINT)
-            if self._log_error:
-                log.note(f"log stream from Docker interrupted: {self._log_error}")
-            outcome.error = classify_exit(
-                outcome, timeout=spec.timeout, mem_limit=spec.mem_hard_limit
-            )
+            self._note_ending(outcome, log, started_at, noted)
             note_setup_failure(outcome, log)
         except DOCKER_ERRORS as exc:
             outcome.error = f"Docker engine error: {exc}"
@@ -571,9 +639,38 @@ class DockerExecution(Execution):
             self._stop_sampling.set()
             log.close()
             metrics.close()
+        outcome.log_loss = log.loss_summary()
+        if not outcome.error:
+            outcome.error = outcome_message(
+                outcome, timeout=spec.timeout, mem_limit=spec.mem_hard_limit
+            )
         outcome.peak_memory_bytes = metrics.peak_memory_bytes
         outcome.uv_version = self._executor.uv_version(self._image)
         return outcome
+
+    def _note_ending(
+        self,
+        outcome: Outcome,
+        log: LogWriter,
+        started_at: datetime,
+        noted: tuple[datetime, float] | None,
+    ) -> None:
+        """The setup time, and what the log should say about how the container ended.
+        `noted`: the "environment ready" note a previous engine already wrote (re-attach)."""
+        spec = self.spec
+        if log.ready_at is not None:
+            outcome.setup_duration = max((log.ready_at - started_at).total_seconds(), 0.0)
+        elif noted:
+            outcome.setup_duration = noted[1]
+        if outcome.oom_killed:
+            limit = format_bytes(spec.mem_hard_limit) if spec.mem_hard_limit else "its"
+            log.note(f"out of memory: the container was killed at its {limit} memory limit")
+        if outcome.exit_code and self._env == ENV_COLD:
+            log.note(COLD_HINT)
+        elif outcome.exit_code and self._env == ENV_COLD_OFFLINE:
+            log.note(NO_NETWORK_HINT)
+        if self._log_error:
+            log.note(f"log stream from Docker interrupted: {self._log_error}")
 
     def cleanup(self) -> None:
         """Remove the container: after the engine recorded the outcome, since removing takes
@@ -636,20 +733,24 @@ class DockerExecution(Execution):
             self._exit_state = dict(self._container.attrs.get("State") or {})
         return status in RUNNING_STATES
 
-    def _follow_logs(self, log: LogWriter, since: datetime | None, skip: int) -> None:
+    def _follow_logs(
+        self, log: LogWriter, since: datetime | None, skip: int, ready_at: datetime | None
+    ) -> None:
         """Copy the container's output to the log until it exits.
 
         Docker timestamps every line, and `since` + `skip` resume exactly after the last line
         already in the file: a re-attach asks for lines from that line's millisecond and drops
-        the `skip` lines of that millisecond that were written before.
+        the `skip` lines of that millisecond that were written before. `ready_at`: when the
+        wrapper's ready line was already noted, its time (its re-delivery is dropped).
         """
         try:
             while True:
-                last, count = self._copy_stream(log, since, skip)
+                last, count = self._copy_stream(log, since, skip, ready_at)
                 if self.abandoned.is_set() or not self._still_running():
                     return
                 # The stream broke while the container still runs (daemon hiccup): resume.
                 since, skip = last or since, count if last else skip
+                ready_at = ready_at or log.ready_at
         except Exception as exc:
             if self.abandoned.is_set():
                 return  # the stream was closed under it on purpose
@@ -659,37 +760,46 @@ class DockerExecution(Execution):
         finally:
             self._wake.set()
 
-    def _copy_stream(
-        self, log: LogWriter, since: datetime | None, skip: int
-    ) -> tuple[datetime | None, int]:
-        kwargs: dict[str, Any] = {"stream": True, "follow": True, "timestamps": True}
+    def _open_stream(self, since: datetime | None) -> CancellableStream:
+        params: dict[str, Any] = {"stdout": 1, "stderr": 1, "follow": 1, "timestamps": 1}
         if since is not None:
             # A millisecond early, so float rounding never loses a line; older ones are dropped.
-            kwargs["since"] = since.timestamp() - 0.001
+            params["since"] = f"{since.timestamp() - 0.001:.6f}"
+        stream = log_frames(self._executor.client.api, self._container.id, params)
+        if self.abandoned.is_set():
+            stream.close()
+        return stream
+
+    def _copy_stream(
+        self, log: LogWriter, since: datetime | None, skip: int, ready_at: datetime | None
+    ) -> tuple[datetime | None, int]:
         last: datetime | None = None
         count = 0
-        self._stream = self._container.logs(**kwargs)
-        if self.abandoned.is_set():
-            self._stream.close()
-        for frame in self._stream:
+        first_stdout = True
+        self._stream = self._open_stream(since)
+        for stream_id, frame in self._stream:
             if self.abandoned.is_set():
                 break
-            stamp, _, data = frame.partition(b" ")
-            try:
-                at = parse_timestamp(stamp.decode())
-            except ValueError:
-                at, data = datetime.now(UTC), frame
-            at = at.replace(microsecond=at.microsecond // 1000 * 1000)
-            is_marker = bool(self._marker) and data.startswith(self._marker.encode())
-            if not is_marker:  # counted like resume_point counts the file: pipeline lines only
+            source = STREAMS.get(stream_id)
+            if source is None:
+                continue  # stdin echo or an unknown stream: nothing of the run's output
+            at, data = _split_frame(frame)
+            is_ready = False
+            if source == STDOUT and first_stdout:
+                # Only the first stdout line can be the wrapper's ready line (see wrapper.py).
+                first_stdout = False
+                is_ready = _is_line(data, self._ready_token) and ready_at in (None, at)
+                if is_ready and ready_at is not None:
+                    continue  # delivered again after a restart: it was noted already
+            if not is_ready:  # counted like resume_point counts the file: no notes
                 count = count + 1 if at == last else 1
                 last = at
             if since is not None and at < since:
                 continue
-            if skip and since is not None and at == since and not is_marker:
+            if skip and since is not None and at == since:
                 skip -= 1
                 continue
-            log.feed(data, at)
+            log.feed(data, at, source=source)
         return last, count
 
     def _sample(self, metrics: MetricsRecorder) -> None:
@@ -702,6 +812,45 @@ class DockerExecution(Execution):
             logger.debug("stats stream of %s ended: %s", self._container.id, exc)
         except Exception:
             logger.exception("metrics sampling of %s failed", self._container.id)
+
+
+def log_frames(
+    api: docker.APIClient, container_id: str, params: dict[str, Any]
+) -> CancellableStream:
+    """The container's log as (stream id, frame) pairs: 1 stdout, 2 stderr.
+
+    docker-py's `logs()` merges the streams and drops which one a frame came from; the API's
+    multiplexed format carries it in each frame's 8-byte header (stream id, 3 zero bytes, big
+    endian length), so the engine reads the frames itself. `close()` unblocks a reader."""
+    response = api._get(api._url("/containers/{0}/logs", container_id), params=params, stream=True)
+    api._raise_for_status(response)
+    api._disable_socket_timeout(api._get_raw_response_socket(response))
+
+    def frames():
+        while True:
+            header = response.raw.read(8)
+            if len(header) < 8:
+                return
+            stream_id, length = struct.unpack(">BxxxL", header)
+            data = response.raw.read(length) if length else b""
+            if length and not data:
+                return
+            yield stream_id, data
+
+    return CancellableStream(frames(), response)
+
+
+def _is_line(data: bytes, text: str) -> bool:
+    return data.rstrip(b"\r\n") == text.encode()
+
+
+def _finished_at(state: dict[str, Any]) -> datetime | None:
+    """When the container's process exited (State.FinishedAt), not when anybody noticed."""
+    try:
+        moment = parse_timestamp(state.get("FinishedAt") or "")
+    except ValueError:
+        return None
+    return moment if moment.year > 1 else None  # "0001-01-01T00:00:00Z": not finished
 
 
 def _remove(container: Container) -> None:

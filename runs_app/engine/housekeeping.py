@@ -1,7 +1,7 @@
 """Engine chores: the `Periodic` thread that runs background jobs, and what only the scheduler
 leader does (re-sync pipelines → schedules → cache warm-up requests, purge expired tokens, old
-job logs and expired rate-limit/replay rows). Who this engine is and its heartbeat live in
-`identity.py`; warming the cache itself in `warmup.py`."""
+job logs, expired rate-limit/replay rows and old hourly run statistics). Who this engine is and
+its heartbeat live in `identity.py`; warming the cache itself in `warmup.py`."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from pipelines_app.errors import PipelinesDirError
 from pipelines_app.models import Pipeline
 from pipelines_app.services import pipelines_sync
 from runs_app.engine.warmup import CacheWarmer
-from runs_app.schedules import schedules_sync_from_pipelines
+from runs_app.period_stats import period_stats_prune
+from runs_app.schedule_services import schedules_sync_from_pipelines
 
 logger = logging.getLogger(__name__)
 
@@ -140,3 +141,6 @@ class LeaderChores:
         purged = throttle_purge_expired()
         if purged:
             logger.info("purged %s expired rate-limit and replay-protection row(s)", purged)
+        pruned = period_stats_prune()
+        if pruned:
+            logger.info("deleted %s hourly run statistics row(s) (the daily ones remain)", pruned)

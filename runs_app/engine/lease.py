@@ -47,8 +47,3 @@ def lease_acquire(*, name: str, holder: str, seconds: float = LEASE_SECONDS) -> 
 def lease_release(*, name: str, holder: str) -> None:
     """Give the lease up at once so another engine can take over without waiting for expiry."""
     EngineLease.objects.filter(name=name, holder=holder).delete()
-
-
-def lease_holder(*, name: str) -> str | None:
-    lease = EngineLease.objects.filter(name=name, expires_at__gte=timezone.now()).first()
-    return lease.holder if lease else None

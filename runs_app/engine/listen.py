@@ -24,6 +24,7 @@ from pathlib import Path
 
 from django.db import connections
 
+from fastflow_site.datadir import PRIVATE_FILE, private_dir
 from runs_app.wakeup import CHANNEL, FIFO_SUFFIX, REASONS, WAKE_CANCEL, WAKE_RUN, wakeup_dir
 
 logger = logging.getLogger(__name__)
@@ -122,12 +123,12 @@ class FifoListener(Listener):
     def open(self) -> bool:
         """Create the FIFO (before the thread starts); False, with a warning, if it cannot be."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            private_dir(self.directory)  # 0700 like the data dir: only our user may wake us
             fifos_sweep(self.directory)
             draft = self.path.with_name(f".{self.path.name}.{os.getpid()}")
             with contextlib.suppress(FileNotFoundError):
                 draft.unlink()
-            os.mkfifo(draft, 0o660)
+            os.mkfifo(draft, PRIVATE_FILE)
             # Open for reading before the FIFO gets its name, so a sender never finds it
             # without a reader; our own write end keeps it from reporting end-of-file when the
             # senders close theirs.

@@ -2,7 +2,14 @@
 
 Same contract as the Docker executor, with weaker isolation: the pipeline runs as the engine's
 user, in its own session/process group (so cancel and timeout kill every process it started),
-with the pipeline folder as working directory and a clean environment.
+with the pipeline folder as working directory and a clean environment. stdout and stderr are
+two pipes, so every log line carries the stream it came from.
+
+Interpreter: a pipeline with requirements runs the environment the warm-up prepared
+(`uvcache.py`; its files read-only, which keeps accidents out but is no isolation from a
+process of the same user); one without runs the base interpreter directly. Until the warm-up
+has prepared the environment, a run installs its requirements with `uv run` into a cache in its
+own temporary home, never into the shared one.
 
 Memory: `mem_hard_limit` becomes RLIMIT_AS (virtual address space) set by the wrapper right
 before `main.py` runs, for user code only: uv (a multi-threaded Rust program that reserves a lot
@@ -36,20 +43,24 @@ from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSp
 from runs_app.engine.logstream import LogWriter, note_setup_failure
 from runs_app.engine.metrics import MetricsRecorder, ProcessTreeSampler, run_in_thread
 from runs_app.engine.uvcache import (
+    COLD_HINT,
+    COLD_NOTE,
+    WARM_CREATE,
     WARM_INSTALL,
     WARM_RESOLVE,
-    is_warm,
-    mark_warm,
+    env_build_dir,
+    env_key,
+    env_publish,
+    env_ready,
+    env_remove,
+    make_read_only,
     uv_cache_dir,
-    warm_stamp,
+    warm_install_args,
     warm_step_failed,
 )
-from runs_app.outcome import Outcome, classify_exit, format_bytes
+from runs_app.logs import STDERR, STDOUT
+from runs_app.outcome import Outcome, format_bytes, outcome_message
 
-OFFLINE_HINT = (
-    "requirements were resolved offline from the warm cache; if packages are missing, "
-    "run the cache warm-up again"
-)
 WAKE_INTERVAL = 0.25
 DRAIN_TIMEOUT = 10.0
 READ_SIZE = 64 * 1024
@@ -112,45 +123,96 @@ def clean_path() -> str:
     return os.pathsep.join(p for p in parts if p != venv_bin)
 
 
-def local_env(*, run_id: str, pipeline_name: str, user_env: dict[str, str], home: Path) -> dict:
-    """Engine variables win over the run's environment, which wins over the pass-through."""
+def local_env(
+    *,
+    run_id: str,
+    pipeline_name: str,
+    user_env: dict[str, str],
+    home: Path,
+    uv_cache: Path | None = None,
+    venv: Path | None = None,
+) -> dict:
+    """Engine variables win over the run's environment, which wins over the pass-through.
+
+    `uv_cache`: the cache uv may write (the shared one for warm-ups only; a run's own in its
+    home otherwise). `venv`: the prepared environment whose bin/ goes first on PATH."""
     env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
     env.setdefault("LANG", "C.UTF-8")
     env.update(user_env)
     env.update(
         {
-            "PATH": clean_path(),
+            "PATH": clean_path() if venv is None else f"{venv / 'bin'}{os.pathsep}{clean_path()}",
             "HOME": str(home),
             "TMPDIR": str(home),
             "PYTHONUNBUFFERED": "1",
-            "UV_CACHE_DIR": str(uv_cache_dir("local")),
+            "UV_CACHE_DIR": str(uv_cache or home / "uv-cache"),
             "UV_PYTHON_DOWNLOADS": "never",
             "UV_NO_PROGRESS": "1",
             "FASTFLOW_RUN_ID": run_id,
             "FASTFLOW_PIPELINE": pipeline_name,
         }
     )
+    if venv is not None:
+        env["VIRTUAL_ENV"] = str(venv)
     if settings.FASTFLOW_RUNNER_CA_BUNDLE:
         env["SSL_CERT_FILE"] = env["REQUESTS_CA_BUNDLE"] = settings.FASTFLOW_RUNNER_CA_BUNDLE
     return env
 
 
-def local_uv_command(
-    *, pipeline_dir: Path, python_version: str, requirements: bool, offline: bool = False
-) -> list[str]:
+def local_uv_command(*, pipeline_dir: Path, python_version: str, requirements: bool) -> list[str]:
     command = [uv_binary(), "run", "--no-project", "--python", local_python(python_version)]
     if requirements:
         command += ["--with-requirements", str(pipeline_dir / "requirements.txt")]
-    if offline:
-        command.append("--offline")
     return command
 
 
-def local_warm_stamp(*, pipeline_dir: Path, python_version: str) -> Path | None:
+def local_env_key(*, pipeline_dir: Path, python_version: str) -> str | None:
     runtime = f"{uv_version()} {local_python(python_version)}"
-    return warm_stamp(
-        "local", pipeline_dir=pipeline_dir, python_version=python_version, runtime_id=runtime
+    return env_key(pipeline_dir=pipeline_dir, python_version=python_version, runtime_id=runtime)
+
+
+def local_run_command(spec: RunSpec, app_dir: Path) -> tuple[list[str], Path | None, str]:
+    """The interpreter command (without the `-u -c` program), the prepared environment if
+    one is used, and "prepared" / "cold" / "none" (like the Docker executor's label)."""
+    if spec.has_requirements:
+        key = local_env_key(pipeline_dir=app_dir, python_version=spec.python_version)
+        prepared = env_ready("local", key)
+        if prepared is not None:
+            return [str(prepared / "bin" / "python")], prepared, "prepared"
+        command = local_uv_command(
+            pipeline_dir=app_dir, python_version=spec.python_version, requirements=True
+        )
+        return [*command, "python"], None, "cold"
+    interpreter = local_python(spec.python_version)
+    if Path(interpreter).is_file():
+        return [interpreter], None, "none"
+    # Another version than the engine's: uv finds it on PATH (and never downloads one).
+    command = local_uv_command(
+        pipeline_dir=app_dir, python_version=spec.python_version, requirements=False
     )
+    return [*command, "python"], None, "none"
+
+
+def _warm_step(
+    what: str, command: list[str], cwd: str, env: dict, wait: float, timeout: float
+) -> str:
+    try:
+        done = subprocess.run(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=max(wait, 1),
+        )
+    except subprocess.TimeoutExpired:
+        return f"{what} timed out after {timeout:g} s"
+    except OSError as exc:
+        raise InfrastructureError(f"{what} could not start: {exc}") from exc
+    if done.returncode != 0:
+        return warm_step_failed(what, done.returncode, done.stdout + done.stderr)
+    return ""
 
 
 def _owned_by_fastflow(pid: int, run_id: str | None = None) -> bool:
@@ -172,6 +234,9 @@ def _kill_group(pgid: int, sig: signal.Signals) -> None:
 class LocalExecutor(Executor):
     name = "local"
     survives_engine_restart = False  # see reattach()
+    # Memory as RLIMIT_AS on user code. CPU, processes (RLIMIT_NPROC counts all of the user's)
+    # and /tmp (a host directory) cannot be limited per run without a container.
+    enforced_limits = frozenset({"memory_bytes"})
 
     def check(self) -> None:
         uv_binary()
@@ -180,32 +245,29 @@ class LocalExecutor(Executor):
         app_dir = Path(spec.pipeline_dir).resolve()
         if not (app_dir / "main.py").is_file():
             raise InfrastructureError(f"{app_dir / 'main.py'} does not exist")
-        marker = wrapper.new_marker()
         program = wrapper.wrapper_code(
-            marker=marker, app_dir=str(app_dir), memory_limit=spec.mem_hard_limit
-        )
-        offline = spec.has_requirements and is_warm(
-            local_warm_stamp(pipeline_dir=app_dir, python_version=spec.python_version)
-        )
-        command = local_uv_command(
-            pipeline_dir=app_dir,
+            app_dir=str(app_dir),
             python_version=spec.python_version,
-            requirements=spec.has_requirements,
-            offline=offline,
+            memory_limit=spec.mem_hard_limit,
         )
+        command, venv, prepared = local_run_command(spec, app_dir)
         home = Path(tempfile.mkdtemp(prefix=f"fastflow-{spec.run_id}-"))
         env = local_env(
-            run_id=spec.run_id, pipeline_name=spec.pipeline_name, user_env=spec.env, home=home
+            run_id=spec.run_id,
+            pipeline_name=spec.pipeline_name,
+            user_env=spec.env,
+            home=home,
+            venv=venv,
         )
         started_at = datetime.now(UTC)
         try:
             process = subprocess.Popen(
-                [*command, "python", "-u", "-c", program],
+                [*command, "-u", "-c", program],
                 cwd=app_dir,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group: cancel kills the whole tree
                 bufsize=0,
             )
@@ -215,64 +277,60 @@ class LocalExecutor(Executor):
         return LocalExecution(
             spec=spec,
             process=process,
-            marker=marker,
             started_at=started_at,
             home=home,
-            offline=offline,
+            cold=prepared == "cold",
         )
 
     def warm(
         self, *, pipeline_name: str, pipeline_dir: Path, python_version: str, timeout: float
     ) -> str:
-        """The warm-up steps with the engine's uv and interpreter, in a temporary home (the lock
-        file goes there, never into the pipeline folder)."""
+        """Build the pipeline's environment with the engine's uv and interpreter, in a
+        temporary home (the lock file goes there, never into the pipeline folder); published
+        only when every step succeeded, then made read-only."""
         pipeline_dir = Path(pipeline_dir)
-        # Of the requirements as they are now: an edit during the warm-up is not marked warm.
-        stamp = local_warm_stamp(pipeline_dir=pipeline_dir, python_version=python_version)
-        with tempfile.TemporaryDirectory(prefix=f"fastflow-warmup-{pipeline_name}-") as tmp:
-            env = local_env(
-                run_id=f"warmup-{uuid.uuid4()}",
-                pipeline_name=pipeline_name,
-                user_env={},
-                home=Path(tmp),
-            )
-            steps = [
-                (
-                    WARM_RESOLVE,
-                    [uv_binary(), "pip", "compile", "--python", local_python(python_version)]
-                    + [
-                        str(pipeline_dir / "requirements.txt"),
-                        "-o",
-                        str(Path(tmp) / "requirements.lock"),
-                    ],
-                ),
-                (
-                    WARM_INSTALL,
-                    local_uv_command(
-                        pipeline_dir=pipeline_dir, python_version=python_version, requirements=True
+        # Of the requirements as they are now: an edit during the warm-up makes another key.
+        key = local_env_key(pipeline_dir=pipeline_dir, python_version=python_version)
+        if key is None or env_ready(self.name, key) is not None:
+            return ""  # no requirements, or these were prepared already
+        build = env_build_dir(self.name, key)
+        requirements = str(pipeline_dir / "requirements.txt")
+        python = local_python(python_version)
+        try:
+            with tempfile.TemporaryDirectory(prefix=f"fastflow-warmup-{pipeline_name}-") as tmp:
+                env = local_env(
+                    run_id=f"warmup-{uuid.uuid4()}",
+                    pipeline_name=pipeline_name,
+                    user_env={},
+                    home=Path(tmp),
+                    uv_cache=uv_cache_dir(self.name),
+                )
+                lock = str(Path(tmp) / "requirements.lock")
+                steps = [
+                    (
+                        WARM_RESOLVE,
+                        ["pip", "compile", "--python", python, requirements, "-o", lock],
+                    ),
+                    (WARM_CREATE, ["venv", "--relocatable", "--python", python, str(build)]),
+                    (
+                        WARM_INSTALL,
+                        warm_install_args(
+                            python=str(build / "bin" / "python"), requirements=requirements
+                        ),
+                    ),
+                ]
+                deadline = time.monotonic() + timeout
+                for what, args in steps:
+                    failure = _warm_step(
+                        what, [uv_binary(), *args], tmp, env, deadline - time.monotonic(), timeout
                     )
-                    + ["python", "-c", "pass"],
-                ),
-            ]
-            deadline = time.monotonic() + timeout
-            for what, command in steps:
-                try:
-                    done = subprocess.run(
-                        command,
-                        cwd=tmp,
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        capture_output=True,
-                        text=True,
-                        timeout=max(deadline - time.monotonic(), 1),
-                    )
-                except subprocess.TimeoutExpired:
-                    return f"{what} timed out after {timeout:g} s"
-                except OSError as exc:
-                    raise InfrastructureError(f"{what} could not start: {exc}") from exc
-                if done.returncode != 0:
-                    return warm_step_failed(what, done.returncode, done.stdout + done.stderr)
-        mark_warm(stamp)
+                    if failure:
+                        return failure
+            make_read_only(build)
+            env_publish(build, self.name, key)
+        finally:
+            if build.exists():
+                env_remove(build)
         return ""
 
     def reattach(self, spec: RunSpec, handle_id: str) -> None:
@@ -295,6 +353,21 @@ class LocalExecutor(Executor):
         # stored on the run, which kills a survivor.
         return {}
 
+    def find_handle(self, run_id: str) -> str | None:
+        """The process group leader whose environment carries this run's id (run ids are
+        UUIDs, unique across installations): one scan of the engine user's processes, only
+        when a run's engine died before recording the pid."""
+        me = os.getuid()
+        for process in psutil.process_iter(["pid", "uids"]):
+            try:
+                if process.info["uids"].real != me or os.getpgid(process.pid) != process.pid:
+                    continue
+                if process.environ().get("FASTFLOW_RUN_ID") == run_id:
+                    return str(process.pid)
+            except (psutil.Error, OSError):
+                continue
+        return None
+
     def remove_orphan(self, handle_id: str) -> None:
         with contextlib.suppress(ValueError):
             pid = int(handle_id)
@@ -308,19 +381,20 @@ class LocalExecution(Execution):
         *,
         spec: RunSpec,
         process: subprocess.Popen,
-        marker: str,
         started_at: datetime,
         home: Path,
-        offline: bool = False,
+        cold: bool = False,
     ) -> None:
         super().__init__(spec=spec, handle_id=str(process.pid))
-        self._offline = offline
+        self._cold = cold
         self._process = process
-        self._marker = marker
         self._started_at = started_at
         self._home = home
         self._wake = threading.Event()
+        # Both pipes at their end (see _supervise): stdout and stderr each have a reader.
         self._output_ended = threading.Event()
+        self._streams_open = 2
+        self._streams_lock = threading.Lock()
         self._writers: tuple[LogWriter, MetricsRecorder] | None = None
 
     def cancel(self) -> None:
@@ -341,7 +415,7 @@ class LocalExecution(Execution):
             spec.log_file,
             mask_values=spec.mask_values,
             max_bytes=spec.log_max_bytes,
-            marker=self._marker,
+            ready_token=wrapper.READY_TOKEN,
             started_at=self._started_at,
         )
         metrics = MetricsRecorder(
@@ -354,39 +428,62 @@ class LocalExecution(Execution):
         if self.abandoned.is_set():
             log.abandon()
             metrics.close()
+        if self._cold:
+            log.note(COLD_NOTE, at=self._started_at)
         stop_sampling = threading.Event()
         outcome = Outcome(exit_code=None, uv_version=uv_version())
         try:
-            reader = threading.Thread(
-                target=self._read, args=(log,), name=f"logs-{spec.run_id}", daemon=True
-            )
-            reader.start()
+            readers = [
+                threading.Thread(
+                    target=self._read,
+                    args=(log, stream, source),
+                    name=f"logs-{source}-{spec.run_id}",
+                    daemon=True,
+                )
+                for stream, source in (
+                    (self._process.stdout, STDOUT),
+                    (self._process.stderr, STDERR),
+                )
+            ]
+            for reader in readers:
+                reader.start()
             sampler = ProcessTreeSampler(
                 metrics, self._process.pid, interval=settings.FASTFLOW_METRICS_INTERVAL_SECONDS
             )
             run_in_thread(lambda: sampler.run(stop_sampling), f"stats-{spec.run_id}")
             self._supervise(log, outcome)
             outcome.exit_code = self._process.wait()
-            # Background processes the pipeline left behind would keep the pipe open.
+            # _supervise returns as soon as it sees the exit (the end of the output wakes it;
+            # at most WAKE_INTERVAL late otherwise), so now is the exit time.
+            outcome.finished_at = datetime.now(UTC)
+            # Background processes the pipeline left behind would keep the pipes open.
             _kill_group(self._process.pid, signal.SIGKILL)
-            reader.join(DRAIN_TIMEOUT)
-            outcome.oom_killed = wrapper.OOM_EVENT in log.events
+            deadline = time.monotonic() + DRAIN_TIMEOUT
+            for reader in readers:
+                reader.join(max(deadline - time.monotonic(), 0))
+            outcome.oom_killed = (
+                outcome.exit_code == wrapper.OOM_EXIT_CODE
+                and bool(spec.mem_hard_limit)
+                and not (outcome.timed_out or outcome.cancelled)
+            )
             if log.ready_at is not None:
                 outcome.setup_duration = max((log.ready_at - self._started_at).total_seconds(), 0)
             if outcome.oom_killed:
                 limit = format_bytes(spec.mem_hard_limit or 0)
                 log.note(f"out of memory: the pipeline exceeded its {limit} limit (RLIMIT_AS)")
-            if outcome.exit_code and log.ready_at is None and self._offline:
-                log.note(OFFLINE_HINT)
-            outcome.error = classify_exit(
-                outcome, timeout=spec.timeout, mem_limit=spec.mem_hard_limit
-            )
+            if outcome.exit_code and self._cold:
+                log.note(COLD_HINT)
             note_setup_failure(outcome, log)
         finally:
             stop_sampling.set()
             _kill_group(self._process.pid, signal.SIGKILL)
             log.close()
             metrics.close()
+        outcome.log_loss = log.loss_summary()
+        if not outcome.error:  # else the cause note_setup_failure found
+            outcome.error = outcome_message(
+                outcome, timeout=spec.timeout, mem_limit=spec.mem_hard_limit
+            )
         outcome.peak_memory_bytes = metrics.peak_memory_bytes
         return outcome
 
@@ -396,15 +493,19 @@ class LocalExecution(Execution):
         except OSError:
             shutil.rmtree(self._home, ignore_errors=True)
 
-    def _read(self, log: LogWriter) -> None:
-        fd = self._process.stdout.fileno()
+    def _read(self, log: LogWriter, stream, source: str) -> None:  # noqa: ANN001 - a pipe
+        fd = stream.fileno()
         try:
             while chunk := os.read(fd, READ_SIZE):
-                log.feed(chunk)
+                log.feed(chunk, source=source)
         finally:
-            self._process.stdout.close()
-            self._output_ended.set()
-            self._wake.set()  # the process has (almost always) exited
+            stream.close()
+            with self._streams_lock:
+                self._streams_open -= 1
+                ended = self._streams_open == 0
+            if ended:
+                self._output_ended.set()
+                self._wake.set()  # the process has (almost always) exited
 
     def _supervise(self, log: LogWriter, outcome: Outcome) -> None:
         """Wait for the process to exit, stopping it on cancel or timeout. The end of its

@@ -3,6 +3,8 @@
 Line format: `{"ts": "2026-11-27T22:45:01.123Z", "cpu_percent": 37.5, "memory_bytes": 52428800}`.
 `cpu_percent` is relative to one core (200 = two cores busy), like `docker stats`; memory is the
 resident set without page cache. Soft-limit breaches are noted once per kind in the run's log.
+A sample that cannot be written (a full disk) is dropped and counted (`samples_dropped`); the
+file never holds half a sample.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import psutil
 
 from fastflow_site.datadir import private_open
 from runs_app.engine.logstream import LogWriter
-from runs_app.logs import format_timestamp
+from runs_app.logs import append_whole, format_timestamp
 from runs_app.outcome import format_bytes
 
 
@@ -35,13 +37,16 @@ class MetricsRecorder:
         # After an engine restart the file already holds samples: the peak includes them.
         self.peak_memory_bytes: int | None = _recorded_peak(path)
         self.samples = 0
+        self.samples_dropped = 0
         self._log = log
         self._cpu_soft_limit = cpu_soft_limit
         self._mem_soft_limit = mem_soft_limit
         self._lock = threading.Lock()
-        self._file = private_open(path, "a")  # 0600 in 0700 folders
+        # 0600 in 0700 folders; unbuffered: a failed write leaves nothing behind.
+        self._file = private_open(path, "ab", buffering=0)
+        self._size = self._file.seek(0, 2)
         if _ends_mid_line(path):
-            self._file.write("\n")  # never glue a new sample onto a line cut short by a crash
+            self._append(b"\n")  # never glue a new sample onto a line cut short by a crash
 
     def observe_memory(self, memory_bytes: int) -> None:
         """Keep the peak from readings that are not written as samples."""
@@ -59,10 +64,19 @@ class MetricsRecorder:
         with self._lock:
             if self._file.closed:
                 return
-            self._file.write(json.dumps(sample) + "\n")
-            self._file.flush()
-            self.samples += 1
+            if self._append((json.dumps(sample) + "\n").encode()):
+                self.samples += 1
+            else:
+                self.samples_dropped += 1
         self._check_soft_limits(cpu_percent, memory_bytes)
+
+    def _append(self, data: bytes) -> bool:
+        try:
+            append_whole(self._file, data, size=self._size)
+        except OSError:
+            return False  # a full disk costs samples, never the run
+        self._size += len(data)
+        return True
 
     def close(self) -> None:
         with self._lock:

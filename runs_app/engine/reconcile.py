@@ -4,7 +4,8 @@
    dead) is taken over by a conditional UPDATE, so exactly one engine handles it. Then:
    its container still runs → re-attached (log and metrics continue, it finishes normally);
    it exited → finished from its exit code (the executor's re-attached execution returns at
-   once); nothing to re-attach → failed with the reason.
+   once); it never started (no execution, or one created but not started) → back in the queue,
+   at most FASTFLOW_REQUEUE_MAX times; anything else → failed with the reason.
 2. An execution of ours (a labelled container) with no run, or a finished one, is removed.
 """
 
@@ -17,13 +18,13 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from runs_app.engine.base import Executor, InfrastructureError
+from runs_app.engine.base import ExecutionNeverStarted, Executor, InfrastructureError
 from runs_app.engine.dispatcher import Dispatcher, RunSpecError, run_spec_build
 from runs_app.engine.identity import engines_sweep, live_engine_ids
 from runs_app.environment import RunEnvironmentError
 from runs_app.logs import run_log_file
 from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus
-from runs_app.services import run_fail, run_take_over
+from runs_app.services import run_fail, run_requeue, run_take_over
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ LOST_AFTER_SECONDS = 60.0
 @dataclass
 class ReconcileReport:
     reattached: list[str] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
 
@@ -97,33 +99,75 @@ def _recover(
     handle = handle or run.container_id
     reason = ""
     if not handle:
-        reason = f"the engine running it ({previous}) stopped before its execution was started"
-    else:
         try:
-            spec, _ = run_spec_build(run=run)
-        except (RunSpecError, RunEnvironmentError) as exc:
-            spec = None
-            reason = f"the engine running it ({previous}) stopped, and re-attaching failed: {exc}"
-        execution = None
-        if spec is not None:
-            try:
-                execution = executor.reattach(spec, handle)
-            except InfrastructureError as exc:
-                reason = f"the engine running it ({previous}) stopped; re-attaching failed: {exc}"
-        if execution is not None:
-            logger.info("run %s: re-attached to %s (was %s)", run.id, handle, previous)
-            report.reattached.append(str(run.id))
-            dispatcher.adopt(run, execution)
-            return
-        if not reason:
-            reason = (
-                f"the engine running it ({previous}) stopped and its {executor.name} execution "
-                f"{handle} cannot be re-attached"
-            )
-        try:
-            executor.remove_orphan(handle)  # e.g. kill a local run's process group
+            handle = executor.find_handle(str(run.id))
         except InfrastructureError as exc:
-            logger.warning("run %s: could not remove %s: %s", run.id, handle, exc)
+            logger.warning("run %s: cannot tell whether it started (%s); later", run.id, exc)
+            return
+    if not handle:
+        _requeue_or_fail(
+            run, f"the engine running it ({previous}) stopped before starting it", report
+        )
+        return
+    try:
+        spec, _ = run_spec_build(run=run)
+    except (RunSpecError, RunEnvironmentError) as exc:
+        spec = None
+        reason = f"the engine running it ({previous}) stopped, and re-attaching failed: {exc}"
+    execution = None
+    if spec is not None:
+        try:
+            execution = executor.reattach(spec, handle)
+        except ExecutionNeverStarted as exc:
+            _requeue_or_fail(
+                run,
+                f"the engine running it ({previous}) stopped before starting it ({exc})",
+                report,
+            )
+            return
+        except InfrastructureError as exc:
+            reason = f"the engine running it ({previous}) stopped; re-attaching failed: {exc}"
+    if execution is not None:
+        logger.info("run %s: re-attached to %s (was %s)", run.id, handle, previous)
+        report.reattached.append(str(run.id))
+        dispatcher.adopt(run, execution)
+        return
+    _give_up(run, previous, handle, executor, reason, report)
+
+
+def _give_up(
+    run: PipelineRun,
+    previous: str,
+    handle: str,
+    executor: Executor,
+    reason: str,
+    report: ReconcileReport,
+) -> None:
+    """The run's execution cannot be re-attached: stop what is left of it, fail the run."""
+    if not reason:
+        reason = (
+            f"the engine running it ({previous}) stopped and its {executor.name} execution "
+            f"{handle} cannot be re-attached"
+        )
+    try:
+        executor.remove_orphan(handle)  # e.g. kill a local run's process group
+    except InfrastructureError as exc:
+        logger.warning("run %s: could not remove %s: %s", run.id, handle, exc)
+    _fail(run, reason, report)
+
+
+def _requeue_or_fail(run: PipelineRun, reason: str, report: ReconcileReport) -> None:
+    """Nothing ran: the run goes back to the queue, unless it did so too often already."""
+    if run_requeue(run=run, reason=reason):
+        logger.warning("run %s: %s; re-queued", run.id, reason)
+        report.requeued.append(str(run.id))
+        return
+    if run.status != RunStatus.RUNNING:
+        return  # cancelled or finished meanwhile: nothing to do
+    _fail(run, f"{reason}, and it was re-queued {run.requeue_count} times already", report)
+
+
+def _fail(run: PipelineRun, reason: str, report: ReconcileReport) -> None:
     logger.warning("run %s: %s", run.id, reason)
     report.failed.append(str(run.id))
     log_file = run.log_file or run_log_file(run)

@@ -27,9 +27,9 @@ from django_apscheduler.jobstores import DjangoJobStore
 
 from audit_app.context import AuditContext
 from runs_app.errors import RunError
-from runs_app.models import ScheduledJob
+from runs_app.models import ScheduledJob, TriggeredBy
 from runs_app.notify import notify_schedule_late
-from runs_app.schedules import schedule_idempotency_key
+from runs_app.schedule_services import schedule_idempotency_key, scheduledjob_trigger
 from runs_app.services import run_enqueue
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def fire_schedule(scheduled_job_id: str, version: str = "", fire_time: str = "")
     try:
         run = run_enqueue(
             pipeline=job.pipeline_id,
-            triggered_by="scheduler",
+            triggered_by=TriggeredBy.SCHEDULER,
             scheduled_job=job,
             run_config_id=job.run_config_id or None,
             idempotency_key=schedule_idempotency_key(job_id=job.id, fire_time=tick),
@@ -208,8 +208,6 @@ class ScheduleMirror:
         """Add, replace or remove APScheduler jobs; returns how many changed."""
         if self.scheduler is None:
             return 0
-        from runs_app.schedule_services import scheduledjob_trigger
-
         wanted = {str(job.id): job for job in ScheduledJob.objects.filter(enabled=True)}
         current = {job.id: job for job in self.scheduler.get_jobs()}
         changes = 0

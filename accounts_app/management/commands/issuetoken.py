@@ -21,12 +21,12 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError(f"no user named '{username}'")
         try:
-            session, token = token_issue(
+            api_token, token = token_issue(
                 user=user, days=days, name=name, audit=AuditContext.command("issuetoken")
             )
         except AccountError as exc:
             raise CommandError(str(exc)) from exc
         self.stderr.write(
-            f"Token {session.id} for '{user.username}', expires {session.expires_at}."
+            f"Token {api_token.id} for '{user.username}', expires {api_token.expires_at}."
         )
         self.stdout.write(token)

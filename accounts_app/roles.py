@@ -1,17 +1,31 @@
-"""Roles → permissions, in one place.
+"""Roles and what each may do, in one place.
 
-Django's admin asks `user.has_perm("<app>.<action>_<model>")`; the DRF permission classes
-(`accounts_app.api_permissions`) and the webhook view use the same tables. There are no per-user
-or per-group permissions, and ADMIN may do everything, including on models added later.
+Django's admin asks `user.has_perm("<app>.<action>_<model>")` (answered by `role_has_perm`), the
+DRF permission classes (`accounts_app.api_permissions`) ask `role_at_least`, and the admin's
+non-CRUD buttons ask `role_can`. Webhooks carry no user and no role: the key in their URL is the
+credential (`runs_app/webhooks.py`). There are no per-user or per-group permissions, and ADMIN may
+do everything, including on models added later.
+
+This module imports no model, so `accounts_app.models` can use `Role` without an import circle.
 """
 
 from __future__ import annotations
 
-from accounts_app.models import Role
+from django.db import models
+
+
+class Role(models.TextChoices):
+    ADMIN = "ADMIN"
+    WRITE = "WRITE"
+    READONLY = "READONLY"
+
+
+# Higher = more power; every role may do what the roles below it may (the tables below keep that).
+RANK: dict[str, int] = {Role.READONLY: 0, Role.WRITE: 1, Role.ADMIN: 2}
 
 # Models each non-admin role may see at all in the admin / API (app_label.model_name).
-# READONLY never sees secret values, users, invitations or sessions: its own API tokens live on
-# the account page (/account/), not in the Session admin.
+# READONLY never sees secret values, users, invitations or API tokens: its own API tokens live on
+# the account page (/account/), not in the token admin.
 READABLE: dict[str, set[str]] = {
     Role.READONLY: {
         "pipelines_app.pipeline",
@@ -27,19 +41,21 @@ MODEL_ACTIONS: dict[str, dict[str, set[str]]] = {
     Role.WRITE: {
         # Only the `enabled` flag: the pipeline admin/API limit which fields are editable.
         "pipelines_app.pipeline": {"change"},
-        "runs_app.pipelinerun": {"change"},
+        # Runs are only viewed (cancel and retry are ACTIONS): Django's view-only run page.
         "runs_app.scheduledjob": {"add", "change", "delete"},
     },
 }
 
-# Actions that are not model CRUD.
+# Actions that are not model CRUD (the admin's buttons); ADMIN may take them all.
 ACTIONS: dict[str, set[str]] = {
     Role.READONLY: set(),
-    Role.WRITE: {"run", "cancel", "retry", "sync", "edit_schedule", "toggle_pipeline"},
+    Role.WRITE: {"run", "cancel", "retry", "sync", "toggle_pipeline"},
 }
-ADMIN_ONLY_ACTIONS = {"manage_users", "manage_secrets", "manage_tokens"}
-# Kept for readers who want the full list; ADMIN is not limited to it.
-ACTIONS[Role.ADMIN] = ACTIONS[Role.WRITE] | ADMIN_ONLY_ACTIONS
+
+
+def role_at_least(role: str, minimum: str) -> bool:
+    """Does `role` rank at or above `minimum`? An unknown role ranks below every role."""
+    return RANK.get(role, -1) >= RANK[minimum]
 
 
 def role_can_view(role: str, model_label: str) -> bool:
@@ -55,13 +71,6 @@ def role_can_do(role: str, action: str, model_label: str) -> bool:
     if action == "view":
         return role_can_view(role, model_label)
     return action in MODEL_ACTIONS.get(role, {}).get(model_label.lower(), set())
-
-
-def role_can_change(role: str, model_label: str) -> bool:
-    """True if the role may modify `model_label` rows in any way (add, change or delete)."""
-    if role == Role.ADMIN:
-        return True
-    return bool(MODEL_ACTIONS.get(role, {}).get(model_label.lower()))
 
 
 def role_can(role: str, action: str) -> bool:
