@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, Bench, summary, table, wait_finished  # noqa: E402
 
+RAW_MODES = ("direct", "uv")
 WITH_REQUIREMENTS = "import tomli_w\nprint(tomli_w.dumps({'hello': 1}).strip())\n"
 REQUIREMENT = "tomli-w==1.0.0\n"
 
@@ -91,43 +92,157 @@ def engine_run(pipeline) -> dict[str, float | None]:
 
 
 def raw_command(
-    executor: str, folder: Path, network: str = "none", *, requirements: bool = False
+    executor: str,
+    folder: Path,
+    network: str = "none",
+    *,
+    requirements: bool = False,
+    mode: str = "direct",
+    venv: Path | None = None,
 ) -> tuple[list[str], dict[str, str]]:
-    """The raw equivalent: `uv run` of the same requirements on the same (warm) shared cache,
-    as a user would run the pipeline by hand (`--offline`: the fastest uv gets on a warm cache),
-    with the same lock-down flags and network in Docker."""
+    """The raw equivalent of a run, with the same lock-down flags and network in Docker.
+
+    `direct` (the default): the command the engine runs, minus its wrapper — the interpreter,
+    or for requirements the interpreter of `venv`, an environment built like the warm-up's
+    (`raw_environment`), mounted read-only at /venv in Docker. `uv`: `uv run` of the same
+    requirements on the warm shared cache, as a user would run the pipeline by hand
+    (`--offline`: the fastest uv gets on a warm cache); what runs did before they got
+    prepared environments."""
+    if requirements and mode == "direct" and venv is None:
+        raise ValueError("a direct raw run with requirements needs its environment (venv)")
+    if executor == "local":
+        return _raw_local(folder, requirements=requirements, mode=mode, venv=venv)
+    return _raw_docker(folder, network, requirements=requirements, mode=mode, venv=venv)
+
+
+def _raw_local(
+    folder: Path, *, requirements: bool, mode: str, venv: Path | None
+) -> tuple[list[str], dict[str, str]]:
+    from django.conf import settings
+
+    from runs_app.engine.local_executor import local_env, local_python, uv_binary
+    from runs_app.engine.uvcache import uv_cache_dir
+
+    python = local_python(settings.FASTFLOW_DEFAULT_PYTHON_VERSION)
+    if mode == "uv":
+        command = [uv_binary(), "run", "--no-project", "--python", python]
+        if requirements:
+            command += ["--offline", "--with-requirements", str(folder / "requirements.txt")]
+        command.append("python")
+    else:
+        command = [str(venv / "bin" / "python") if requirements else python]
+    # The environment the engine gives a run (the host's TLS and proxy variables among
+    # others): uv reads SSL_CERT_FILE / SSL_CERT_DIR at every start, so a raw run without them
+    # would be measuring a different uv. The cache is the warm shared one.
+    home = Path(tempfile.mkdtemp(prefix="fastflow-bench-raw-"))
+    env = local_env(run_id="raw", pipeline_name=folder.name, user_env={}, home=home)
+    env["UV_CACHE_DIR"] = str(uv_cache_dir("local"))
+    if requirements and mode == "direct":
+        env["VIRTUAL_ENV"] = str(venv)
+    return [*command, "-u", "main.py"], env
+
+
+def _raw_docker(
+    folder: Path, network: str, *, requirements: bool, mode: str, venv: Path | None
+) -> tuple[list[str], dict[str, str]]:
+    from django.conf import settings
+
+    from runs_app.engine.docker_executor import image_name
+    from runs_app.engine.uvcache import uv_cache_dir
+
+    version = settings.FASTFLOW_DEFAULT_PYTHON_VERSION
+    image = image_name(version)
+    command = [
+        "docker", "run", "--rm", "--read-only", "--tmpfs", "/tmp",  # noqa: S108 - inside the container
+        "--user", settings.FASTFLOW_RUNNER_USER, "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges", "--network", network,
+        "-v", f"{folder}:/app:ro", "-e", "HOME=/tmp", "-w", "/app",
+    ]  # fmt: skip
+    if mode == "uv":
+        cache = uv_cache_dir("docker", world_writable=True)
+        with_requirements = ["--offline", "--with-requirements", "/app/requirements.txt"]
+        command += [
+            "-v", f"{cache}:/cache/uv", "-e", "UV_CACHE_DIR=/cache/uv",
+            "-e", "UV_PYTHON_DOWNLOADS=never", image,
+            "uv", "run", "--no-project", "--python", version,
+            *(with_requirements if requirements else []), "python",
+        ]  # fmt: skip
+    elif requirements:
+        command += ["-v", f"{venv}:/venv:ro", "-e", "VIRTUAL_ENV=/venv", image, "/venv/bin/python"]
+    else:
+        command += [image, "python" + version]
+    return [*command, "-u", "main.py"], dict(os.environ)
+
+
+def raw_environment(executor: str, folder: Path, target: Path) -> Path:
+    """The raw side's prepared environment for the pipeline's requirements, built at `target`
+    as the warm-up builds the engine's (`uv venv`, then `uv pip install`, copies, bytecode
+    compiled) from the shared cache the warm-up filled (`--offline`). Built with the tools of
+    the benchmark, not of the code under test, so `--compare` measures the same raw side."""
     from django.conf import settings
 
     from runs_app.engine.uvcache import uv_cache_dir
 
     python_version = settings.FASTFLOW_DEFAULT_PYTHON_VERSION
+    install = ["pip", "install", "--offline", "--link-mode", "copy", "--compile-bytecode"]
     if executor == "local":
-        from runs_app.engine.local_executor import local_env, local_python, uv_binary
+        from runs_app.engine.local_executor import local_python, uv_binary
 
-        command = [uv_binary(), "run", "--no-project", "--python", local_python(python_version)]
-        if requirements:
-            command += ["--offline", "--with-requirements", str(folder / "requirements.txt")]
-        # The environment the engine gives a run (the host's TLS and proxy variables among
-        # others): uv reads SSL_CERT_FILE / SSL_CERT_DIR at every start, so a raw run without
-        # them would be measuring a different uv. The cache is the warm shared one.
-        home = Path(tempfile.mkdtemp(prefix="fastflow-bench-raw-"))
-        env = local_env(run_id="raw", pipeline_name=folder.name, user_env={}, home=home)
-        env["UV_CACHE_DIR"] = str(uv_cache_dir("local"))
-        return [*command, "python", "-u", "main.py"], env
+        env = {**os.environ, "UV_CACHE_DIR": str(uv_cache_dir("local"))}
+        uv = uv_binary()
+        subprocess.run(
+            [uv, "venv", "--python", local_python(python_version), str(target)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [uv, *install, "--python", str(target / "bin" / "python")]
+            + ["-r", str(folder / "requirements.txt")],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        return target
     from runs_app.engine.docker_executor import image_name
 
-    command = [
-        "docker", "run", "--rm", "--read-only", "--tmpfs", "/tmp",  # noqa: S108 - inside the container
-        "--user", settings.FASTFLOW_RUNNER_USER, "--cap-drop", "ALL",
-        "--security-opt", "no-new-privileges", "--network", network,
-        "-v", f"{folder}:/app:ro", "-v", f"{uv_cache_dir('docker', world_writable=True)}:/cache/uv",
-        "-e", "UV_CACHE_DIR=/cache/uv", "-e", "UV_PYTHON_DOWNLOADS=never", "-e", "HOME=/tmp",
-        "-w", "/app", image_name(python_version),
-        "uv", "run", "--no-project", "--python", python_version,
-        *(["--offline", "--with-requirements", "/app/requirements.txt"] if requirements else []),
-        "python", "-u", "main.py",
-    ]  # fmt: skip
-    return command, dict(os.environ)
+    target.mkdir(parents=True)
+    target.chmod(0o777)  # noqa: S103 - written by the runner uid, like the warm-up's build dir
+    cache = uv_cache_dir("docker", world_writable=True)
+    script = (
+        f"uv venv --python {python_version} /venv && "
+        f"uv {' '.join(install)} --python /venv/bin/python -r /app/requirements.txt"
+    )
+    subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--user",
+            settings.FASTFLOW_RUNNER_USER,
+            "-v",
+            f"{folder}:/app:ro",
+            "-v",
+            f"{cache}:/cache/uv",
+            "-v",
+            f"{target}:/venv",
+            "-e",
+            "UV_CACHE_DIR=/cache/uv",
+            "-e",
+            "UV_PYTHON_DOWNLOADS=never",
+            "-e",
+            "HOME=/tmp",
+            image_name(python_version),
+            "sh",
+            "-c",
+            script,
+        ],  # fmt: skip
+        check=True,
+        capture_output=True,
+    )
+    return target
 
 
 def raw_run(command: list[str], env: dict[str, str], cwd: Path) -> dict[str, float | None]:
@@ -202,18 +317,26 @@ def measure(
     network: str = "none",
     *,
     requirements: bool = False,
+    raw_mode: str = "direct",
 ) -> tuple[list[list[object]], list[list[object]]]:
     label = executor if executor == "local" else f"docker ({network})"
     label += " + requirements" if requirements else ""
-    engine = bench.start_engine(FASTFLOW_EXECUTOR=executor, FASTFLOW_RUNNER_NETWORK=network)
+    # The pipeline before the engine: a leader's sync that listed the folder before it existed
+    # would mark the new row missing.
     name = f"{'reqs' if requirements else 'trivial'}_{executor}_{network}"
     if requirements:
         pipeline = bench.pipeline(name, WITH_REQUIREMENTS, REQUIREMENT)
         warm(pipeline, executor)
     else:
         pipeline = bench.pipeline(name)
+    engine = bench.start_engine(FASTFLOW_EXECUTOR=executor, FASTFLOW_RUNNER_NETWORK=network)
     folder = bench.pipelines / pipeline.pipeline_name
-    command, env = raw_command(executor, folder, network, requirements=requirements)
+    venv = None
+    if requirements and raw_mode == "direct":
+        venv = raw_environment(executor, folder, bench.tmp / f"raw-venv-{name}")
+    command, env = raw_command(
+        executor, folder, network, requirements=requirements, mode=raw_mode, venv=venv
+    )
     for _ in range(warmup):  # warm caches, the image, the engine's first-use paths
         engine_run(pipeline)
         raw_run(command, env, folder)
@@ -269,6 +392,12 @@ def main() -> None:
     parser.add_argument(
         "--compare", metavar="CHECKOUT", help="run the same on another checkout's code too"
     )
+    parser.add_argument(
+        "--raw",
+        choices=RAW_MODES,
+        default="direct",
+        help="raw side: the engine's command without the engine (direct), or uv run (uv)",
+    )
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="keep the temp installation")
     args = parser.parse_args()
@@ -290,7 +419,13 @@ def main() -> None:
             for network in networks if executor == "docker" else ["none"]:
                 for requirements in (False, True) if args.requirements else (False,):
                     t, s = measure(
-                        bench, executor, args.runs, args.warmup, network, requirements=requirements
+                        bench,
+                        executor,
+                        args.runs,
+                        args.warmup,
+                        network,
+                        requirements=requirements,
+                        raw_mode=args.raw,
                     )
                     totals += t
                     segments += s
@@ -299,7 +434,8 @@ def main() -> None:
             return
         print(
             f"\n{args.runs} sequential runs per executor after {args.warmup} warm-up runs; "
-            f"database: {connection.vendor}; code: {ROOT}; times in ms; load average before "
+            f"database: {connection.vendor}; code: {ROOT}; raw: {args.raw}; times in ms; "
+            "load average before "
             f"{load_before}, after {load_average()} (1, 5, 15 min)\n"
         )
         print(table(HEADERS, totals))
@@ -314,7 +450,7 @@ def compare(args: argparse.Namespace) -> None:
     own process and throwaway installation), printed in one table."""
     roots = {"this": str(Path(__file__).resolve().parent.parent), "other": args.compare}
     passed = [f"--executor={args.executor}", f"--runs={args.runs}", f"--warmup={args.warmup}"]
-    passed.append(f"--network={args.network}")
+    passed += [f"--network={args.network}", f"--raw={args.raw}"]
     if args.requirements:
         passed.append("--requirements")
     load_before = load_average()
@@ -336,7 +472,8 @@ def compare(args: argparse.Namespace) -> None:
         return sorted(rows, key=lambda r: (r[1], r[2], r[0]))
 
     print(
-        f"\n{args.runs} sequential runs per executor and checkout; times in ms; load average "
+        f"\n{args.runs} sequential runs per executor and checkout; raw: {args.raw}; times in "
+        "ms; load average "
         f"before {load_before}, after {load_average()} (1, 5, 15 min)\n"
     )
     print(table(["code", *HEADERS], ordered(totals)))

@@ -1,7 +1,7 @@
 """The run's Docker network: pipeline.json's `network` (or FASTFLOW_RUNNER_NETWORK) chooses it,
 within the operator's allowlist (checked at discovery and again before a run starts); `none`
-means no interface but loopback, and a `none` pipeline with requirements runs offline from
-what the warm-up (which has a network) put into the cache. Real Docker, real discovery."""
+means no interface but loopback, and a `none` pipeline with requirements runs the environment
+the warm-up (which has a network) prepared. Real Docker, real discovery."""
 
 from __future__ import annotations
 
@@ -157,7 +157,7 @@ def test_the_container_is_on_the_runs_network(docker, make_pipeline_dir, network
 
 
 @pytest.mark.docker
-def test_a_none_pipeline_with_requirements_runs_offline_from_the_warm_cache(
+def test_a_none_pipeline_with_requirements_runs_its_prepared_environment(
     docker, settings, make_pipeline_dir
 ):
     settings.FASTFLOW_WARMUP_NETWORK = _recorded_network()
