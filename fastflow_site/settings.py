@@ -298,7 +298,7 @@ if DATABASES["default"].get("NAME") in {"", ":memory:"}:
 # Persistent connections. PostgreSQL: one psycopg pool per process (Django's OPTIONS["pool"]),
 # because the engine drives every run in a new thread and Django's CONN_MAX_AGE keeps a
 # connection per thread: it would still connect once per run. Pooled connections outlive the
-# threads; a connection is checked on checkout (CONN_HEALTH_CHECKS), so one broken by a
+# threads; a connection is checked on checkout (`fastflow_site/dbpool.py`), so one broken by a
 # database restart is replaced, never handed out. Without the pool, and on SQLite, threads keep
 # their connection for FASTFLOW_DB_CONN_MAX_AGE seconds (health-checked at each request or loop
 # round by close_old_connections()).

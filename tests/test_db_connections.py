@@ -1,11 +1,13 @@
 """Persistent database connections: a real engine on PostgreSQL opens no connection per run and
 none per idle second (its connections come from the process's psycopg pool and outlive the
 per-run worker threads), and it survives a database outage: a run that ends while the
-database refuses connections is recorded once it is back, and the engine goes on claiming."""
+database refuses connections is recorded once it is back, and the engine goes on claiming. A
+pool whose idle connections a restart killed serves the next query at once."""
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 
@@ -123,3 +125,44 @@ def test_an_engine_survives_a_database_outage_and_records_the_run_that_ended_dur
         engine.assert_alive()
     output = engine.read_output()
     assert "database unavailable" in output or "engine step failed" in output, output
+
+
+def test_after_a_restart_killed_every_idle_pooled_connection_the_next_query_is_served():
+    """A database restart leaves the pool full of dead connections. psycopg_pool backs off 1,
+    2, 4 s between failed checks, so with five of them the next query used to give up at the
+    pool timeout (5 s) with the database long back; our check replaces them all at the first."""
+    from pipelines_app.models import Pipeline
+
+    pool = connection.pool
+    assert pool is not None  # FASTFLOW_DB_POOL is on by default
+    ours = connection.cursor().connection.info.backend_pid  # this thread's, checked out
+    held = [pool.getconn() for _ in range(6)]  # six more, idle in the pool afterwards
+    for conn in held:
+        pool.putconn(conn)
+    params = connection.get_connection_params()
+    params.update(dbname="postgres", autocommit=True)
+    params.pop("context", None)
+    params.pop("cursor_factory", None)
+    with psycopg.connect(**params) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> %s AND backend_type = 'client backend'",
+            [connection.settings_dict["NAME"], ours],
+        ).fetchone()[0]
+    assert killed >= 6
+
+    result: list[object] = []
+
+    def query() -> None:  # a new thread takes a connection from the pool, like a request
+        try:
+            result.append(Pipeline.objects.count())
+        except Exception as exc:  # noqa: BLE001 - reported below
+            result.append(exc)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=query)
+    worker.start()
+    worker.join(30)
+    assert result == [0], result
+    assert pool.get_stats()["connections_lost"] >= 5
