@@ -14,12 +14,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Case, Count, F, Value, When
 from django.utils import timezone
 
 from audit_app.context import AuditContext
 from audit_app.services import audit_record
+from fastflow_site.db import serialise
 from pipelines_app.env_names import reserved_env_message
 from pipelines_app.models import Pipeline
 from pipelines_app.spec import PipelineSpec
@@ -43,18 +44,6 @@ logger = logging.getLogger(__name__)
 PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 KEY_MAX_LENGTH = 255
-
-
-def _serialise(name: str) -> None:
-    """Inside an atomic block: make concurrent check-then-write sections on `name` take turns.
-
-    PostgreSQL: a transaction-level advisory lock (released at commit). SQLite: nothing to do,
-    the settings open every transaction with BEGIN IMMEDIATE, which already takes the single
-    write lock before the first read.
-    """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])
 
 
 def _short_key(key: str) -> str:
@@ -205,7 +194,7 @@ def run_enqueue(
     key = _short_key(idempotency_key)
     with transaction.atomic():
         if key:
-            _serialise(f"run-idempotency:{target.pipeline_name}:{key}")
+            serialise(f"run-idempotency:{target.pipeline_name}:{key}")
             existing = (
                 PipelineRun.objects.filter(
                     pipeline=target,
@@ -349,7 +338,7 @@ def run_claim(*, engine_id: str, limit: int) -> list[PipelineRun]:
     now = timezone.now()
     claimed: list[PipelineRun] = []
     with transaction.atomic():
-        _serialise("run-claim")
+        serialise("run-claim")
         running = PipelineRun.objects.filter(status=RunStatus.RUNNING)
         free = min(limit, settings.FASTFLOW_MAX_CONCURRENT_RUNS - running.count())
         if free <= 0:
@@ -386,22 +375,36 @@ def run_claim(*, engine_id: str, limit: int) -> list[PipelineRun]:
                 limits[name] = spec.max_instances if spec is not None else None
             if limits[name] is not None and per_pipeline.get(name, 0) >= limits[name]:
                 continue  # this batch filled the pipeline up
+            # The run keeps the commit its pipeline row was discovered from (git sync): the
+            # checkout whose files match the configuration it starts with, read in this same
+            # query (checkouts in use are collected under this claim's lock).
+            commit = candidate.pipeline.git_commit
             updated = PipelineRun.objects.filter(id=candidate.id, status=RunStatus.PENDING).update(
-                status=RunStatus.RUNNING, started_at=now, engine_id=engine_id
+                status=RunStatus.RUNNING, started_at=now, engine_id=engine_id, git_commit=commit
             )
             if updated != 1:
                 continue  # cancelled meanwhile
             # What the update wrote (it found the row still PENDING, as read): no re-read.
-            candidate.status, candidate.started_at, candidate.engine_id = (
-                RunStatus.RUNNING,
-                now,
-                engine_id,
-            )
+            candidate.status, candidate.started_at = RunStatus.RUNNING, now
+            candidate.engine_id, candidate.git_commit = engine_id, commit
             per_pipeline[name] = per_pipeline.get(name, 0) + 1
             claimed.append(candidate)
             if len(claimed) == free:
                 break
     return claimed
+
+
+def run_commits_in_use() -> set[str]:
+    """The git commits whose checkouts must stay: those of RUNNING runs and those a run claimed
+    from now on can get (its pipeline row's). Read under the claim's lock, so a claim that is
+    committing meanwhile is counted, never missed."""
+    with transaction.atomic():
+        serialise("run-claim")
+        running = PipelineRun.objects.filter(status=RunStatus.RUNNING).values_list(
+            "git_commit", flat=True
+        )
+        discovered = Pipeline.objects.values_list("git_commit", flat=True)
+        return ({*running} | {*discovered}) - {""}
 
 
 def run_record_start(
