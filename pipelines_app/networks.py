@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from pipelines_app.spec import PipelineSpec
+
 
 def network_allowed() -> tuple[str, ...]:
     """The networks a pipeline.json may choose: the default first, then the operator's list."""
@@ -33,3 +35,9 @@ def network_refusal(network: str) -> str:
         f"network {network!r} is not allowed in this installation{hint}; allowed: "
         f"{', '.join(allowed)} (FASTFLOW_RUNNER_NETWORK, FASTFLOW_RUNNER_NETWORKS_ALLOWED)"
     )
+
+
+def spec_network_errors(spec: PipelineSpec, source: str) -> list[str]:
+    """Discovery's error for a pipeline.json `network` this installation does not allow."""
+    refused = network_refusal(spec.network) if spec.network else ""
+    return [f"{source}: key 'network': {refused}"] if refused else []
