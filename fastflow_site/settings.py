@@ -374,6 +374,61 @@ STORAGES = {
     },
 }
 
+# --- Run output storage (docs/storage.md) -----------------------------------------------------
+# "local": logs and metrics are files in the data dir, read by the web process from the same
+# disk (one host, or a shared volume). "s3": the engine keeps them in its own data dir while the
+# run is live, copies new lines into the database every FASTFLOW_LIVE_OUTPUT_INTERVAL_SECONDS
+# (what the web process shows meanwhile) and moves them to an S3-compatible bucket at the end.
+FASTFLOW_RUN_STORAGE = env_choice("FASTFLOW_RUN_STORAGE", "local", ("local", "s3"))
+FASTFLOW_LIVE_OUTPUT_INTERVAL_SECONDS = env_float(
+    "FASTFLOW_LIVE_OUTPUT_INTERVAL_SECONDS", 1.0, minimum=0.05
+)
+# The name of the Django storage (settings.STORAGES) holding archived run output.
+RUN_OUTPUT_STORAGE = "fastflow_runs"
+
+
+def _s3_storage() -> dict[str, Any]:
+    """The django-storages S3 backend from FASTFLOW_S3_*; only read with FASTFLOW_RUN_STORAGE=s3."""
+    bucket = env_str("FASTFLOW_S3_BUCKET", "").strip()
+    if not bucket:
+        raise ImproperlyConfigured("FASTFLOW_S3_BUCKET: required with FASTFLOW_RUN_STORAGE=s3")
+    endpoint = env_str("FASTFLOW_S3_ENDPOINT_URL", "").strip()
+    if endpoint and not re.match(r"https?://[^/\s]+", endpoint):
+        raise ImproperlyConfigured(
+            f"FASTFLOW_S3_ENDPOINT_URL: expected http(s)://host[:port], got {endpoint!r}"
+        )
+    try:
+        import storages.backends.s3  # noqa: F401 - fail here, naming the extra, not at run end
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            "FASTFLOW_RUN_STORAGE: s3 needs django-storages[s3] (pip install 'fastflow[s3]')"
+        ) from exc
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": bucket,
+            "endpoint_url": endpoint or None,
+            "region_name": env_str("FASTFLOW_S3_REGION", "").strip() or None,
+            # Empty: boto3's own chain (AWS_* variables, an instance or pod role, ~/.aws).
+            "access_key": env_str("FASTFLOW_S3_ACCESS_KEY_ID", "") or None,
+            "secret_key": env_str("FASTFLOW_S3_SECRET_ACCESS_KEY", "") or None,
+            "location": env_str("FASTFLOW_S3_PREFIX", "").strip().strip("/"),
+            "addressing_style": env_choice(
+                "FASTFLOW_S3_ADDRESSING_STYLE", "auto", ("auto", "path", "virtual")
+            ),
+            # A run's objects are written once under their own names; private, never signed
+            # URLs: the web process reads them and serves them behind its permissions.
+            "file_overwrite": True,
+            "default_acl": None,
+            "querystring_auth": False,
+            "signature_version": "s3v4",
+        },
+    }
+
+
+if FASTFLOW_RUN_STORAGE == "s3":
+    STORAGES[RUN_OUTPUT_STORAGE] = _s3_storage()
+
 # --- Cache -------------------------------------------------------------------------------------
 # Fast-Flow's own rate limits, webhook replay protection and idempotency live in the database
 # (fastflow_site.throttle), shared by every process. Django's cache only serves libraries

@@ -8,8 +8,9 @@ from datetime import timedelta
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from runs_app.logs import log_lines_parse, log_path, log_read
+from runs_app.logs import log_lines_parse
 from runs_app.models import PipelineRun, RunStatus
+from runs_app.run_output import LOG, log_read, output_size
 
 STATUS_COLOURS = {
     RunStatus.PENDING: "#6c757d",
@@ -70,10 +71,9 @@ def log_tail(
 ) -> tuple[list[dict], int, bool]:
     """The last `max_bytes` of the log as parsed lines (whole lines; `LogLine.to_dict()`:
     source, time, text), the offset after them, and whether earlier lines were left out."""
-    path = log_path(run=run)
-    if path is None:
+    size = output_size(run=run, stream=LOG)
+    if size is None:
         return [], 0, False
-    size = path.stat().st_size
     start = max(size - max_bytes, 0)
     data, next_offset = log_read(run=run, offset=start, limit=max_bytes)
     truncated = start > 0

@@ -34,19 +34,17 @@ from runs_app.admin_display import (
     status_badge,
 )
 from runs_app.admin_run_list import CappedPaginator, RunChangeList, run_search
-from runs_app.errors import InvalidRunRequest, RunError
-from runs_app.logs import (
-    artifact_response,
+from runs_app.errors import InvalidRunRequest, RunError, RunStorageUnavailable
+from runs_app.logs import artifact_response, log_offset_parse, run_artifact, run_artifacts
+from runs_app.models import PipelineRun, RunStatus, TriggeredBy
+from runs_app.run_output import (
+    log_available,
     log_missing,
-    log_offset_parse,
-    log_path,
+    log_open,
     log_read,
     metrics_missing,
     metrics_read,
-    run_artifact,
-    run_artifacts,
 )
-from runs_app.models import PipelineRun, RunStatus, TriggeredBy
 from runs_app.services import run_cancel, run_delete, run_retry
 
 MAX_REPORTED_ERRORS = 10
@@ -271,12 +269,14 @@ class PipelineRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="CPU / RAM")
     def resources(self, obj: PipelineRun) -> str:
-        summary = resource_summary(
-            samples=metrics_read(run=obj), peak_memory_bytes=obj.peak_memory_bytes
-        )
+        try:
+            samples = metrics_read(run=obj)
+        except RunStorageUnavailable as exc:
+            return str(exc)
+        summary = resource_summary(samples=samples, peak_memory_bytes=obj.peak_memory_bytes)
         if not summary.samples and summary.memory_peak is None:
             if metrics_missing(run=obj):
-                return f"Metrics file missing: {obj.metrics_file} is not in the data directory."
+                return f"Metrics file missing: {obj.metrics_file} is not in the run storage."
             return "No metrics recorded."
         cpu = (
             f"avg {summary.cpu_avg:.1f}% · max {summary.cpu_max:.1f}%"
@@ -366,23 +366,32 @@ class PipelineRunAdmin(admin.ModelAdmin):
         obj: PipelineRun | None = None,
     ) -> TemplateResponse:
         if obj is not None:
-            lines, offset, truncated = log_tail(run=obj)
+            try:
+                context.update(self._log_context(obj))
+            except RunStorageUnavailable as exc:  # the rest of the page still shows
+                self.message_user(request, str(exc), messages.ERROR)
             pk = quote(obj.pk)
             context.update(
-                log_lines=lines,
-                log_offset=offset,
-                log_truncated=truncated,
                 log_live=not obj.is_terminal,
                 log_url=reverse("admin:runs_app_pipelinerun_log", args=[pk]),
                 log_download_url=reverse("admin:runs_app_pipelinerun_log_download", args=[pk]),
-                has_log_file=log_path(run=obj) is not None,
-                log_missing=log_missing(run=obj),
                 can_cancel=not obj.is_terminal and self.has_cancel_permission(request),
                 can_retry=obj.is_terminal and self.has_retry_permission(request),
                 cancel_url=reverse("admin:runs_app_pipelinerun_cancel", args=[pk]),
                 retry_url=reverse("admin:runs_app_pipelinerun_retry", args=[pk]),
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    @staticmethod
+    def _log_context(obj: PipelineRun) -> dict[str, Any]:
+        lines, offset, truncated = log_tail(run=obj)
+        return {
+            "log_lines": lines,
+            "log_offset": offset,
+            "log_truncated": truncated,
+            "has_log_file": log_available(run=obj),
+            "log_missing": log_missing(run=obj),
+        }
 
     def get_urls(self) -> list:
         view = self.admin_site.admin_view
@@ -426,9 +435,10 @@ class PipelineRunAdmin(admin.ModelAdmin):
         run = self._viewable_run(request, object_id)
         try:
             offset = log_offset_parse(raw=request.GET.get("offset", "0"))
-        except InvalidRunRequest as exc:
+            data, next_offset = log_read(run=run, offset=offset)
+            missing = log_missing(run=run)
+        except (InvalidRunRequest, RunStorageUnavailable) as exc:
             return service_error_json(exc)
-        data, next_offset = log_read(run=run, offset=offset)
         response = JsonResponse(
             {
                 "lines": log_lines_json(data),
@@ -436,21 +446,26 @@ class PipelineRunAdmin(admin.ModelAdmin):
                 "status": run.status,
                 "terminal": run.is_terminal,
                 "cancel_requested": run.cancel_requested_at is not None,
-                "log_missing": log_missing(run=run),
+                "log_missing": missing,
             }
         )
         response["Cache-Control"] = "no-store"
         return response
 
-    def log_download_view(self, request: HttpRequest, object_id: str) -> FileResponse:
+    def log_download_view(
+        self, request: HttpRequest, object_id: str
+    ) -> FileResponse | JsonResponse:
         run = self._viewable_run(request, object_id)
-        path_ = log_path(run=run)
-        if path_ is None:
+        try:
+            content = log_open(run=run)
+        except RunStorageUnavailable as exc:
+            return service_error_json(exc)
+        if content is None:
             raise Http404(
                 "Log file missing." if log_missing(run=run) else "This run has no log file."
             )
         return FileResponse(
-            path_.open("rb"),
+            content,
             as_attachment=True,
             filename=f"run-{run.pk}.log",
             content_type="text/plain; charset=utf-8",

@@ -35,14 +35,12 @@ from runs_app.logs import (
     DEFAULT_CHUNK,
     MAX_LOG_OFFSET,
     artifact_response,
-    log_missing,
     log_offset_parse,
-    log_read,
-    metrics_read,
     run_artifact,
     run_artifacts,
 )
 from runs_app.models import PipelineRun, RunStatus, TriggeredBy
+from runs_app.run_output import log_missing, log_read, metrics_read
 from runs_app.sse import log_events
 
 MAX_LOG_CHUNK = 4 * 1024 * 1024
@@ -184,8 +182,8 @@ def run_log_check(run: PipelineRun) -> None:
     """404 `log_missing` for a finished run whose log file is gone (not an empty log)."""
     if log_missing(run=run):
         raise LogFileMissing(
-            f"log file missing: the log of run {run.id} ({run.log_file}) is not in the data "
-            "directory"
+            f"log file missing: the log of run {run.id} ({run.log_file}) is not in the run "
+            "storage (the data directory, or the bucket with FASTFLOW_RUN_STORAGE=s3)"
         )
 
 

@@ -31,10 +31,17 @@ class InvalidRunRequest(RunError):
 
 
 class LogFileMissing(RunError):
-    """A finished run's recorded log file is not in the data directory any more."""
+    """A finished run's recorded log is not in the run storage any more (file or object)."""
 
     code = "log_missing"
     http_status = 404
+
+
+class RunStorageUnavailable(RunError):
+    """The object store holding finished runs' output did not answer (FASTFLOW_RUN_STORAGE=s3)."""
+
+    code = "run_storage_unavailable"
+    http_status = 503
 
 
 class RunStateConflict(RunError):

@@ -1,5 +1,6 @@
-"""A run's files: where its log, metrics and artifacts live, the log's line format, engine notes
-appended after the end, and reading them back for the admin and the API (tailing by byte offset).
+"""A run's files: where its log, metrics and artifacts live, the log's line format, the file
+primitives (appending whole lines, reading from a byte offset) under `run_output.py`, and the
+artifacts' readers.
 
 Log format (one line per line of output, UTF-8):
 
@@ -17,14 +18,14 @@ continued across an upgrade may hold both). The source of a format-1 line is unk
 Metrics: one JSON object per line. Artifacts: files the engine kept from the run's output
 directory (the executed notebook of a notebook pipeline), in
 `artifacts/<pipeline>/<shard>/<run id>/`. The engine's writers (`engine/logstream.py`,
-`engine/metrics.py`, `engine/outputs.py`) produce these files; everything else reads or appends
-through here.
+`engine/metrics.py`, `engine/outputs.py`) produce these files; logs and metrics are read and
+appended to through `run_output.py`, which also knows runs whose output is in the database or
+the object store.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -230,19 +231,12 @@ def run_artifacts_remove(*, run: PipelineRun) -> None:
     artifacts_remove(run_artifacts_dir(run))
 
 
-def log_append_notes(*, run: PipelineRun, notes: list[str]) -> None:
-    """Append engine notes to a finished run's log (retries queued, downstream runs, ...).
-
-    A plain append of note lines: notes are few and explain the end of a run, so like the
-    writer's own notes they bypass the log size cap. A log that cannot be written (a full
-    disk) is logged; the file keeps what it had.
-    """
-    if not notes or not run.log_file:
-        return
+def log_append_bytes(*, run: PipelineRun, data: bytes) -> None:
+    """Append whole lines to a run's log file (`run_output.log_append_notes` for any run). A log
+    that cannot be written (a full disk) is logged; the file keeps what it had."""
     path = Path(run.log_file)
     try:
         with private_open(path, "ab", buffering=0) as fh:  # 0600 in 0700 folders
-            data = b"".join(log_line(NOTE, datetime.now(UTC), note) for note in notes)
             append_whole(fh, data, size=fh.seek(0, 2))
     except OSError as exc:
         logger.warning("run %s: cannot append to %s: %s", run.id, run.log_file, exc)
@@ -267,10 +261,6 @@ def data_file(stored: str) -> Path | None:
     return path
 
 
-def log_path(*, run: PipelineRun) -> Path | None:
-    return data_file(run.log_file)
-
-
 def log_offset_parse(*, raw: str) -> int:
     """A byte offset from a query parameter or `Last-Event-ID`, for every log endpoint alike."""
     try:
@@ -292,47 +282,13 @@ def read_from(fh: BinaryIO, offset: int, limit: int = -1) -> bytes:
     return fh.read(limit)
 
 
-def log_missing(*, run: PipelineRun) -> bool:
-    """A finished run whose recorded log file is gone (deleted by hand, a lost volume): it
-    must say so, not look like a run that printed nothing. A live run's file may simply not
-    exist yet (its container is starting), and a run that never started has none."""
-    return bool(run.log_file) and run.is_terminal and log_path(run=run) is None
-
-
-def metrics_missing(*, run: PipelineRun) -> bool:
-    return bool(run.metrics_file) and run.is_terminal and data_file(run.metrics_file) is None
-
-
-def log_read(*, run: PipelineRun, offset: int = 0, limit: int = DEFAULT_CHUNK) -> tuple[bytes, int]:
-    """Bytes of the log from `offset` (at most `limit`), and the offset to ask for next.
-
-    Only whole lines are returned, so a reader tailing a live run never sees half a line;
-    a line longer than `limit` is returned in pieces.
-    """
-    path = log_path(run=run)
-    if path is None:
-        return b"", max(offset, 0)
-    offset = max(offset, 0)
-    with path.open("rb") as fh:
-        data = read_from(fh, offset, limit)
+def whole_lines(data: bytes, limit: int) -> bytes:
+    """`data` read with `limit` cut back to whole lines, so a reader tailing a live run never
+    sees half a line; a line longer than `limit` is returned in pieces."""
     if data and not data.endswith(b"\n"):
         cut = data.rfind(b"\n")
         if cut >= 0:
-            data = data[: cut + 1]
-        elif len(data) < limit:
-            data = b""  # an incomplete last line: wait for its newline
-    return data, offset + len(data)
-
-
-def metrics_read(*, run: PipelineRun) -> list[dict]:
-    """The run's metric samples; malformed lines (e.g. a half-written last line) are skipped."""
-    path = data_file(run.metrics_file)
-    if path is None:
-        return []
-    samples = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            samples.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return samples
+            return data[: cut + 1]
+        if len(data) < limit:
+            return b""  # an incomplete last line: wait for its newline
+    return data

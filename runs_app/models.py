@@ -103,6 +103,9 @@ class PipelineRun(models.Model):
     # Daemon pipelines: crash restarts in a row (each after a run that crashed quickly) that led
     # to this run; its size sets the crash-loop back-off (runs_app/daemon.py).
     restart_count = models.IntegerField(default=0)
+    # With FASTFLOW_RUN_STORAGE=s3: when the run's log and metrics were moved from the live
+    # chunks (RunOutputChunk) to the object store; null while they are live or on local disk.
+    output_archived_at = models.DateTimeField(null=True, blank=True)
 
     objects = PipelineRunQuerySet.as_manager()
 
@@ -376,3 +379,38 @@ class RunPeriodStats(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pipeline_id} {self.status} {self.granularity} of {self.period_start}"
+
+
+class OutputStream(models.TextChoices):
+    LOG = "log", "log"
+    METRICS = "metrics", "metrics"
+
+
+class RunOutputChunk(models.Model):
+    """A piece of a live run's log or metrics file, copied by its engine while the run runs
+    (FASTFLOW_RUN_STORAGE=s3), so the web process can show it without sharing the engine's
+    disk. `offset` is the byte offset of `data` in the file, the same as in the archived object;
+    the chunks of a stream are contiguous. Deleted once the run's output is archived."""
+
+    # Not a serial: rows come and go all day (a busy installation would exhaust an integer).
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(
+        PipelineRun, on_delete=models.CASCADE, related_name="output_chunks", db_index=False
+    )
+    stream = models.CharField(max_length=8, choices=OutputStream.choices)
+    offset = models.BigIntegerField()
+    data = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "run_output_chunks"
+        constraints = [
+            # Reads go by (run, stream, offset); a second writer of the same bytes (an engine
+            # that lost the run to another) fails instead of interleaving.
+            models.UniqueConstraint(
+                fields=["run", "stream", "offset"], name="run_output_chunk_offset_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} {self.stream} @{self.offset}"

@@ -31,8 +31,9 @@ from django.utils import timezone
 from audit_app.context import AuditContext
 from audit_app.services import audit_record
 from pipelines_app.models import Pipeline
-from runs_app.logs import artifacts_dir_for, artifacts_remove, artifacts_root, data_file
+from runs_app.logs import artifacts_dir_for, artifacts_remove, artifacts_root
 from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus
+from runs_app.run_output import output_remove
 
 logger = logging.getLogger(__name__)
 
@@ -151,19 +152,6 @@ def _batches(queryset: QuerySet[PipelineRun], size: int) -> Iterator[list[tuple]
         after = rows[-1][:2]
 
 
-def _remove(stored: str) -> int:
-    path = data_file(stored)
-    if path is None:
-        return 0
-    try:
-        size = path.stat().st_size
-        path.unlink()
-    except OSError as exc:
-        logger.warning("retention: cannot remove %s: %s", path, exc)
-        return 0
-    return size
-
-
 def runs_retention_apply(
     *,
     dry_run: bool = False,
@@ -221,7 +209,7 @@ def _delete_batch(
     # without a row would be found again only by the orphan sweep.
     for _, run_id, log_file, metrics_file in rows:
         for stored in (log_file, metrics_file):
-            removed = _remove(stored)
+            removed = output_remove(stored)
             if removed:
                 report.files += 1
                 report.bytes += removed

@@ -25,6 +25,7 @@ from django.utils import timezone
 from fastflow_site.datadir import private_dir
 from runs_app.logs import data_file, run_log_file, run_metrics_file
 from runs_app.models import TERMINAL_STATUSES, PipelineRun
+from runs_app.run_output import is_object_name
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,8 @@ def _shard_file(
     run: PipelineRun, column: str, target: Path, report: ShardReport, *, dry_run: bool
 ) -> None:
     stored = getattr(run, column)
-    if not stored or Path(stored) == target:
-        return
+    if not stored or is_object_name(stored) or Path(stored) == target:
+        return  # nothing, already in place, or in the object store (named, not sharded)
     current = data_file(stored)
     if current is None:
         if target.is_file():

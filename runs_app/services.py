@@ -34,11 +34,12 @@ from runs_app.errors import (
     RunError,
     RunStateConflict,
 )
-from runs_app.logs import data_file, log_append_notes, run_artifacts_remove, run_log_file
+from runs_app.logs import run_artifacts_remove
 from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus, ScheduledJob, TriggeredBy
 from runs_app.notify import notify_run_finished
 from runs_app.outcome import Outcome, outcome_message
 from runs_app.period_stats import run_period_stats_record
+from runs_app.run_output import log_append_notes, output_names, output_remove
 from runs_app.stats import run_stats_record
 from runs_app.wakeup import WAKE_CANCEL, WAKE_RUN, engines_wake
 
@@ -351,19 +352,13 @@ def run_delete(*, run: PipelineRun, audit: AuditContext | None = None) -> None:
     Files go first: a row without files only shows "no log", files without a row are never
     found again. A file that cannot be removed is logged and the row is deleted anyway.
     """
-    run.refresh_from_db(fields=["status", "log_file", "metrics_file"])
+    run.refresh_from_db(fields=["status", "log_file", "metrics_file", "output_archived_at"])
     if not run.is_terminal:
         raise RunStateConflict(
             f"run {run.id} is {run.status}; only a finished run can be deleted (cancel it first)"
         )
     for stored in (run.log_file, run.metrics_file):
-        path = data_file(stored)
-        if path is None:
-            continue
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as exc:
-            logger.warning("run %s: cannot remove %s: %s", run.id, path, exc)
+        output_remove(stored)
     run_artifacts_remove(run=run)
     with transaction.atomic():
         deleted, _ = PipelineRun.objects.filter(id=run.id, status__in=TERMINAL_STATUSES).delete()
@@ -499,7 +494,7 @@ def run_requeue(*, run: PipelineRun, reason: str) -> bool:
     False when it may not be re-queued any more (or is no longer this engine's): the caller
     fails it."""
     limit = settings.FASTFLOW_REQUEUE_MAX
-    log_file = run.log_file or str(run_log_file(run))
+    log_file = output_names(run)[0]
     requeued = PipelineRun.objects.filter(
         id=run.id,
         status=RunStatus.RUNNING,

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from django.db import DatabaseError, connection
 
-from runs_app.logs import log_path, log_read, read_from
 from runs_app.models import TERMINAL_STATUSES, PipelineRun
+from runs_app.run_output import log_read, log_rest
 
 POLL_SECONDS = 0.25
 # The file is cheap to poll; the database is asked about the status at most this often.
@@ -39,19 +38,14 @@ def _line_events(data: bytes, offset: int) -> Iterator[str]:
         yield _event(text, event_id=offset)
 
 
-def _tail_bytes(run: PipelineRun, offset: int) -> bytes:
-    """Whatever follows `offset`, including a last line that never got its newline."""
-    path: Path | None = log_path(run=run)
-    if path is None:
-        return b""
-    with path.open("rb") as fh:
-        return read_from(fh, offset)
-
-
 def _refresh(run: PipelineRun) -> bool:
     """Reload status and log path with one small query; False if the run was deleted."""
     try:
-        row = PipelineRun.objects.filter(id=run.id).values_list("status", "log_file").first()
+        row = (
+            PipelineRun.objects.filter(id=run.id)
+            .values_list("status", "log_file", "output_archived_at")
+            .first()
+        )
     except DatabaseError:
         # A dropped connection must not be reused by the next request on this worker; the
         # client reconnects with Last-Event-ID, so ending the stream loses nothing.
@@ -60,7 +54,7 @@ def _refresh(run: PipelineRun) -> bool:
         raise
     if row is None:
         return False
-    run.status, run.log_file = row
+    run.status, run.log_file, run.output_archived_at = row
     return True
 
 
@@ -98,7 +92,7 @@ def log_events(
                 draining = True
                 continue
             # log_read holds back an unterminated last line; the run is over, so send it too.
-            tail = _tail_bytes(run, offset)
+            tail = log_rest(run=run, offset=offset)
             yield from _line_events(tail, offset)
             offset += len(tail)
             status = run.status if exists else "DELETED"

@@ -22,6 +22,30 @@ os.environ["FASTFLOW_RUNNER_PULL"] = "false"
 SHARED_UV_CACHE = Path(os.environ.get("FASTFLOW_TEST_UV_CACHE", "/tmp/fastflow-test-uv-cache"))
 
 
+# Modules whose outcome does not depend on the database: executors driven without the engine's
+# database side, and browser tests of pages whose queries the other modules check on both
+# databases. CI runs them once, on SQLite (`-m "not db_independent"` on PostgreSQL, .ci/run).
+DB_INDEPENDENT_MODULES = frozenset(
+    {
+        "test_executor_docker",
+        "test_executor_local",
+        "test_docker_host_paths",
+        "test_run_isolation",
+        "test_admin_live_log_browser",
+        "test_api_docs_browser",
+        "test_admin_console_browser",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in (
+            DB_INDEPENDENT_MODULES
+        ):
+            item.add_marker(pytest.mark.db_independent)
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
     """On SQLite the test database is a file, not shared memory: engine subprocesses (the
@@ -128,6 +152,49 @@ def docker_engine() -> None:
     if IN_CI:
         pytest.fail("CI=true but no Docker engine is reachable (scripts/start-docker.sh failed?)")
     pytest.skip("no Docker engine reachable on this machine (run scripts/start-docker.sh)")
+
+
+@pytest.fixture
+def docker_env(docker_engine, settings) -> dict[str, str]:
+    """What an engine subprocess with the docker executor needs: the offline runner image."""
+    from tests.helpers_executor import use_runner_image
+
+    use_runner_image(settings)
+    return {
+        "FASTFLOW_RUNNER_IMAGE": settings.FASTFLOW_RUNNER_IMAGE,
+        "FASTFLOW_RUNNER_NETWORK": "none",
+        "FASTFLOW_CANCEL_GRACE_SECONDS": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Iterator[object]:
+    """moto's S3 server on 127.0.0.1 (a subprocess), for the whole session."""
+    from tests.helpers_object_store import s3_server_start
+
+    server = s3_server_start(tmp_path_factory.mktemp("s3") / "moto.out")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def object_store(s3_server, settings, monkeypatch) -> object:
+    """FASTFLOW_RUN_STORAGE=s3 with a fresh bucket: in this process's settings (read through
+    the real settings code) and in the environment engine subprocesses inherit."""
+    from fastflow_site import settings as site_settings
+    from tests.helpers_object_store import ObjectStore, new_bucket, object_store_env
+
+    bucket = new_bucket(s3_server)
+    env = object_store_env(s3_server, bucket)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings.FASTFLOW_RUN_STORAGE = "s3"
+    settings.FASTFLOW_LIVE_OUTPUT_INTERVAL_SECONDS = 0.2
+    settings.STORAGES = {
+        **settings.STORAGES,
+        settings.RUN_OUTPUT_STORAGE: site_settings._s3_storage(),
+    }
+    return ObjectStore(server=s3_server, bucket=bucket, env=env)
 
 
 def _browser_paths() -> tuple[str, str] | None:

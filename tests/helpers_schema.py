@@ -28,7 +28,17 @@ OUR_APPS = (
     "gitsync_app",
 )
 COLUMN_HEADER = ["Column", "Type", "Null", "Key", "Description"]
-PLAIN_FAMILIES = {"text", "integer", "bigint", "float", "boolean", "datetime", "json", "uuid"}
+PLAIN_FAMILIES = {
+    "text",
+    "integer",
+    "bigint",
+    "float",
+    "boolean",
+    "datetime",
+    "json",
+    "uuid",
+    "binary",
+}
 
 FIELD_FAMILY = {
     "CharField": "string",
@@ -47,6 +57,7 @@ FIELD_FAMILY = {
     "DateTimeField": "datetime",
     "JSONField": "json",
     "UUIDField": "uuid",
+    "BinaryField": "binary",
 }
 # What information_schema.columns.data_type must say on PostgreSQL for each family.
 POSTGRES_DATA_TYPE = {
@@ -59,6 +70,7 @@ POSTGRES_DATA_TYPE = {
     "datetime": "timestamp with time zone",
     "json": "jsonb",
     "uuid": "uuid",
+    "binary": "bytea",
 }
 
 

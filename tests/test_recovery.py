@@ -29,7 +29,7 @@ from tests.helpers_engine import (
     wait_for,
     wait_until_finished,
 )
-from tests.helpers_executor import text_lines, use_runner_image
+from tests.helpers_executor import text_lines
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,16 +47,6 @@ def run_containers(run: PipelineRun) -> list:
     return docker.from_env().containers.list(
         all=True, filters={"label": f"fastflow.run_id={run.id}"}, ignore_removed=True
     )
-
-
-@pytest.fixture
-def docker_env(docker_engine, settings) -> dict[str, str]:
-    use_runner_image(settings)
-    return {
-        "FASTFLOW_RUNNER_IMAGE": settings.FASTFLOW_RUNNER_IMAGE,
-        "FASTFLOW_RUNNER_NETWORK": "none",
-        "FASTFLOW_CANCEL_GRACE_SECONDS": "1",
-    }
 
 
 def crash_mid_run(run: PipelineRun, after: str, **env: str) -> EngineProcess:

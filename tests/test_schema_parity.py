@@ -59,6 +59,7 @@ def test_it_documents_the_seven_original_tables_and_the_added_tables(doc_text):
         "notification_attempts",
         "audit_log",
         "run_period_stats",
+        "run_output_chunks",
     }
 
 

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
@@ -23,11 +22,13 @@ from pipelines_app.discovery import resource_maxima
 from pipelines_app.networks import network_refusal
 from pipelines_app.spec import EffectiveConfig
 from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
+from runs_app.engine.output_shipper import OutputShipper, output_finish, output_prepare
 from runs_app.engine.outputs import output_dir_for, output_dir_remove, outputs_collect
 from runs_app.environment import RunEnvironment, RunEnvironmentError, run_environment
-from runs_app.logs import log_append_notes, run_artifacts_dir, run_log_file, run_metrics_file
+from runs_app.logs import run_artifacts_dir
 from runs_app.models import PipelineRun
 from runs_app.outcome import Outcome
+from runs_app.run_output import log_append_notes, output_local_path, output_names
 from runs_app.services import run_claim, run_fail, run_finish, run_record_start
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ def run_spec_build(
         raise RunSpecError(f"not started: pipeline.json key 'network': {refused}")
     environment = run_environment(run=run)
     limits = _hard_limits(effective)
+    log_file, metrics_file = output_names(run)
     run_spec = RunSpec(
         run_id=str(run.id),
         pipeline_name=pipeline.pipeline_name,
@@ -84,8 +86,8 @@ def run_spec_build(
         python_version=spec.python_version or settings.FASTFLOW_DEFAULT_PYTHON_VERSION,
         env=environment.env,
         mask_values=environment.mask_values,
-        log_file=Path(run.log_file) if run.log_file else run_log_file(run),
-        metrics_file=Path(run.metrics_file) if run.metrics_file else run_metrics_file(run),
+        log_file=output_local_path(log_file),
+        metrics_file=output_local_path(metrics_file),
         **limits,
         cpu_soft_limit=effective.cpu_soft_limit,
         mem_soft_limit=effective.mem_soft_limit,
@@ -133,9 +135,18 @@ class Dispatcher:
     engine re-attaches), and a pool's threads would keep the process alive until they end.
     """
 
-    def __init__(self, *, engine_id: str, executor: Executor, slots: int) -> None:
+    def __init__(
+        self,
+        *,
+        engine_id: str,
+        executor: Executor,
+        slots: int,
+        output: OutputShipper | None = None,
+    ) -> None:
         self.engine_id = engine_id
         self.executor = executor
+        # Copies live output into the database (FASTFLOW_RUN_STORAGE=s3); None: local files.
+        self.output = output
         self.slots = slots
         self.stopping = False
         self.wakeup = threading.Event()  # set whenever a worker ends: a slot is free
@@ -201,6 +212,8 @@ class Dispatcher:
                 # re-attached the run: it follows the container now; two followers would
                 # write every line twice.
                 active.lost = True
+                if self.output is not None:
+                    self.output.drop(active.run)  # the new owner copies its output now
                 logger.warning(
                     "run %s was taken over by engine %s; no longer following it", run_id, owner
                 )
@@ -244,6 +257,8 @@ class Dispatcher:
                     return
                 if self.stopping and self.survives_restart:
                     return
+            elif self.output is not None:
+                self.output.follow(run)  # re-attached: _start did it for a new one
             execution = active.execution
             # While the run runs this thread needs no connection: a pooled one goes back to the
             # pool (a persistent one is kept, or dropped if broken), as at a request's end.
@@ -251,6 +266,9 @@ class Dispatcher:
             try:
                 outcome = execution.wait_for_outcome()
                 if not active.lost:  # else its new owner records the result
+                    # The log is complete in the database first: the notes of what was
+                    # collected are appended after it.
+                    self._end_output(run)
                     self._collect(run, execution.spec, outcome)
                     self._finish(run, outcome)
             finally:
@@ -261,20 +279,20 @@ class Dispatcher:
             logger.exception("run %s: the engine failed while driving it", run.id)
             if active.lost:
                 return  # not ours to fail any more
-            try:
-                run_fail(run=run, reason=f"engine error: {exc.__class__.__name__}: {exc}")
-            except Exception:  # noqa: BLE001
-                logger.exception("run %s: could not even mark it failed", run.id)
+            self._fail_after_error(run, exc)
         finally:
+            self._release_output(active)
             with self._lock:
                 self._active.pop(str(run.id), None)
             self.wakeup.set()
             connection.close()
 
     def _start(self, run: PipelineRun) -> Execution | None:
-        log_file = run_log_file(run)
+        log_file, metrics_file = output_names(run)
         try:
             spec, environment = run_spec_build(run=run, refuse_not_runnable=True)
+            if self.output is not None:
+                output_prepare(run=run)  # a re-queued run continues its log
             execution = self.executor.start(spec)
         except (RunSpecError, RunEnvironmentError, InfrastructureError) as exc:
             logger.warning("run %s could not start: %s", run.id, exc)
@@ -286,9 +304,11 @@ class Dispatcher:
             container_id=execution.handle_id,
             env_vars=environment.masked,
             limits=self.executor.limits_in_force(spec),
-            log_file=spec.log_file,
-            metrics_file=spec.metrics_file,
+            log_file=log_file,
+            metrics_file=metrics_file,
         )
+        if recorded and self.output is not None:
+            self.output.follow(run)
         if not recorded:
             # Finished elsewhere meanwhile (e.g. cancelled and reconciled): do not run it.
             logger.warning("run %s is no longer ours; stopping its execution", run.id)
@@ -296,6 +316,35 @@ class Dispatcher:
             execution.wait()
             return None
         return execution
+
+    def _fail_after_error(self, run: PipelineRun, exc: Exception) -> None:
+        if self.output is not None:
+            self.output.drop(run)  # the log keeps what was copied; the reason follows it
+        try:
+            run_fail(run=run, reason=f"engine error: {exc.__class__.__name__}: {exc}")
+        except Exception:  # noqa: BLE001
+            logger.exception("run %s: could not even mark it failed", run.id)
+
+    def _end_output(self, run: PipelineRun) -> None:
+        """The execution's files are complete: the rest goes to the database before the run is
+        marked finished, so a reader that sees the final status sees the whole log."""
+        if self.output is not None:
+            self._persist(lambda: self.output.finish(run), run)
+
+    def _release_output(self, active: _Active) -> None:
+        """After the worker is done with a run: stop following it, and archive its output once
+        it is finished (not when the engine stops and leaves it running)."""
+        if self.output is None:
+            return
+        self.output.drop(active.run)
+        if active.lost or (self.stopping and self.survives_restart):
+            return
+        try:
+            active.run.refresh_from_db(fields=["status"])
+        except Exception:  # noqa: BLE001 - deleted meanwhile, or the database is away
+            return
+        if active.run.is_terminal:
+            output_finish(run=active.run)
 
     @staticmethod
     def _collect(run: PipelineRun, spec: RunSpec, outcome: Outcome) -> None:

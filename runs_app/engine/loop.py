@@ -31,10 +31,12 @@ from runs_app.engine.identity import (
 from runs_app.engine.lease import RENEW_SECONDS, SCHEDULER_LEASE, lease_acquire, lease_release
 from runs_app.engine.listen import Listener, listener_for
 from runs_app.engine.notify import RunningWatch
+from runs_app.engine.output_shipper import OutputArchiveChore, OutputShipper
 from runs_app.engine.reconcile import reconcile
 from runs_app.engine.scheduler import ScheduleMirror
 from runs_app.engine.warmup import CacheWarmer
 from runs_app.models import PipelineRun
+from runs_app.object_store import object_store_enabled
 from runs_app.wakeup import WAKE_CANCEL
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ BLOCKED_RETRY_SECONDS = 0.5
 CANCEL_CHECK_SECONDS = 0.25
 MIRROR_SYNC_SECONDS = 2.0
 RECONCILE_SECONDS = 10.0
+ARCHIVE_SWEEP_SECONDS = 30.0
 CONNECTION_RECYCLE_SECONDS = 1.0
 
 
@@ -59,10 +62,13 @@ class Engine:
         self.engine_id = engine_identity()
         self.executor = executor
         self.schedules = schedules
+        # Object store: live output reaches the web process through the database.
+        self.output = OutputShipper(engine_id=self.engine_id) if object_store_enabled() else None
         self.dispatcher = Dispatcher(
             engine_id=self.engine_id,
             executor=executor,
             slots=slots or settings.FASTFLOW_MAX_CONCURRENT_RUNS,
+            output=self.output,
         )
         self.mirror = ScheduleMirror()
         self.warmer = CacheWarmer(executor)
@@ -102,6 +108,15 @@ class Engine:
                 RetentionChore(is_leader=self._leads, engine_id=self.engine_id),
             ),
         ]
+        if self.output is not None:
+            self._threads += [
+                Periodic(
+                    "live-output",
+                    settings.FASTFLOW_LIVE_OUTPUT_INTERVAL_SECONDS,
+                    self.output.ship_all,
+                ),
+                Periodic("output-archive", ARCHIVE_SWEEP_SECONDS, OutputArchiveChore()),
+            ]
         for thread in self._threads:
             thread.start()
         logger.info(

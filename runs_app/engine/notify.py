@@ -9,7 +9,6 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from django.conf import settings
 from django.urls import reverse
@@ -18,9 +17,9 @@ from django.utils import timezone
 from notifications_app.services import notification_event_emit
 from runs_app.engine.logstream import Masker
 from runs_app.environment import RunEnvironmentError, run_environment
-from runs_app.logs import data_file
 from runs_app.models import PipelineRun, RunStatus
 from runs_app.notify import effective_config, expected_seconds, notify_memory_soft_limit
+from runs_app.run_output import LOG, METRICS, output_bytes, output_size
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +82,9 @@ class RunningWatch:
 
     def _peak(self, run: PipelineRun) -> int:
         tail = self.tails.setdefault(str(run.id), _Tail())
-        path: Path | None = data_file(run.metrics_file)
-        if path is None:
+        data = output_bytes(run=run, stream=METRICS, offset=tail.offset)
+        if not data:
             return tail.peak
-        with path.open("rb") as fh:
-            fh.seek(tail.offset)
-            data = fh.read()
         complete = data[: data.rfind(b"\n") + 1]
         tail.offset += len(complete)
         for line in complete.splitlines():
@@ -113,10 +109,11 @@ def run_page_url(run_id: object) -> str:
 def log_tail(*, run: PipelineRun, lines: int) -> list[str]:
     """The last `lines` lines of the run's log, masked again with the run's secret values
     (the log was masked when written; a secret added since is masked too)."""
-    path = data_file(run.log_file)
-    if path is None or lines <= 0:
+    if lines <= 0:
         return []
-    text = _read_tail(path)
+    text = _read_tail(run)
+    if text is None:
+        return []
     try:
         values = run_environment(run=run).mask_values
     except (RunEnvironmentError, ValueError) as exc:
@@ -126,11 +123,11 @@ def log_tail(*, run: PipelineRun, lines: int) -> list[str]:
     return masked.splitlines()[-lines:]
 
 
-def _read_tail(path: Path) -> str:
-    with path.open("rb") as fh:
-        size = fh.seek(0, 2)
-        fh.seek(max(size - TAIL_BYTES, 0))
-        data = fh.read()
+def _read_tail(run: PipelineRun) -> str | None:
+    size = output_size(run=run, stream=LOG)
+    if size is None:
+        return None
+    data = output_bytes(run=run, stream=LOG, offset=max(size - TAIL_BYTES, 0)) or b""
     if size > TAIL_BYTES:
         data = data.partition(b"\n")[2]  # drop a partial first line
     return data.decode("utf-8", "replace")

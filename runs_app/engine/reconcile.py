@@ -21,10 +21,11 @@ from django.utils import timezone
 from runs_app.engine.base import ExecutionNeverStarted, Executor, InfrastructureError
 from runs_app.engine.dispatcher import Dispatcher, RunSpecError, run_spec_build
 from runs_app.engine.identity import engines_sweep, live_engine_ids
+from runs_app.engine.output_shipper import output_finish, output_prepare
 from runs_app.engine.outputs import output_dir_for, output_dir_remove
 from runs_app.environment import RunEnvironmentError
-from runs_app.logs import run_log_file
 from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus
+from runs_app.run_output import output_names
 from runs_app.services import run_fail, run_requeue, run_take_over
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,9 @@ def _recover(
     execution = None
     if spec is not None:
         try:
+            if dispatcher.output is not None:
+                # The log continues from what the database holds, whichever host wrote it.
+                output_prepare(run=run)
             execution = executor.reattach(spec, handle)
         except ExecutionNeverStarted as exc:
             _requeue_or_fail(
@@ -172,9 +176,9 @@ def _requeue_or_fail(run: PipelineRun, reason: str, report: ReconcileReport) -> 
 def _fail(run: PipelineRun, reason: str, report: ReconcileReport) -> None:
     logger.warning("run %s: %s", run.id, reason)
     report.failed.append(str(run.id))
-    log_file = run.log_file or run_log_file(run)
-    run_fail(run=run, reason=reason, log_file=log_file)
+    run_fail(run=run, reason=reason, log_file=output_names(run)[0])
     output_dir_remove(output_dir_for(str(run.id)))
+    output_finish(run=run)  # archives it (object store) once the reason is in its log
 
 
 def _is_uuid(value: str) -> bool:

@@ -24,8 +24,9 @@ logger = logging.getLogger("runs_app.engine")
 ERROR_PAUSE_SECONDS = 1.0
 # Threads besides the run workers that use the database: the main loop, heartbeat, reconcile,
 # notifications, retention, leader chores, cache warmer, APScheduler's loop and its 4 job
-# threads, and some headroom.
-ENGINE_THREADS = 14
+# threads, with run storage `s3` the output shipper and archiver, and some headroom. (The
+# wake-up listener has a connection of its own, outside the pool.)
+ENGINE_THREADS = 16
 
 
 class Command(BaseCommand):
