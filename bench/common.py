@@ -51,10 +51,11 @@ class Bench:
                 str(Path(tempfile.gettempdir()) / "fastflow-bench-uv-cache"),
             ),
             "FASTFLOW_EXECUTOR": executor,
-            "FASTFLOW_RUNNER_NETWORK": os.environ.get("FASTFLOW_RUNNER_NETWORK", "none"),
             "FASTFLOW_ENCRYPTION_KEY": Fernet.generate_key().decode(),
             "SECRET_KEY": "bench-" + os.urandom(16).hex(),
             "FASTFLOW_LOG_LEVEL": "WARNING",
+            # As in production: with DEBUG on, Django keeps every query an engine makes.
+            "DEBUG": "false",
             "PYTHONUNBUFFERED": "1",
             **env,
         }
@@ -98,6 +99,9 @@ class Bench:
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
+            # Its own session, as under systemd or in a container: with the kernel's scheduler
+            # autogroups, a shared session would share one CPU share with this benchmark.
+            start_new_session=True,
         )
         self.engines.append(engine)
         from runs_app.models import EngineInstance

@@ -28,8 +28,10 @@ class FastflowSiteConfig(AppConfig):
 
     def ready(self) -> None:
         from fastflow_site.datadir import PRIVATE_DIR, tighten
+        from fastflow_site.dbpool import install_pool_check
 
         connection_created.connect(_private_sqlite, dispatch_uid="fastflow-private-sqlite")
+        connection_created.connect(install_pool_check, dispatch_uid="fastflow-pool-check")
         # A data dir an older version created 0755 becomes 0700 (only if it is ours).
         tighten(Path(settings.DATA_DIR), PRIVATE_DIR)
 

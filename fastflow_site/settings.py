@@ -89,6 +89,30 @@ def env_path_map(name: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(pairs, key=lambda pair: len(pair[0]), reverse=True))
 
 
+# Docker's network names (no ':', so no `container:<id>` network namespace).
+_NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def env_network(name: str, default: str, *, empty_ok: bool = False) -> str:
+    # Empty means the default (compose passes unset variables through as "").
+    value = env_str(name, default).strip() or default
+    if (value or not empty_ok) and not _NETWORK_NAME.fullmatch(value):
+        raise ImproperlyConfigured(f"{name}: {value!r} is not a Docker network name")
+    return value
+
+
+def env_networks(name: str, default: str) -> tuple[str, ...]:
+    raw = env_str(name, default).strip() or default  # empty: the default, as above
+    values = tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
+    bad = [v for v in values if not _NETWORK_NAME.fullmatch(v)]
+    if bad:
+        raise ImproperlyConfigured(
+            f"{name}: {', '.join(map(repr, bad))} is not a Docker network name "
+            "(comma-separated names, e.g. none,bridge)"
+        )
+    return values
+
+
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
@@ -277,6 +301,28 @@ if DATABASES["default"].get("NAME") in {"", ":memory:"}:
         + _SUPPORTED_DATABASES[DATABASES["default"]["ENGINE"]]
     )
 
+# Persistent connections. PostgreSQL: one psycopg pool per process (Django's OPTIONS["pool"]),
+# because the engine drives every run in a new thread and Django's CONN_MAX_AGE keeps a
+# connection per thread: it would still connect once per run. Pooled connections outlive the
+# threads; a connection is checked on checkout (`fastflow_site/dbpool.py`), so one broken by a
+# database restart is replaced, never handed out. Without the pool, and on SQLite, threads keep
+# their connection for FASTFLOW_DB_CONN_MAX_AGE seconds (health-checked at each request or loop
+# round by close_old_connections()).
+FASTFLOW_DB_POOL = env_bool("FASTFLOW_DB_POOL", True)
+FASTFLOW_DB_POOL_MIN_SIZE = env_int("FASTFLOW_DB_POOL_MIN_SIZE", 2, minimum=0)
+FASTFLOW_DB_POOL_MAX_SIZE = env_int("FASTFLOW_DB_POOL_MAX_SIZE", 20, minimum=1)
+if FASTFLOW_DB_POOL_MAX_SIZE < FASTFLOW_DB_POOL_MIN_SIZE:
+    raise ImproperlyConfigured(
+        f"FASTFLOW_DB_POOL_MAX_SIZE: must be >= FASTFLOW_DB_POOL_MIN_SIZE "
+        f"({FASTFLOW_DB_POOL_MIN_SIZE}), got {FASTFLOW_DB_POOL_MAX_SIZE}"
+    )
+# How long a thread waits for a free pooled connection (or for the database to come back)
+# before the query fails with OperationalError.
+FASTFLOW_DB_POOL_TIMEOUT = env_float("FASTFLOW_DB_POOL_TIMEOUT", 5.0, minimum=0.1)
+FASTFLOW_DB_CONN_MAX_AGE = env_int("FASTFLOW_DB_CONN_MAX_AGE", 600, minimum=0)
+DATABASES["default"]["CONN_MAX_AGE"] = FASTFLOW_DB_CONN_MAX_AGE
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers and one writer work at once; IMMEDIATE transactions take the write lock
     # up front so two processes wait on busy_timeout instead of failing with "database is locked".
@@ -293,7 +339,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].setdefault("application_name", "fastflow")
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if FASTFLOW_DB_POOL:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # a pooled connection is "closed" back to it
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": FASTFLOW_DB_POOL_MIN_SIZE,
+            "max_size": FASTFLOW_DB_POOL_MAX_SIZE,
+            "timeout": FASTFLOW_DB_POOL_TIMEOUT,
+            # After a database outage the pool's reconnect back-off grows to minutes; giving up
+            # after 10 s instead lets the next query that needs a connection try again at once.
+            "reconnect_timeout": 10.0,
+        }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts_app.User"
@@ -487,7 +542,14 @@ RUNNER_IMAGE_DEFAULT = "ghcr.io/astral-sh/uv:python{python_version}-bookworm-sli
 # Empty means the default (compose passes unset variables through as "").
 FASTFLOW_RUNNER_IMAGE = env_str("FASTFLOW_RUNNER_IMAGE", "").strip() or RUNNER_IMAGE_DEFAULT
 FASTFLOW_DEFAULT_PYTHON_VERSION = env_str("FASTFLOW_DEFAULT_PYTHON_VERSION", "3.11")
-FASTFLOW_RUNNER_NETWORK = env_str("FASTFLOW_RUNNER_NETWORK", "bridge")
+# Docker networks of runs: the default of every run, and the networks a pipeline.json may choose
+# besides it (its `network` key; checked at discovery). `host` — the host's own network stack,
+# its loopback services included — only when listed here. The cache warm-up needs the package
+# index: it uses FASTFLOW_WARMUP_NETWORK (empty: the runs' default, or bridge when that is none).
+RUNNER_NETWORK_DEFAULT = "bridge"
+FASTFLOW_RUNNER_NETWORK = env_network("FASTFLOW_RUNNER_NETWORK", RUNNER_NETWORK_DEFAULT)
+FASTFLOW_RUNNER_NETWORKS_ALLOWED = env_networks("FASTFLOW_RUNNER_NETWORKS_ALLOWED", "none,bridge")
+FASTFLOW_WARMUP_NETWORK = env_network("FASTFLOW_WARMUP_NETWORK", "", empty_ok=True)
 # Pull a runner image that is not on the Docker host yet (off: a missing image fails the run).
 FASTFLOW_RUNNER_PULL = env_bool("FASTFLOW_RUNNER_PULL", True)
 FASTFLOW_RUNNER_CA_BUNDLE = env_str("FASTFLOW_RUNNER_CA_BUNDLE", "")
@@ -530,6 +592,9 @@ FASTFLOW_LOG_DISK_MIN_FREE_BYTES = env_int(
     "FASTFLOW_LOG_DISK_MIN_FREE_BYTES", 256 * 1024 * 1024, minimum=0
 )
 FASTFLOW_MAX_CONCURRENT_RUNS = env_int("FASTFLOW_MAX_CONCURRENT_RUNS", 10, minimum=1)
+# The engine is woken the moment a run is queued (PostgreSQL NOTIFY, or a FIFO in the data dir on
+# SQLite); this poll is the fallback for a lost wake-up and for retries whose delay ran out.
+FASTFLOW_DISPATCH_POLL_SECONDS = env_float("FASTFLOW_DISPATCH_POLL_SECONDS", 1.0, minimum=0.01)
 FASTFLOW_CANCEL_GRACE_SECONDS = env_float("FASTFLOW_CANCEL_GRACE_SECONDS", 10.0, minimum=0)
 FASTFLOW_METRICS_INTERVAL_SECONDS = env_float("FASTFLOW_METRICS_INTERVAL_SECONDS", 2.0, minimum=0.1)
 FASTFLOW_SYNC_INTERVAL_SECONDS = env_float("FASTFLOW_SYNC_INTERVAL_SECONDS", 30.0, minimum=1)

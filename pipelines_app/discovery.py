@@ -29,6 +29,7 @@ from django.utils import timezone
 from pipelines_app import checkouts
 from pipelines_app.checks import spec_check_errors, spec_time_warnings
 from pipelines_app.errors import PipelinesDirError, SpecError
+from pipelines_app.networks import spec_network_errors
 from pipelines_app.notebooks import NOTEBOOK_FILE, notebook_problems
 from pipelines_app.spec import PipelineSpec, ResourceMaxima, parse_pipeline_json
 from pipelines_app.spec_values import is_safe_name
@@ -231,7 +232,7 @@ def inspect_folder(folder: Path, root: Path) -> DiscoveredPipeline | None:
 
     source = metadata_file or "pipeline.json"
     if spec is not None:  # every problem of the pipeline at once, not one per sync
-        errors += spec_check_errors(spec, source)
+        errors += spec_network_errors(spec, source) + spec_check_errors(spec, source)
         warnings += spec_time_warnings(spec, source, now=timezone.now())
         if spec.is_notebook and isinstance(notebook, Path):
             try:

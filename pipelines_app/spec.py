@@ -46,6 +46,7 @@ from pipelines_app.spec_values import (
     as_datetime,
     as_env,
     as_int,
+    as_network_name,
     as_number,
     as_python_version,
     as_restart_interval,
@@ -123,6 +124,7 @@ PIPELINE_KEYS = (
     "enabled",
     "type",
     "python_version",
+    "network",
     *OVERRIDE_KEYS,
     "secrets",
     "webhook_secret_env",
@@ -300,6 +302,7 @@ class PipelineSpec:
     enabled: bool = True
     type: str = "script"
     python_version: str | None = None
+    network: str | None = None  # the run's Docker network; None = FASTFLOW_RUNNER_NETWORK
     cpu_hard_limit: float | None = None
     mem_hard_limit: int | None = None
     cpu_soft_limit: float | None = None
@@ -752,6 +755,7 @@ def parse_pipeline_json(
         enabled=r.take(data, "enabled", as_bool, True),
         type=r.take(data, "type", _type, "script"),
         python_version=r.take(data, "python_version", as_python_version),
+        network=r.take(data, "network", as_network_name),
         secrets=r.take(data, "secrets", as_secret_names, ()),
         webhook_secret_env=r.take(data, "webhook_secret_env", _secret_name),
         run_once_at=r.take(data, "run_once_at", as_datetime),

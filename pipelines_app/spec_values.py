@@ -20,6 +20,9 @@ SAFE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 # Webhook keys travel in the URL path, so only unreserved URL characters are allowed.
 WEBHOOK_KEY_RE = re.compile(r"[A-Za-z0-9._~-]{1,255}")
 PYTHON_VERSION_RE = re.compile(r"3\.\d{1,2}(\.\d{1,3})?")
+# Docker's rule for network names; no ':' so `container:<id>` (another container's network
+# namespace) cannot be written.
+NETWORK_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 MEMORY_RE = re.compile(r"(?P<number>\d+(?:\.\d+)?|\.\d+)\s*(?:(?P<unit>[kmgt])i?)?b?", re.I)
 MEMORY_UNITS = {None: 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
@@ -165,6 +168,15 @@ def as_python_version(value: object) -> str:
     text = as_str(value).strip()
     if not PYTHON_VERSION_RE.fullmatch(text):
         raise SpecError(f"expected a Python 3 version such as '3.12', got {value!r}")
+    return text
+
+
+def as_network_name(value: object) -> str:
+    text = as_str(value).strip()
+    if not NETWORK_NAME_RE.fullmatch(text):
+        raise SpecError(
+            f"expected a Docker network name ('none', 'bridge' or a network's name), got {value!r}"
+        )
     return text
 
 

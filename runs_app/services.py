@@ -15,7 +15,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, Count, F, OuterRef, Subquery, Value, When
+from django.db.models import Case, Count, F, Value, When
 from django.utils import timezone
 
 from audit_app.context import AuditContext
@@ -41,6 +41,7 @@ from runs_app.outcome import Outcome, outcome_message
 from runs_app.period_stats import run_period_stats_record
 from runs_app.run_output import log_append_notes, output_names, output_remove
 from runs_app.stats import run_stats_record
+from runs_app.wakeup import WAKE_CANCEL, WAKE_RUN, engines_wake
 
 logger = logging.getLogger(__name__)
 
@@ -229,6 +230,8 @@ def run_enqueue(
                 **({"parent_run": str(parent_run.id)} if parent_run else {}),
             },
         )
+        if not_before is None or not_before <= timezone.now():
+            engines_wake(reason=WAKE_RUN)  # after the commit; a later one is polled for
         return run
 
 
@@ -308,6 +311,8 @@ def run_cancel(*, run: PipelineRun, audit: AuditContext | None = None) -> Pipeli
             requested = PipelineRun.objects.filter(
                 id=run.id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True
             ).update(cancel_requested_at=now)
+            if requested:
+                engines_wake(reason=WAKE_CANCEL)  # the owning engine stops it now
         if cancelled or requested:
             audit_record(
                 audit=audit,
@@ -365,17 +370,27 @@ def run_delete(*, run: PipelineRun, audit: AuditContext | None = None) -> None:
 
 
 def run_claim_next(*, engine_id: str) -> PipelineRun | None:
-    """Claim the oldest due PENDING run that fits the concurrency limits, or return None.
+    """Claim the oldest due PENDING run that fits the concurrency limits, or return None."""
+    claimed = run_claim(engine_id=engine_id, limit=1)
+    return claimed[0] if claimed else None
+
+
+def run_claim(*, engine_id: str, limit: int) -> list[PipelineRun]:
+    """Claim up to `limit` due PENDING runs, oldest first, within the concurrency limits (the
+    global FASTFLOW_MAX_CONCURRENT_RUNS and each pipeline's max_instances), in one transaction.
 
     Counting RUNNING runs and claiming happen under one serialised transaction: otherwise two
-    engines could both see 9 of 10 slots taken and both claim.
+    engines could both see 9 of 10 slots taken and both claim. Each run comes with its
+    pipeline, read in that transaction: as current as a re-read when the run starts.
     """
     now = timezone.now()
+    claimed: list[PipelineRun] = []
     with transaction.atomic():
         serialise("run-claim")
         running = PipelineRun.objects.filter(status=RunStatus.RUNNING)
-        if running.count() >= settings.FASTFLOW_MAX_CONCURRENT_RUNS:
-            return None
+        free = min(limit, settings.FASTFLOW_MAX_CONCURRENT_RUNS - running.count())
+        if free <= 0:
+            return claimed
         per_pipeline = dict(
             running.order_by()
             .values("pipeline")
@@ -400,21 +415,35 @@ def run_claim_next(*, engine_id: str) -> PipelineRun | None:
             .exclude(pipeline_id__in=full)
             # A daemon restart replaces a stopped instance: it never runs beside a live one.
             .exclude(triggered_by=TriggeredBy.DAEMON_RESTART, pipeline_id__in=list(per_pipeline))
+            .select_related("pipeline")
             .order_by("queued_at", "id")
         )
-        # The run keeps the commit its pipeline row was discovered from (git sync): the
-        # checkout whose files match the configuration the run starts with.
-        commit = Subquery(
-            Pipeline.objects.filter(pipeline_name=OuterRef("pipeline_id")).values("git_commit")[:1]
-        )
-        for candidate in due[:5]:
-            claimed = PipelineRun.objects.filter(id=candidate.id, status=RunStatus.PENDING).update(
+        for candidate in due[: free + 4]:
+            name = candidate.pipeline_id
+            if name not in limits:
+                spec = _spec_or_none(candidate.pipeline)
+                limits[name] = spec.max_instances if spec is not None else None
+            if limits[name] is not None and per_pipeline.get(name, 0) >= limits[name]:
+                continue  # this batch filled the pipeline up
+            if candidate.triggered_by == TriggeredBy.DAEMON_RESTART and per_pipeline.get(name):
+                continue  # an instance claimed in this batch is live (the rule above)
+            # The run keeps the commit its pipeline row was discovered from (git sync): the
+            # checkout whose files match the configuration it starts with, read in this same
+            # query (checkouts in use are collected under this claim's lock).
+            commit = candidate.pipeline.git_commit
+            updated = PipelineRun.objects.filter(id=candidate.id, status=RunStatus.PENDING).update(
                 status=RunStatus.RUNNING, started_at=now, engine_id=engine_id, git_commit=commit
             )
-            if claimed == 1:
-                candidate.refresh_from_db()
-                return candidate
-    return None
+            if updated != 1:
+                continue  # cancelled meanwhile
+            # What the update wrote (it found the row still PENDING, as read): no re-read.
+            candidate.status, candidate.started_at = RunStatus.RUNNING, now
+            candidate.engine_id, candidate.git_commit = engine_id, commit
+            per_pipeline[name] = per_pipeline.get(name, 0) + 1
+            claimed.append(candidate)
+            if len(claimed) == free:
+                break
+    return claimed
 
 
 def run_commits_in_use() -> set[str]:

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from runs_app.models import PipelineRun, RunStatus
-from runs_app.services import run_claim_next, run_enqueue
+from runs_app.services import run_claim, run_claim_next, run_enqueue
 from tests.helpers_engine import ThreadEngine, finish_claimed, make_pipeline, wait_until_finished
 
 
@@ -72,9 +72,42 @@ def test_the_claim_reads_every_running_pipelines_limit_in_one_query(settings):
     assert claim_queries() == with_two
 
 
+@pytest.mark.django_db
+def test_a_batch_claim_keeps_both_limits_and_the_queue_order(settings):
+    settings.FASTFLOW_MAX_CONCURRENT_RUNS = 5
+    single = make_pipeline("single", pipeline_json={"max_instances": 2})
+    other = make_pipeline("other")
+    queued = [
+        run_enqueue(pipeline=pipeline, triggered_by="manual")
+        for pipeline in (single, single, single, other, other, other, other)
+    ]
+
+    batch = run_claim(engine_id="e", limit=10)
+
+    # max_instances 2 within the batch (no run of it was running before), then the global 5.
+    assert [run.id for run in batch] == [r.id for r in (*queued[:2], *queued[3:6])]
+    assert all(run.status == RunStatus.RUNNING and run.engine_id == "e" for run in batch)
+    stored = PipelineRun.objects.filter(status=RunStatus.RUNNING).values_list("id", "started_at")
+    assert dict(stored) == {run.id: run.started_at for run in batch}  # as returned, no re-read
+    assert batch[0].pipeline.pipeline_name == "single"  # loaded with the claim
+    assert run_claim(engine_id="e", limit=10) == []
+
+
+@pytest.mark.django_db
+def test_a_batch_claim_takes_no_more_than_asked(settings):
+    settings.FASTFLOW_MAX_CONCURRENT_RUNS = 10
+    pipeline = make_pipeline("many")
+    queued = [run_enqueue(pipeline=pipeline, triggered_by="manual") for _ in range(6)]
+
+    assert [run.id for run in run_claim(engine_id="e", limit=4)] == [r.id for r in queued[:4]]
+    assert [run.id for run in run_claim(engine_id="e", limit=4)] == [r.id for r in queued[4:]]
+
+
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_claimers_never_exceed_the_limit(settings):
-    """Eight threads (each with its own DB connection) race to claim 30 runs, limit 5."""
+@pytest.mark.parametrize("batch", [1, 3])
+def test_concurrent_claimers_never_exceed_the_limit(settings, batch):
+    """Eight threads (each with its own DB connection) race to claim 30 runs, limit 5, one or
+    three at a time."""
     settings.FASTFLOW_MAX_CONCURRENT_RUNS = 5
     pipeline = make_pipeline("race")
     for _ in range(30):
@@ -87,10 +120,9 @@ def test_concurrent_claimers_never_exceed_the_limit(settings):
         try:
             start.wait()
             for _ in range(10):
-                run = run_claim_next(engine_id=f"engine-{n}")
-                if run is not None:
-                    with lock:
-                        claimed.append(str(run.id))
+                runs = run_claim(engine_id=f"engine-{n}", limit=batch)
+                with lock:
+                    claimed.extend(str(run.id) for run in runs)
         finally:
             connection.close()
 

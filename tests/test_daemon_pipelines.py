@@ -20,6 +20,7 @@ from runs_app.outcome import Outcome
 from runs_app.schedule_services import schedules_sync_from_pipelines
 from runs_app.services import (
     run_cancel,
+    run_claim,
     run_claim_next,
     run_daemon_restart,
     run_enqueue,
@@ -285,6 +286,21 @@ def test_a_restart_tick_stops_the_running_run_once_and_supersedes_pending_restar
     assert run_claim_next(engine_id="e") is None
     finish_claimed(running, 137)
     assert run_claim_next(engine_id="e").id == restart.id
+
+
+@pytest.mark.django_db
+def test_a_batch_claim_never_starts_a_restart_beside_an_instance_it_claims_too():
+    """Engines claim as many runs as they have free slots in one pass: the daemon rule holds
+    within that pass, not only against runs that were RUNNING before it."""
+    pipeline = daemon("batched", max_instances=2)
+    first = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    restart = run_enqueue(pipeline=pipeline, triggered_by="daemon_restart")
+
+    claimed = run_claim(engine_id="e", limit=2)
+    assert [run.id for run in claimed] == [first.id]
+    assert PipelineRun.objects.get(id=restart.id).status == RunStatus.PENDING
+    finish_claimed(claimed[0], 0)
+    assert [run.id for run in run_claim(engine_id="e", limit=2)] == [restart.id]
 
 
 @pytest.mark.django_db

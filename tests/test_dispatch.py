@@ -199,7 +199,8 @@ def test_a_missing_runner_image_fails_the_run_with_a_clear_infrastructure_error(
     with ThreadEngine(executor="docker") as engine:
         wait_until_finished(run)
         wait_until_finished(later)  # the engine carried on
-        assert engine.dispatcher.free_slots == engine.dispatcher.slots
+        # Each worker gives its slot back right after recording the failure.
+        wait_for(lambda: engine.dispatcher.free_slots == engine.dispatcher.slots)
 
     assert run.status == RunStatus.FAILED
     assert "does-not-exist" in run.error_message

@@ -191,5 +191,43 @@ def test_reattach_leaves_a_foreign_pid_alone(executor, make_pipeline_dir):
     assert executor.running_handles() == {}
 
 
+def timed_run(executor, folder):
+    spec = make_spec(folder)
+    started = time.monotonic()
+    outcome = run_to_end(executor, spec)
+    return spec, outcome, time.monotonic() - started
+
+
+def test_a_background_child_holding_the_output_does_not_keep_the_run_going(
+    executor, make_pipeline_dir
+):
+    """The pipeline exits while a child it started still holds stdout: the run ends with the
+    pipeline (the child is killed with the process group), not when the child would."""
+    folder = make_pipeline_dir(
+        "leaves_child",
+        "import subprocess, sys\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print('parent done', flush=True)\n",
+    )
+    spec, outcome, seconds = timed_run(executor, folder)
+    assert outcome.succeeded, log_lines(spec)
+    assert seconds < 30  # not the child's 60 s
+    assert "parent done" in user_lines(spec)
+
+
+def test_a_pipeline_that_closes_its_output_early_still_runs_to_its_end(executor, make_pipeline_dir):
+    folder = make_pipeline_dir(
+        "closes_stdout",
+        "import os, sys, time\n"
+        "print('closing', flush=True)\n"
+        "os.close(1); os.close(2)\n"
+        "time.sleep(1.5)\n"
+        "sys.exit(4)\n",
+    )
+    _, outcome, seconds = timed_run(executor, folder)
+    assert outcome.exit_code == 4  # its real end, not the end of its output
+    assert seconds >= 1.5
+
+
 def test_a_pipeline_cannot_forge_engine_notes_or_the_ready_line(executor, make_pipeline_dir):
     check_a_pipeline_cannot_forge_notes_or_the_ready_line(executor, make_pipeline_dir)

@@ -56,6 +56,24 @@ from tests.helpers_settings import (
             "FASTFLOW_ENCRYPTION_KEY: required when DEBUG is off",
         ),
         ({"FASTFLOW_ENCRYPTION_KEY": "abc"}, "FASTFLOW_ENCRYPTION_KEY: every comma-separated key"),
+        (
+            {"FASTFLOW_DB_POOL_MIN_SIZE": "8", "FASTFLOW_DB_POOL_MAX_SIZE": "4"},
+            "FASTFLOW_DB_POOL_MAX_SIZE: must be >= FASTFLOW_DB_POOL_MIN_SIZE (8), got 4",
+        ),
+        ({"FASTFLOW_DB_POOL": "sometimes"}, "FASTFLOW_DB_POOL: expected a boolean"),
+        ({"FASTFLOW_DISPATCH_POLL_SECONDS": "0"}, "FASTFLOW_DISPATCH_POLL_SECONDS: must be >="),
+        (
+            {"FASTFLOW_RUNNER_NETWORK": "container:db"},
+            "FASTFLOW_RUNNER_NETWORK: 'container:db' is not a Docker network name",
+        ),
+        (
+            {"FASTFLOW_RUNNER_NETWORKS_ALLOWED": "none, bad name"},
+            "FASTFLOW_RUNNER_NETWORKS_ALLOWED: 'bad name' is not a Docker network name",
+        ),
+        (
+            {"FASTFLOW_WARMUP_NETWORK": "-x"},
+            "FASTFLOW_WARMUP_NETWORK: '-x' is not a Docker network name",
+        ),
     ],
     ids=lambda value: next(iter(value)) if isinstance(value, dict) else None,
 )
@@ -110,6 +128,26 @@ def test_a_postgres_url_configures_postgres(tmp_path):
         "db.internal",
         "5433",
     ]
+
+
+def test_postgres_connections_come_from_a_pool_and_sqlite_ones_persist(tmp_path):
+    script = (
+        "d = settings.DATABASES['default']\n"
+        "print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'], d['OPTIONS'].get('pool'))\n"
+    )
+    postgres = "postgres://ff:pw@db.internal:5433/fastflow"
+
+    pooled = run_django(tmp_path, script, DATABASE_URL=postgres, FASTFLOW_DB_POOL_MAX_SIZE="30")
+    unpooled = run_django(tmp_path, script, DATABASE_URL=postgres, FASTFLOW_DB_POOL="false")
+    sqlite = run_django(tmp_path, script, FASTFLOW_DB_CONN_MAX_AGE="120")
+
+    for result in (pooled, unpooled, sqlite):
+        assert result.returncode == 0, result.stderr
+    assert pooled.stdout.strip() == (
+        "0 True {'min_size': 2, 'max_size': 30, 'timeout': 5.0, 'reconnect_timeout': 10.0}"
+    )
+    assert unpooled.stdout.strip() == "600 True None"
+    assert sqlite.stdout.strip() == "120 True None"
 
 
 def test_the_development_secret_key_is_generated_once_and_kept(tmp_path):
@@ -277,3 +315,18 @@ def test_an_empty_runner_image_means_the_default(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ghcr.io/astral-sh/uv:python{python_version}-bookworm-slim"
+
+
+def test_empty_network_variables_mean_their_defaults(tmp_path):
+    # compose passes the network variables the operator did not set as "".
+    result = run_django(
+        tmp_path,
+        "print(settings.FASTFLOW_RUNNER_NETWORK, settings.FASTFLOW_RUNNER_NETWORKS_ALLOWED,"
+        " repr(settings.FASTFLOW_WARMUP_NETWORK))",
+        FASTFLOW_RUNNER_NETWORK="",
+        FASTFLOW_RUNNER_NETWORKS_ALLOWED="",
+        FASTFLOW_WARMUP_NETWORK="",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "bridge ('none', 'bridge') ''"

@@ -59,6 +59,7 @@ class RunSpec:
     mem_soft_limit: int | None = None  # bytes; breaches noted in the log
     timeout: float | None = None  # seconds; None = no limit
     log_max_bytes: int = 50 * 1024 * 1024
+    network: str = ""  # the container's network (`none`: no egress); "" = the executor's default
     pids_limit: int | None = None  # processes and threads
     tmp_size: int | None = None  # bytes of the run's writable /tmp
     # A per-run directory the run may write and the engine reads after it ended (the route

@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.db.models import Q
 
 from fastflow_site.logformat import log_context
 from pipelines_app.discovery import resource_maxima
+from pipelines_app.networks import network_refusal
 from pipelines_app.spec import EffectiveConfig
 from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
 from runs_app.engine.output_shipper import OutputShipper, output_finish, output_prepare
@@ -28,7 +29,7 @@ from runs_app.logs import run_artifacts_dir
 from runs_app.models import PipelineRun
 from runs_app.outcome import Outcome
 from runs_app.run_output import log_append_notes, output_local_path, output_names
-from runs_app.services import run_claim_next, run_fail, run_finish, run_record_start
+from runs_app.services import run_claim, run_fail, run_finish, run_record_start
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +47,13 @@ def run_spec_build(
     """Everything the executor needs, from the pipeline's spec and the run's row. With
     `refuse_not_runnable`, refuse a pipeline that is disabled, missing or broken (a new start; a
     re-attach after a restart lets a running run finish)."""
+    # A claimed run comes with its pipeline as read by the claim (run_claim), not as it was
+    # when the run was queued: a run queued earlier (over the limit, a delayed retry) must not
+    # start once its pipeline was disabled or its pipeline.json broke (it would run with
+    # defaults).
     pipeline = run.pipeline
-    if refuse_not_runnable:
-        # Re-read: a run queued earlier (over the limit, a delayed retry) must not start once
-        # its pipeline was disabled or its pipeline.json broke (it would run with defaults).
-        pipeline.refresh_from_db()
-        if not pipeline.is_runnable:
-            raise RunSpecError(f"not started: {pipeline.not_runnable_reason}")
+    if refuse_not_runnable and not pipeline.is_runnable:
+        raise RunSpecError(f"not started: {pipeline.not_runnable_reason}")
     try:
         # Through the run's own commit (git sync), not the symlink: a sync during the run, or
         # before a re-attach, does not move its files.
@@ -72,6 +73,8 @@ def run_spec_build(
             f"pipeline '{pipeline.pipeline_name}' has no run configuration "
             f"{run.run_config_id!r} any more"
         ) from None
+    if spec.network and refuse_not_runnable and (refused := network_refusal(spec.network)):
+        raise RunSpecError(f"not started: pipeline.json key 'network': {refused}")
     environment = run_environment(run=run)
     limits = _hard_limits(effective)
     log_file, metrics_file = output_names(run)
@@ -90,6 +93,7 @@ def run_spec_build(
         mem_soft_limit=effective.mem_soft_limit,
         timeout=float(effective.timeout) if effective.timeout else None,
         log_max_bytes=settings.FASTFLOW_LOG_MAX_BYTES,
+        network=spec.network or settings.FASTFLOW_RUNNER_NETWORK,
         output_dir=output_dir_for(str(run.id)),
         extra_requirements=spec.extra_requirements,
         notebook=spec.is_notebook,
@@ -165,14 +169,14 @@ class Dispatcher:
 
     def dispatch(self) -> int:
         """Claim and start runs while slots are free; returns how many were started."""
-        started = 0
-        while not self.stopping and self.free_slots > 0:
-            run = run_claim_next(engine_id=self.engine_id)
-            if run is None:
-                break
+        if self.stopping or self.free_slots <= 0:
+            return 0
+        # One transaction for as many runs as there are free slots (a burst is claimed in
+        # batches, not one write transaction per run).
+        runs = run_claim(engine_id=self.engine_id, limit=self.free_slots)
+        for run in runs:
             self._launch(run, None)
-            started += 1
-        return started
+        return len(runs)
 
     def adopt(self, run: PipelineRun, execution: Execution) -> None:
         """Drive an execution re-attached after an engine restart, like one we started."""
@@ -256,6 +260,9 @@ class Dispatcher:
             elif self.output is not None:
                 self.output.follow(run)  # re-attached: _start did it for a new one
             execution = active.execution
+            # While the run runs this thread needs no connection: a pooled one goes back to the
+            # pool (a persistent one is kept, or dropped if broken), as at a request's end.
+            close_old_connections()
             try:
                 outcome = execution.wait_for_outcome()
                 if not active.lost:  # else its new owner records the result

@@ -92,10 +92,18 @@ LABEL_RUN_ID = "fastflow.run_id"
 LABEL_PIPELINE = "fastflow.pipeline"
 LABEL_SCOPE = "fastflow.scope"
 LABEL_MARKER = "fastflow.marker"  # the ready line of containers started before 0.x (random)
-LABEL_ENV = "fastflow.env"  # "prepared" (a warm-up's environment), "cold" or "none"
+LABEL_ENV = "fastflow.env"  # "prepared" (a warm-up's environment), "cold"…, or "none"
+ENV_COLD = "cold"  # requirements not prepared: installed for this run into its own /tmp cache
+ENV_COLD_OFFLINE = "cold-offline"  # ... but the run has no network: they cannot be installed
 LABEL_WARMUP = "fastflow.warmup"  # a cache warm-up container, never a run
 UV_VERSION_LABEL = "org.fastflow.runner.uv-version"
 STREAMS = {1: STDOUT, 2: STDERR}  # Docker's stream ids in its multiplexed log frames
+NO_NETWORK_HINT = (
+    "this pipeline runs without a network (network 'none'): its requirements can only come "
+    "from the environment a cache warm-up prepares, and none has been prepared for these "
+    "requirements yet (see the pipeline's warm-up status; warm-ups run on "
+    "FASTFLOW_WARMUP_NETWORK)"
+)
 WAKE_INTERVAL = 0.25  # how often wait() looks at cancel/timeout when nothing else wakes it
 DRAIN_TIMEOUT = 10.0  # how long to wait for the last log lines after the container exited
 RUNNING_STATES = {"running", "paused", "restarting"}
@@ -140,13 +148,25 @@ def uv_command(
     requirements: bool,
     program: list[str],
     extra_requirements: tuple[str, ...] = (),
+    offline: bool = False,
 ) -> list[str]:
     command = ["uv", "run", "--no-project", "--python", python_version]
+    if offline:
+        command.append("--offline")
     command += cold_with_args(
         requirements=f"{APP_DIR}/requirements.txt" if requirements else None,
         extra_requirements=extra_requirements,
     )
     return [*command, *program]
+
+
+def warmup_network() -> str:
+    """Warm-ups download packages: FASTFLOW_WARMUP_NETWORK, else the runs' default network,
+    or bridge when runs have none (a `none` run uses the environment the warm-up prepared)."""
+    if settings.FASTFLOW_WARMUP_NETWORK:
+        return settings.FASTFLOW_WARMUP_NETWORK
+    default = settings.FASTFLOW_RUNNER_NETWORK
+    return default if default != "none" else "bridge"
 
 
 def image_path(image: Image) -> str:
@@ -162,6 +182,7 @@ def _warmup_spec(
 ) -> RunSpec:
     """A stand-in run for building a warm-up container (it writes no log or metrics)."""
     return RunSpec(
+        network=warmup_network(),
         run_id=f"warmup-{uuid.uuid4()}",
         pipeline_name=name,
         pipeline_dir=pipeline_dir,
@@ -295,7 +316,7 @@ class DockerExecutor(Executor):
             "working_dir": APP_DIR,
             "mounts": all_mounts,
             "environment": environment,
-            "network_mode": settings.FASTFLOW_RUNNER_NETWORK,
+            "network_mode": spec.network or settings.FASTFLOW_RUNNER_NETWORK,
             "labels": {LABEL_MANAGED: "1", LABEL_SCOPE: self.scope(), **labels},
             "stdin_open": False,
             "tty": False,
@@ -331,13 +352,17 @@ class DockerExecutor(Executor):
             return [wrapper.interpreter_name(spec.python_version), *program], [], {}, "none"
         prepared = env_ready(self.name, self.env_key(spec, image))
         if prepared is None:
+            # Without a network there is nothing to download from: --offline fails at once on
+            # the empty private cache instead of waiting for uv's connection retries.
+            offline = (spec.network or settings.FASTFLOW_RUNNER_NETWORK) == "none"
             command = uv_command(
                 python_version=spec.python_version,
                 requirements=spec.has_requirements,
                 program=["python", *program],
                 extra_requirements=spec.extra_requirements,
+                offline=offline,
             )
-            return command, [], {}, "cold"
+            return command, [], {}, ENV_COLD_OFFLINE if offline else ENV_COLD
         source = self.host_paths.source
         mounts = [Mount(ENV_DIR, source(prepared), type="bind", read_only=True)]
         env = {"VIRTUAL_ENV": ENV_DIR, "PATH": f"{ENV_DIR}/bin:{image_path(image)}"}
@@ -362,7 +387,7 @@ class DockerExecutor(Executor):
             labels=labels,
             mounts=mounts,
             env=env,
-            tmp_exec=prepared == "cold",
+            tmp_exec=prepared in (ENV_COLD, ENV_COLD_OFFLINE),
         )
         container = None
         try:
@@ -555,7 +580,7 @@ class DockerExecution(Execution):
         self._resume = resume
         # Containers started by an engine before sources existed print a random marker.
         self._ready_token = container.labels.get(LABEL_MARKER) or wrapper.READY_TOKEN
-        self._cold = container.labels.get(LABEL_ENV) == "cold"
+        self._env = container.labels.get(LABEL_ENV, "")
         self._wake = threading.Event()
         self._stop_sampling = threading.Event()
         self._log_error = ""
@@ -614,7 +639,7 @@ class DockerExecution(Execution):
         self._writers = (log, metrics)
         if self.abandoned.is_set():  # abandoned before the writers existed
             self._release(log, metrics)
-        if self._cold and not self._resume:
+        if self._env == ENV_COLD and not self._resume:
             log.note(COLD_NOTE, at=started_at)
         outcome = Outcome(exit_code=None)
         try:
@@ -687,8 +712,10 @@ class DockerExecution(Execution):
         if outcome.oom_killed:
             limit = format_bytes(spec.mem_hard_limit) if spec.mem_hard_limit else "its"
             log.note(f"out of memory: the container was killed at its {limit} memory limit")
-        if outcome.exit_code and self._cold:
+        if outcome.exit_code and self._env == ENV_COLD:
             log.note(COLD_HINT)
+        elif outcome.exit_code and self._env == ENV_COLD_OFFLINE:
+            log.note(NO_NETWORK_HINT)
         if self._log_error:
             log.note(f"log stream from Docker interrupted: {self._log_error}")
 

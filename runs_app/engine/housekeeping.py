@@ -55,12 +55,16 @@ class Periodic(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.is_set():
+            # Around each round, as around a request: a broken or expired connection is
+            # dropped, and a pooled one goes back to the pool while the thread sleeps.
             if not connection.in_atomic_block:
                 close_old_connections()
             try:
                 self.action()
             except Exception:  # noqa: BLE001 - a failing chore must not end the thread
                 logger.exception("%s failed", self.name)
+            if not connection.in_atomic_block:
+                close_old_connections()
             self.stopped.wait(self.every)
         connection.close()
 

@@ -92,13 +92,22 @@ PASSTHROUGH_ENV = (
 )
 
 
+_uv_binary: list[str] = []
+
+
 def uv_binary() -> str:
+    """The engine environment's uv. Looked up once (the lookup walks the install schemes, a
+    millisecond or more per run); a cached path is checked to still exist."""
+    if _uv_binary and os.path.isfile(_uv_binary[0]):
+        return _uv_binary[0]
     try:
-        return uv.find_uv_bin()
+        found = uv.find_uv_bin()
     except FileNotFoundError as exc:
         raise InfrastructureError(
             f"the uv binary of the engine's environment is missing: {exc}"
         ) from exc
+    _uv_binary[:] = [found]
+    return found
 
 
 def local_python(python_version: str) -> str:
@@ -432,8 +441,11 @@ class LocalExecution(Execution):
         self._process = process
         self._started_at = started_at
         self._home = home
-        self._exited_at: datetime | None = None  # set by the reaper the moment wait() returns
         self._wake = threading.Event()
+        # Both pipes at their end (see _supervise): stdout and stderr each have a reader.
+        self._output_ended = threading.Event()
+        self._streams_open = 2
+        self._streams_lock = threading.Lock()
         self._writers: tuple[LogWriter, MetricsRecorder] | None = None
 
     def cancel(self) -> None:
@@ -490,10 +502,11 @@ class LocalExecution(Execution):
                 metrics, self._process.pid, interval=settings.FASTFLOW_METRICS_INTERVAL_SECONDS
             )
             run_in_thread(lambda: sampler.run(stop_sampling), f"stats-{spec.run_id}")
-            run_in_thread(self._reap, f"reap-{spec.run_id}")
             self._supervise(log, outcome)
             outcome.exit_code = self._process.wait()
-            outcome.finished_at = self._exited_at or datetime.now(UTC)
+            # _supervise returns as soon as it sees the exit (the end of the output wakes it;
+            # at most WAKE_INTERVAL late otherwise), so now is the exit time.
+            outcome.finished_at = datetime.now(UTC)
             # Background processes the pipeline left behind would keep the pipes open.
             _kill_group(self._process.pid, signal.SIGKILL)
             deadline = time.monotonic() + DRAIN_TIMEOUT
@@ -526,25 +539,38 @@ class LocalExecution(Execution):
         return outcome
 
     def cleanup(self) -> None:
-        shutil.rmtree(self._home, ignore_errors=True)
+        try:
+            self._home.rmdir()  # usually empty: one system call
+        except OSError:
+            shutil.rmtree(self._home, ignore_errors=True)
 
-    def _reap(self) -> None:
-        self._process.wait()
-        self._exited_at = datetime.now(UTC)
-        self._wake.set()
-
-    @staticmethod
-    def _read(log: LogWriter, stream, source: str) -> None:  # noqa: ANN001 - a pipe
+    def _read(self, log: LogWriter, stream, source: str) -> None:  # noqa: ANN001 - a pipe
         fd = stream.fileno()
         try:
             while chunk := os.read(fd, READ_SIZE):
                 log.feed(chunk, source=source)
         finally:
             stream.close()
+            with self._streams_lock:
+                self._streams_open -= 1
+                ended = self._streams_open == 0
+            if ended:
+                self._output_ended.set()
+                self._wake.set()  # the process has (almost always) exited
 
     def _supervise(self, log: LogWriter, outcome: Outcome) -> None:
+        """Wait for the process to exit, stopping it on cancel or timeout. The end of its
+        output wakes this at once; a process whose output outlives it (a background child
+        holding the pipe) is noticed at the next WAKE_INTERVAL."""
         deadline = time.monotonic() + self.spec.timeout if self.spec.timeout else None
         while self._process.poll() is None:
+            if self._output_ended.is_set():
+                # Output ended: the exit follows within moments (Popen polls with short
+                # sleeps); a process that closed its output and goes on is checked again.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(timeout=WAKE_INTERVAL / 5)
+                if self._process.poll() is not None:
+                    return
             if self.abandoned.is_set():
                 # Its new owner could not adopt a local process and failed the run: stop it.
                 _kill_group(self._process.pid, signal.SIGKILL)
@@ -572,15 +598,18 @@ class LocalExecution(Execution):
 
 
 _uv_version_cache: list[str] = []
+_uv_version_lock = threading.Lock()
 
 
 def uv_version() -> str:
-    if not _uv_version_cache:
-        try:
-            output = subprocess.run(
-                [uv_binary(), "--version"], capture_output=True, text=True, timeout=30
-            ).stdout
-            _uv_version_cache.append(output.split()[1])
-        except (OSError, IndexError, subprocess.SubprocessError, InfrastructureError):
-            return ""
-    return _uv_version_cache[0]
+    # Once per process: the first runs of a burst would otherwise each start `uv --version`.
+    with _uv_version_lock:
+        if not _uv_version_cache:
+            try:
+                output = subprocess.run(
+                    [uv_binary(), "--version"], capture_output=True, text=True, timeout=30
+                ).stdout
+                _uv_version_cache.append(output.split()[1])
+            except (OSError, IndexError, subprocess.SubprocessError, InfrastructureError):
+                return ""
+        return _uv_version_cache[0]

@@ -29,6 +29,7 @@ from runs_app.engine.identity import (
     heartbeat_interval,
 )
 from runs_app.engine.lease import RENEW_SECONDS, SCHEDULER_LEASE, lease_acquire, lease_release
+from runs_app.engine.listen import Listener, listener_for
 from runs_app.engine.notify import RunningWatch
 from runs_app.engine.output_shipper import OutputArchiveChore, OutputShipper
 from runs_app.engine.reconcile import reconcile
@@ -36,11 +37,14 @@ from runs_app.engine.scheduler import ScheduleMirror
 from runs_app.engine.warmup import CacheWarmer
 from runs_app.models import PipelineRun
 from runs_app.object_store import object_store_enabled
+from runs_app.wakeup import WAKE_CANCEL
 
 logger = logging.getLogger(__name__)
 
-# A due run is noticed within one poll; `exists()` on the (status, queued_at) index is cheap.
-POLL_SECONDS = 0.05
+# Without a working wake-up channel (listen.py) a due run is noticed within this poll;
+# `exists()` on the (status, queued_at) index is cheap. With one, the engine polls every
+# FASTFLOW_DISPATCH_POLL_SECONDS.
+FALLBACK_POLL_SECONDS = 0.05
 # When runs are due but the limits hold them back, claiming (a write transaction) is retried
 # at this pace, or at once when one of our own runs ends.
 BLOCKED_RETRY_SECONDS = 0.5
@@ -72,6 +76,7 @@ class Engine:
         self.healthy = True
         self._leader_chores: Periodic | None = None
         self._threads: list[Periodic] = []
+        self.listener: Listener | None = None
         self._mirror_due = 0.0
         self._lease_due = 0.0
         self._cancel_due = 0.0
@@ -90,6 +95,9 @@ class Engine:
         notifications = NotificationChore(
             engine_id=self.engine_id, is_leader=self._leads, watch=RunningWatch().check
         )
+        self.listener = listener_for(engine_id=self.engine_id, on_wake=self._on_wake)
+        if self.listener is not None:
+            self.listener.start()
         self._threads = [
             Periodic("heartbeat", heartbeat_interval(), self._heartbeat),
             Periodic("reconcile", RECONCILE_SECONDS, self._reconcile),
@@ -125,6 +133,8 @@ class Engine:
         self._resign()
         for thread in self._threads:
             thread.stop()
+        if self.listener is not None:
+            self.listener.stop()
         self.warmer.stop()
         try:
             engine_unregister(engine_id=self.engine_id)
@@ -151,18 +161,45 @@ class Engine:
         if now >= self._cancel_due:
             self.dispatcher.check_cancellations()
             self._cancel_due = now + CANCEL_CHECK_SECONDS
-        ready = self.healthy and now >= self._claim_due and self.dispatcher.free_slots > 0
-        if ready and self._runs_due() and not self.dispatcher.dispatch():
-            self._claim_due = now + BLOCKED_RETRY_SECONDS
+        if self.healthy and now >= self._claim_due and self.dispatcher.free_slots > 0:
+            if not self._runs_due():
+                self._claim_due = now + self.poll_seconds
+            elif self.dispatcher.dispatch():
+                self._claim_due = now  # more may be due: look again next round
+            else:
+                self._claim_due = now + BLOCKED_RETRY_SECONDS  # due, but the limits hold them
 
-    def wait(self, seconds: float = POLL_SECONDS) -> None:
-        """Sleep until the next poll, or until one of our runs ends (a slot is free)."""
+    @property
+    def poll_seconds(self) -> float:
+        """The fallback poll: long while wake-ups reach us, fast while they cannot."""
+        if self.listener is not None and self.listener.healthy:
+            return settings.FASTFLOW_DISPATCH_POLL_SECONDS
+        return min(FALLBACK_POLL_SECONDS, settings.FASTFLOW_DISPATCH_POLL_SECONDS)
+
+    def wait(self, seconds: float | None = None) -> None:
+        """Sleep until the next thing is due (a poll, a cancel check, the lease), or until
+        woken: one of our runs ended (a slot is free), a run was queued, a cancel requested."""
+        if seconds is None:
+            dues = [self._claim_due, self._recycle_due]
+            if self.schedules:
+                dues.append(self._lease_due)
+            if self.leader:
+                dues.append(self._mirror_due)
+            if self.dispatcher.free_slots < self.dispatcher.slots:
+                dues.append(self._cancel_due)  # only runs we drive can be cancelled
+            seconds = min(max(min(dues) - time.monotonic(), 0.0), self.poll_seconds)
         if self.dispatcher.wakeup.wait(seconds):
             self.dispatcher.wakeup.clear()
             self._claim_due = 0.0
 
     def wake(self) -> None:
         self.dispatcher.wakeup.set()
+
+    def _on_wake(self, reason: str) -> None:
+        """From the listener thread: a run was queued or a cancel requested."""
+        if reason == WAKE_CANCEL:
+            self._cancel_due = 0.0
+        self.wake()
 
     def schedules_changed(self) -> None:
         self._mirror_due = 0.0

@@ -143,6 +143,9 @@ def docker_memory_bytes(reading: dict) -> int | None:
     return max(int(usage) - int(cache), 0)
 
 
+PRIME_DELAY_SECONDS = 1.0
+
+
 class ProcessTreeSampler:
     """Samples CPU and RSS over a process and all its descendants (local executor)."""
 
@@ -153,7 +156,12 @@ class ProcessTreeSampler:
         self._known: dict[int, psutil.Process] = {}
 
     def run(self, stop: threading.Event) -> None:
-        self._sample(record=False)  # prime cpu_percent(), whose first call always says 0
+        # Prime cpu_percent() (its first call always says 0) a moment after the start, not at
+        # it: walking the process table then competes with the interpreter's start-up, and a
+        # run shorter than that needs no samples at all.
+        if stop.wait(min(PRIME_DELAY_SECONDS, self._interval / 2)):
+            return
+        self._sample(record=False)
         while not stop.wait(self._interval):
             self._sample(record=True)
 

@@ -22,6 +22,11 @@ from runs_app.engine.loop import Engine
 logger = logging.getLogger("runs_app.engine")
 
 ERROR_PAUSE_SECONDS = 1.0
+# Threads besides the run workers that use the database: the main loop, heartbeat, reconcile,
+# notifications, retention, leader chores, cache warmer, APScheduler's loop and its 4 job
+# threads, with run storage `s3` the output shipper and archiver, and some headroom. (The
+# wake-up listener has a connection of its own, outside the pool.)
+ENGINE_THREADS = 16
 
 
 class Command(BaseCommand):
@@ -71,13 +76,18 @@ class Command(BaseCommand):
         self.engine: Engine | None = None
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
-        if connection.vendor == "postgresql":
-            settings.DATABASES["default"].setdefault("OPTIONS", {})
-            settings.DATABASES["default"]["OPTIONS"]["application_name"] = "runscheduler"
-
         slots = options["slots"]
         if slots is not None and slots < 1:
             raise CommandError(f"--slots must be at least 1, got {slots}")
+        if connection.vendor == "postgresql":
+            db_options = settings.DATABASES["default"].setdefault("OPTIONS", {})
+            db_options["application_name"] = "runscheduler"
+            pool = db_options.get("pool")
+            if isinstance(pool, dict):
+                # Each run's worker may hold a connection at once, besides the engine's own
+                # threads: a smaller pool would make runs wait for connections.
+                needed = (slots or settings.FASTFLOW_MAX_CONCURRENT_RUNS) + ENGINE_THREADS
+                pool["max_size"] = max(pool["max_size"], needed)
         executor = get_executor(options["executor"])
         self.engine = Engine(executor=executor, schedules=not options["no_schedules"], slots=slots)
         self.engine.start()
