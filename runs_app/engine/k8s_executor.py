@@ -43,7 +43,13 @@ from runs_app.engine.k8s_status import (
     started_at,
 )
 from runs_app.engine.k8s_warmup import warm_with_jobs
-from runs_app.engine.logstream import LogWriter, note_setup_failure, noted_ready, resume_point
+from runs_app.engine.logstream import (
+    MAX_LINE_BYTES,
+    LogWriter,
+    note_setup_failure,
+    noted_ready,
+    resume_point,
+)
 from runs_app.engine.metrics import MetricsRecorder
 from runs_app.engine.uvcache import COLD_HINT, COLD_NOTE, env_key, env_ready
 from runs_app.logs import STDERR, STDOUT, parse_timestamp
@@ -78,6 +84,28 @@ def parse_log_line(raw: bytes) -> tuple[datetime, str, bytes]:
         return at, STDERR, rest + b"\n"
     data = rest[2:]
     return at, source, data + b"\n" if whole else data
+
+
+class LineJoiner:
+    """Joins the relay's pieces of a line (a pipeline writing a line in several writes) into
+    the line, timed by its first piece, so that resuming counts lines as the file does. A line
+    past MAX_LINE_BYTES goes on in pieces (the log writer cuts such lines anyway)."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, tuple[datetime, bytearray]] = {}
+
+    def add(self, at: datetime, source: str, data: bytes) -> tuple[datetime, str, bytes] | None:
+        start, buffer = self._open.pop(source, (at, bytearray()))
+        buffer += data
+        if buffer.endswith(b"\n") or len(buffer) >= MAX_LINE_BYTES:
+            return start, source, bytes(buffer)
+        self._open[source] = (start, buffer)
+        return None
+
+    def rest(self) -> list[tuple[datetime, str, bytes]]:
+        rest = [(start, source, bytes(buffer)) for source, (start, buffer) in self._open.items()]
+        self._open.clear()
+        return rest
 
 
 class KubernetesExecutor(Executor):
@@ -463,11 +491,15 @@ class KubernetesExecution(Execution):
         try:
             while not self.abandoned.is_set():
                 try:
-                    last, count = self._copy_stream(log, since, skip, ready_at)
+                    last, count, rest = self._copy_stream(log, since, skip, ready_at)
                 except (InfrastructureError, LookupError) as exc:
                     self._log_error = str(exc)
-                    last, count = None, 0
-                if self.abandoned.is_set() or self._container_done():
+                    last, count, rest = None, 0, []
+                if self.abandoned.is_set():
+                    return
+                if self._container_done():
+                    for at, source, data in rest:
+                        log.feed(data, at, source=source)  # it ended in the middle of a line
                     return
                 since, skip = (last, count) if last else (since, skip)
                 ready_at = ready_at or log.ready_at
@@ -477,9 +509,11 @@ class KubernetesExecution(Execution):
 
     def _copy_stream(
         self, log: LogWriter, since: datetime | None, skip: int, ready_at: datetime | None
-    ) -> tuple[datetime | None, int]:
-        """One log request. Like the Docker executor's: `since` + `skip` drop what the file
-        holds already; only the first stdout line can be the wrapper's ready line."""
+    ) -> tuple[datetime | None, int, list[tuple[datetime, str, bytes]]]:
+        """One log request. Like the Docker executor's, line by line (the relay's pieces are
+        joined first, each line timed by its first piece): `since` + `skip` drop what the file
+        holds already; only the first stdout line can be the wrapper's ready line. Returns
+        the last line's time, how many lines share it, and a last line without its end."""
         last: datetime | None = None
         count = 0
         first_stdout = True
@@ -487,19 +521,19 @@ class KubernetesExecution(Execution):
         self._stream = response
         if self.abandoned.is_set():
             close_quietly(response)
+        joiner = LineJoiner()
         try:
             for raw in log_lines(response):
                 if self.abandoned.is_set():
                     break
-                at, source, data = parse_log_line(raw)
+                unit = joiner.add(*parse_log_line(raw))
+                if unit is None:
+                    continue
+                at, source, data = unit
                 if source == STDOUT and first_stdout:
                     first_stdout = False
-                    ready = data.rstrip(b"\r\n") == wrapper.READY_TOKEN.encode()
-                    if ready and ready_at is not None and at == ready_at:
-                        continue  # delivered again after a restart: it was noted already
-                    if ready and ready_at is None:
-                        log.feed(data, at, source=source)
-                        continue
+                    if self._ready_line(log, at, data, ready_at):
+                        continue  # fed as the ready line, or its re-delivery dropped
                 count = count + 1 if at == last else 1
                 last = at
                 if since is not None and (at < since or (skip and at == since)):
@@ -512,7 +546,19 @@ class KubernetesExecution(Execution):
         finally:
             close_quietly(response)
             self._stream = None
-        return last, count
+        return last, count, joiner.rest()
+
+    @staticmethod
+    def _ready_line(log: LogWriter, at: datetime, data: bytes, ready_at: datetime | None) -> bool:
+        """Handle the first stdout line if it is the wrapper's ready line (not counted as a
+        pipeline line): fed to the writer on a first attach, dropped when an earlier engine
+        noted it at that millisecond. False for anything else."""
+        if data.rstrip(b"\r\n") != wrapper.READY_TOKEN.encode():
+            return False
+        if ready_at is None:
+            log.feed(data, at, source=STDOUT)
+            return True
+        return at == ready_at
 
     # --- metrics --------------------------------------------------------------------------------
 
