@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,8 +33,10 @@ import docker
 from kubernetes.utils import parse_quantity
 
 from runs_app.engine.metrics import docker_cpu_percent, docker_memory_bytes
+from tests.helpers_executor import use_runner_image
 
 KUBELET_LABEL = "fastflow.test-kubelet"
+NAMESPACE = "fastflow-runs"
 
 
 def now_rfc3339() -> str:
@@ -650,3 +653,23 @@ class _Handler(BaseHTTPRequestHandler):
             )
         else:
             self._send(200, reading)
+
+
+def serve_fake_cluster(settings, tmp_path: Path, pipelines_dir: Path) -> Iterator[FakeCluster]:
+    """A fresh API server (and kubelet) for one test; the executor settings point at it."""
+    use_runner_image(settings)
+    fake = FakeCluster(namespace=NAMESPACE, claims={"fastflow-pipelines": pipelines_dir}).start()
+    settings.FASTFLOW_EXECUTOR = "kubernetes"
+    settings.FASTFLOW_K8S_KUBECONFIG = str(fake.kubeconfig(tmp_path / "kubeconfig"))
+    settings.FASTFLOW_K8S_NAMESPACE = NAMESPACE
+    settings.FASTFLOW_K8S_PIPELINES_VOLUME = ("host", str(pipelines_dir))
+    settings.FASTFLOW_K8S_CACHE_VOLUME = None
+    settings.FASTFLOW_K8S_POLL_SECONDS = 0.2
+    settings.FASTFLOW_K8S_REQUEST_TIMEOUT_SECONDS = 5.0
+    settings.FASTFLOW_RUNNER_PULL = False
+    settings.FASTFLOW_CANCEL_GRACE_SECONDS = 1
+    settings.FASTFLOW_METRICS_INTERVAL_SECONDS = 0.5
+    try:
+        yield fake
+    finally:
+        fake.close()

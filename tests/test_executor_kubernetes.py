@@ -21,55 +21,35 @@ from tests.helpers_executor import (
     make_spec,
     metric_samples,
     run_to_end,
-    use_runner_image,
     user_lines,
     wait_for_line,
     wait_in_thread,
 )
-from tests.helpers_k8s import FakeCluster
+from tests.helpers_k8s import NAMESPACE, FakeCluster
 
 pytestmark = pytest.mark.docker
 
 MIB = 1024 * 1024
-NAMESPACE = "fastflow-runs"
 COUNTING = (
     "import time\nfor i in range(1, 9):\n    print('line', i, flush=True)\n    time.sleep(0.3)\n"
 )
 
 
 @pytest.fixture
-def cluster(docker_engine, settings, tmp_path, pipelines_dir):
-    use_runner_image(settings)
-    fake = FakeCluster(namespace=NAMESPACE, claims={"fastflow-pipelines": pipelines_dir}).start()
-    settings.FASTFLOW_EXECUTOR = "kubernetes"
-    settings.FASTFLOW_K8S_KUBECONFIG = str(fake.kubeconfig(tmp_path / "kubeconfig"))
-    settings.FASTFLOW_K8S_NAMESPACE = NAMESPACE
-    settings.FASTFLOW_K8S_PIPELINES_VOLUME = ("host", str(pipelines_dir))
-    settings.FASTFLOW_K8S_CACHE_VOLUME = None
-    settings.FASTFLOW_K8S_POLL_SECONDS = 0.2
-    settings.FASTFLOW_K8S_REQUEST_TIMEOUT_SECONDS = 5.0
-    settings.FASTFLOW_RUNNER_PULL = False
-    settings.FASTFLOW_CANCEL_GRACE_SECONDS = 1
-    settings.FASTFLOW_METRICS_INTERVAL_SECONDS = 0.5
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def executor(cluster) -> KubernetesExecutor:
+def executor(k8s_cluster) -> KubernetesExecutor:
     return get_executor()
 
 
-def pod_deletions(cluster: FakeCluster) -> list[tuple[str, dict]]:
-    return [(name, options) for kind, name, options in cluster.deletions if kind == "pod"]
+def pod_deletions(k8s_cluster: FakeCluster) -> list[tuple[str, dict]]:
+    return [(name, options) for kind, name, options in k8s_cluster.deletions if kind == "pod"]
 
 
-def job_deletions(cluster: FakeCluster) -> list[tuple[str, dict]]:
-    return [(name, options) for kind, name, options in cluster.deletions if kind == "job"]
+def job_deletions(k8s_cluster: FakeCluster) -> list[tuple[str, dict]]:
+    return [(name, options) for kind, name, options in k8s_cluster.deletions if kind == "job"]
 
 
 def test_the_job_holds_one_locked_down_pod_with_the_runs_limits(
-    cluster, executor, settings, make_pipeline_dir
+    k8s_cluster, executor, settings, make_pipeline_dir
 ):
     settings.FASTFLOW_K8S_PIPELINES_VOLUME = ("pvc", "fastflow-pipelines")
     settings.FASTFLOW_K8S_SERVICE_ACCOUNT = "fastflow-run"
@@ -79,7 +59,7 @@ def test_the_job_holds_one_locked_down_pod_with_the_runs_limits(
     settings.FASTFLOW_K8S_IMAGE_PULL_SECRETS = ("registry",)
     settings.FASTFLOW_K8S_JOB_TTL_SECONDS = 600
     settings.FASTFLOW_K8S_PENDING_TIMEOUT_SECONDS = 120
-    cluster.behaviour = "unschedulable"  # nothing runs: the test is about what was sent
+    k8s_cluster.behaviour = "unschedulable"  # nothing runs: the test is about what was sent
     executor = get_executor()
     folder = make_pipeline_dir("shaped")
     spec = make_spec(
@@ -111,7 +91,7 @@ def test_the_job_holds_one_locked_down_pod_with_the_runs_limits(
     }
     python = "python" + settings.FASTFLOW_DEFAULT_PYTHON_VERSION
     program = wrapper_code(app_dir="/app", python_version=settings.FASTFLOW_DEFAULT_PYTHON_VERSION)
-    assert cluster.created_jobs == [
+    assert k8s_cluster.created_jobs == [
         {
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -202,7 +182,7 @@ def test_the_job_holds_one_locked_down_pod_with_the_runs_limits(
 
 
 def test_a_run_succeeds_with_its_streams_apart_and_its_setup_time(
-    cluster, executor, make_pipeline_dir
+    k8s_cluster, executor, make_pipeline_dir
 ):
     folder = make_pipeline_dir(
         "hello",
@@ -219,15 +199,15 @@ def test_a_run_succeeds_with_its_streams_apart_and_its_setup_time(
     assert ("o", "to stdout") in entries and ("e", "to stderr") in entries
     assert ("o", "no newline at the end") in entries
     assert [t for s, t in entries if s == "n"][0].startswith("environment ready in ")
-    follow = cluster.log_requests[0]
+    follow = k8s_cluster.log_requests[0]
     assert follow["follow"] == ["true"] and follow["timestamps"] == ["true"]
     assert "sinceTime" not in follow
     # Deleted once recorded (cleanup), with its pod.
-    assert job_deletions(cluster)[-1] == (
+    assert job_deletions(k8s_cluster)[-1] == (
         f"fastflow-run-{spec.run_id}",
         {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"},
     )
-    assert cluster.jobs == {}
+    assert k8s_cluster.jobs == {}
 
 
 def test_a_failing_pipeline_reports_its_exit_code(executor, make_pipeline_dir):
@@ -247,7 +227,7 @@ def test_a_pod_over_its_memory_limit_is_oom_killed(executor, make_pipeline_dir):
     assert any("out of memory: the container was killed" in line for line in log_lines(spec))
 
 
-def test_a_run_past_its_timeout_is_killed(cluster, executor, make_pipeline_dir):
+def test_a_run_past_its_timeout_is_killed(k8s_cluster, executor, make_pipeline_dir):
     spec = make_spec(
         make_pipeline_dir(
             "sleeper", "import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n"
@@ -259,10 +239,10 @@ def test_a_run_past_its_timeout_is_killed(cluster, executor, make_pipeline_dir):
     assert time.monotonic() - started < 20
     assert outcome.timed_out and outcome.error == "timed out after 2 s"
     assert "[fastflow] timeout after 2 s: pod deleted" in log_lines(spec)
-    assert pod_deletions(cluster)[0][1]["gracePeriodSeconds"] == 0
+    assert pod_deletions(k8s_cluster)[0][1]["gracePeriodSeconds"] == 0
 
 
-def test_cancel_deletes_the_job_and_its_pod_gets_sigterm(cluster, executor, make_pipeline_dir):
+def test_cancel_deletes_the_job_and_its_pod_gets_sigterm(k8s_cluster, executor, make_pipeline_dir):
     folder = make_pipeline_dir(
         "patient",
         "import signal, sys, time\n"
@@ -282,8 +262,8 @@ def test_cancel_deletes_the_job_and_its_pod_gets_sigterm(cluster, executor, make
     assert "got SIGTERM" in lines  # the relay forwarded the kubelet's SIGTERM to the pipeline
     assert any(line.startswith("[fastflow] cancelled: deleting the Job") for line in lines)
     job = f"fastflow-run-{spec.run_id}"
-    assert pod_deletions(cluster)[0][1]["gracePeriodSeconds"] == 1
-    assert job_deletions(cluster)[0] == (
+    assert pod_deletions(k8s_cluster)[0][1]["gracePeriodSeconds"] == 1
+    assert job_deletions(k8s_cluster)[0] == (
         job,
         {
             "apiVersion": "v1",
@@ -302,10 +282,10 @@ def test_cancel_deletes_the_job_and_its_pod_gets_sigterm(cluster, executor, make
     ],
 )
 def test_a_pod_pending_too_long_fails_the_run_with_the_reason(
-    cluster, executor, settings, make_pipeline_dir, behaviour, reason
+    k8s_cluster, executor, settings, make_pipeline_dir, behaviour, reason
 ):
     settings.FASTFLOW_K8S_PENDING_TIMEOUT_SECONDS = 1.5
-    cluster.behaviour = behaviour
+    k8s_cluster.behaviour = behaviour
     executor = get_executor()
     spec = make_spec(make_pipeline_dir("stuck"))
     outcome = run_to_end(executor, spec)
@@ -314,18 +294,18 @@ def test_a_pod_pending_too_long_fails_the_run_with_the_reason(
         "the run's pod did not start within 1.5 s (FASTFLOW_K8S_PENDING_TIMEOUT_SECONDS): " + reason
     ), outcome.error
     assert f"[fastflow] {outcome.error}" in log_lines(spec)
-    assert job_deletions(cluster)[0][0] == f"fastflow-run-{spec.run_id}"
-    assert cluster.jobs == {}
+    assert job_deletions(k8s_cluster)[0][0] == f"fastflow-run-{spec.run_id}"
+    assert k8s_cluster.jobs == {}
 
 
-def test_a_lost_node_fails_the_run_with_the_reason(cluster, executor, make_pipeline_dir):
+def test_a_lost_node_fails_the_run_with_the_reason(k8s_cluster, executor, make_pipeline_dir):
     spec = make_spec(
         make_pipeline_dir("stranded", "import time\nprint('working', flush=True)\ntime.sleep(60)\n")
     )
     execution = executor.start(spec)
     result, thread = wait_in_thread(execution)
     wait_for_line(spec, "working")
-    cluster.lose_node(cluster.pod_of(execution.handle_id)["metadata"]["name"])
+    k8s_cluster.lose_node(k8s_cluster.pod_of(execution.handle_id)["metadata"]["name"])
     thread.join(30)
     (outcome,) = result
     assert not outcome.succeeded
@@ -337,7 +317,7 @@ def test_a_lost_node_fails_the_run_with_the_reason(cluster, executor, make_pipel
 
 
 def test_an_engine_restart_reattaches_by_label_and_resumes_the_log(
-    cluster, executor, make_pipeline_dir
+    k8s_cluster, executor, make_pipeline_dir
 ):
     spec = make_spec(make_pipeline_dir("counter", COUNTING))
     first = executor.start(spec)
@@ -346,7 +326,7 @@ def test_an_engine_restart_reattaches_by_label_and_resumes_the_log(
     first.abandon()  # the engine is gone: it stops writing and leaves the Job running
     thread.join(30)
     assert result[0].error.startswith("abandoned")
-    assert f"fastflow-run-{spec.run_id}" in cluster.jobs
+    assert f"fastflow-run-{spec.run_id}" in k8s_cluster.jobs
 
     restarted = get_executor()
     handles = restarted.running_handles()
@@ -356,26 +336,26 @@ def test_an_engine_restart_reattaches_by_label_and_resumes_the_log(
     assert user_lines(spec) == [f"line {i}" for i in range(1, 9)]  # none twice, none lost
     notes = [line for line in log_lines(spec) if line.startswith("[fastflow] environment ready")]
     assert len(notes) == 1 and outcome.setup_duration is not None
-    assert "sinceTime" in cluster.log_requests[-1]
+    assert "sinceTime" in k8s_cluster.log_requests[-1]
     assert restarted.reattach(spec, handles[spec.run_id]) is None  # gone after cleanup
 
 
 def test_an_unreachable_api_server_is_an_infrastructure_error_and_the_run_goes_on(
-    cluster, executor, make_pipeline_dir
+    k8s_cluster, executor, make_pipeline_dir
 ):
     spec = make_spec(make_pipeline_dir("counter", COUNTING))
     execution = executor.start(spec)
     result, thread = wait_in_thread(execution)
     wait_for_line(spec, "line 2")
-    cluster.go_away()
-    with pytest.raises(InfrastructureError, match=f"not reachable at {cluster.url}"):
+    k8s_cluster.go_away()
+    with pytest.raises(InfrastructureError, match=f"not reachable at {k8s_cluster.url}"):
         executor.check()
     with pytest.raises(InfrastructureError, match="not reachable at .* while creating Job"):
         executor.start(make_spec(make_pipeline_dir("other")))
     with pytest.raises(InfrastructureError, match="while listing run Jobs"):
         executor.running_handles()  # reconcile then touches nothing
     time.sleep(1.5)
-    cluster.serve()
+    k8s_cluster.serve()
     thread.join(30)
     (outcome,) = result
     assert outcome.succeeded, outcome.error
@@ -397,8 +377,10 @@ def test_metrics_come_from_the_metrics_api(executor, make_pipeline_dir):
     assert sum("memory soft limit exceeded" in line for line in log_lines(spec)) == 1
 
 
-def test_a_cluster_without_a_metrics_api_says_so_in_the_log(cluster, executor, make_pipeline_dir):
-    cluster.metrics_api = False
+def test_a_cluster_without_a_metrics_api_says_so_in_the_log(
+    k8s_cluster, executor, make_pipeline_dir
+):
+    k8s_cluster.metrics_api = False
     spec = make_spec(make_pipeline_dir("quiet", "import time\ntime.sleep(1.5)\n"))
     outcome = run_to_end(executor, spec)
     assert outcome.succeeded and outcome.peak_memory_bytes is None
