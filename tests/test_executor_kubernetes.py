@@ -433,3 +433,44 @@ def test_the_warm_up_without_a_cache_volume_says_which_setting(executor, make_pi
     folder = make_pipeline_dir("needs", requirements="six\n")
     with pytest.raises(InfrastructureError, match="FASTFLOW_K8S_CACHE_VOLUME is not set"):
         executor.warm(pipeline_name="needs", pipeline_dir=folder, python_version="3.11", timeout=5)
+
+
+def test_the_warm_up_prepares_an_environment_that_runs_mount_read_only(
+    k8s_cluster, settings, make_pipeline_dir
+):
+    """The warm-up steps run as Jobs with the cache volume's subPaths writable; the engine
+    publishes the environment; a run then mounts it read-only at /venv (offline: the
+    requirements name no package, so nothing is downloaded)."""
+    settings.FASTFLOW_K8S_CACHE_VOLUME = ("host", str(settings.FASTFLOW_UV_CACHE_DIR))
+    executor = get_executor()
+    folder = make_pipeline_dir(
+        "prepared",
+        "import sys\nprint('prefix', sys.prefix)\n"
+        "try:\n    open('/venv/planted.py', 'w')\nexcept OSError as exc:\n"
+        "    print('venv is read-only:', type(exc).__name__)\n",
+        requirements="# nothing pinned yet\n",
+    )
+    spec = make_spec(folder)
+    message = executor.warm(
+        pipeline_name="prepared", pipeline_dir=folder, python_version="3.11", timeout=120
+    )
+    assert message == ""
+    warm_jobs = [
+        job for job in k8s_cluster.created_jobs if "fastflow.warmup" in job["metadata"]["labels"]
+    ]
+    assert len(warm_jobs) == 3 and all(
+        "fastflow.managed" not in job["metadata"]["labels"] for job in warm_jobs
+    )
+    assert executor.prepared_env(spec) is not None
+
+    outcome = run_to_end(executor, spec)
+    assert outcome.succeeded, outcome.error
+    assert user_lines(spec) == ["prefix /venv", "venv is read-only: OSError"]
+    run_job = k8s_cluster.created_jobs[-1]
+    assert run_job["metadata"]["labels"]["fastflow.env"] == "prepared"
+    (container,) = run_job["spec"]["template"]["spec"]["containers"]
+    assert {k: v for k, v in container["volumeMounts"][2].items() if k != "subPath"} == {
+        "name": "envs",
+        "mountPath": "/venv",
+        "readOnly": True,
+    }
