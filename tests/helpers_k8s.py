@@ -199,6 +199,23 @@ class FakeCluster:
 
         threading.Thread(target=remove_later, daemon=True).start()
 
+    def exceed_deadline(self, job_name: str) -> None:
+        """The Job's activeDeadlineSeconds passed: the Job controller marks it failed and
+        kills its pod (SIGKILL: exit 137, the status a memory kill also has)."""
+        with self.lock:
+            job = self.jobs[job_name]
+            job["status"]["conditions"] = [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "DeadlineExceeded",
+                    "message": "Job was active longer than specified deadline",
+                }
+            ]
+            pod = self.pod_of(job_name)
+            container = self.containers.get(pod["metadata"]["name"])
+        container.kill()
+
     # --- the API --------------------------------------------------------------------------------
 
     def create_job(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -432,7 +449,8 @@ class FakeCluster:
             pod["status"]["startTime"] = _docker_time(state["StartedAt"])
             pod["status"]["containerStatuses"] = [status]
             job = self.jobs.get(pod["metadata"]["labels"]["job-name"])
-            if job is not None and phase in ("Succeeded", "Failed"):
+            settled = job is not None and "conditions" in job["status"]
+            if job is not None and phase in ("Succeeded", "Failed") and not settled:
                 job["status"] = {
                     "startTime": job["status"].get("startTime"),
                     "succeeded" if phase == "Succeeded" else "failed": 1,

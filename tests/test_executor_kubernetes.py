@@ -436,11 +436,12 @@ def test_the_warm_up_without_a_cache_volume_says_which_setting(executor, make_pi
 
 
 def test_the_warm_up_prepares_an_environment_that_runs_mount_read_only(
-    k8s_cluster, settings, make_pipeline_dir
+    k8s_cluster, settings, make_pipeline_dir, tmp_path
 ):
     """The warm-up steps run as Jobs with the cache volume's subPaths writable; the engine
     publishes the environment; a run then mounts it read-only at /venv (offline: the
     requirements name no package, so nothing is downloaded)."""
+    settings.FASTFLOW_UV_CACHE_DIR = tmp_path / "uv-cache"  # nothing prepared yet
     settings.FASTFLOW_K8S_CACHE_VOLUME = ("host", str(settings.FASTFLOW_UV_CACHE_DIR))
     executor = get_executor()
     folder = make_pipeline_dir(
@@ -474,3 +475,38 @@ def test_the_warm_up_prepares_an_environment_that_runs_mount_read_only(
         "mountPath": "/venv",
         "readOnly": True,
     }
+
+
+def test_a_quiet_pipeline_outlasting_the_log_read_timeout_loses_nothing(
+    executor, make_pipeline_dir, monkeypatch
+):
+    from runs_app.engine import k8s_api
+
+    monkeypatch.setattr(k8s_api, "LOG_READ_TIMEOUT", 0.5)
+    quiet = (
+        "import time\nprint('before', flush=True)\ntime.sleep(2)\n"
+        "print('after', flush=True)\ntime.sleep(1.5)\nprint('last')\n"
+    )
+    spec = make_spec(make_pipeline_dir("quiet", quiet))
+    outcome = run_to_end(executor, spec)
+    assert outcome.succeeded, outcome.error
+    assert user_lines(spec) == ["before", "after", "last"]
+    assert not any("interrupted" in line for line in log_lines(spec))  # a timeout is no error
+
+
+def test_the_clusters_deadline_backstop_reads_as_a_timeout(
+    k8s_cluster, executor, make_pipeline_dir
+):
+    spec = make_spec(
+        make_pipeline_dir("overdue", "import time\nprint('long', flush=True)\ntime.sleep(60)\n"),
+        timeout=60,
+    )
+    execution = executor.start(spec)
+    result, thread = wait_in_thread(execution)
+    wait_for_line(spec, "long")
+    k8s_cluster.exceed_deadline(execution.handle_id)
+    thread.join(30)
+    (outcome,) = result
+    assert outcome.timed_out and not outcome.oom_killed
+    assert outcome.error == "timed out after 60 s"
+    assert any("activeDeadlineSeconds" in line for line in log_lines(spec))

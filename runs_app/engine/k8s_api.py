@@ -35,6 +35,10 @@ except ImportError:  # pragma: no cover - the extra is installed by `.[dev]`
     k8s_client = None
 
 LOG_CHUNK = 64 * 1024
+# A followed log sends nothing while the pipeline is quiet; reading gives up after this long
+# and the executor asks again from the last line, so a connection that died silently (an API
+# server gone without closing it) is noticed.
+LOG_READ_TIMEOUT = 60.0
 
 
 def _require_client() -> None:
@@ -127,7 +131,7 @@ class KubernetesApi:
                 auth_settings=["BearerToken"],
             )
             response = api.call_api(
-                *request, _request_timeout=(timeout, None) if stream else timeout
+                *request, _request_timeout=(timeout, LOG_READ_TIMEOUT) if stream else timeout
             )
             if not 200 <= response.status <= 299:
                 response.read()
@@ -253,6 +257,13 @@ def log_lines(response: Any) -> Iterator[bytes]:
         yield from lines
     if pending:
         yield pending
+
+
+def is_read_timeout(exc: BaseException) -> bool:
+    """Whether a log read gave up because nothing came (LOG_READ_TIMEOUT), not an error."""
+    return k8s_client is not None and isinstance(
+        exc, urllib3.exceptions.ReadTimeoutError | TimeoutError
+    )
 
 
 def close_quietly(response: Any) -> None:

@@ -18,6 +18,7 @@ import logging
 import math
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from django.conf import settings
 from runs_app.engine import wrapper
 from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
 from runs_app.engine.docker_executor import LABEL_ENV, LABEL_RUN_ID, installation_scope
-from runs_app.engine.k8s_api import KubernetesApi, close_quietly, log_lines
+from runs_app.engine.k8s_api import KubernetesApi, close_quietly, is_read_timeout, log_lines
 from runs_app.engine.k8s_spec import (
     CONTAINER,
     PodSettings,
@@ -84,6 +85,18 @@ def parse_log_line(raw: bytes) -> tuple[datetime, str, bytes]:
         return at, STDERR, rest + b"\n"
     data = rest[2:]
     return at, source, data + b"\n" if whole else data
+
+
+@dataclass
+class Copied:
+    """What one log request copied: the last line's time and how many lines share it (where
+    to resume), a last line without its end, and whether the stream broke (rather than
+    ending)."""
+
+    last: datetime | None = None
+    count: int = 0
+    rest: list[tuple[datetime, str, bytes]] = field(default_factory=list)
+    broke: bool = True
 
 
 class LineJoiner:
@@ -201,7 +214,7 @@ class KubernetesExecution(Execution):
         self._selector = f"{LABEL_RUN_ID}={spec.run_id}"
         self._poll_seconds = settings.FASTFLOW_K8S_POLL_SECONDS
         self._wake = threading.Event()
-        self._stop_sampling = threading.Event()
+        self._done = threading.Event()  # the outcome is known: followers and samplers stop
         self._pod_name = ""
         self._pod: dict[str, Any] | None = None  # the pod as last seen
         self._pod_gone = False  # the pod disappeared without us deleting it
@@ -223,7 +236,7 @@ class KubernetesExecution(Execution):
         if writers is not None:
             writers[0].abandon()
             writers[1].close()
-        self._stop_sampling.set()
+        self._done.set()
         stream = self._stream
         if stream is not None:
             close_quietly(stream)
@@ -273,7 +286,7 @@ class KubernetesExecution(Execution):
             self._note_ending(outcome, log, started, noted)
             note_setup_failure(outcome, log)
         finally:
-            self._stop_sampling.set()
+            self._done.set()
             log.close()
             metrics.close()
         outcome.log_loss = log.loss_summary()
@@ -287,7 +300,7 @@ class KubernetesExecution(Execution):
     def cleanup(self) -> None:
         """Delete the Job and its pod, after the engine recorded the outcome (an engine that
         dies in between leaves a finished Job, which reconcile or its TTL removes)."""
-        self._stop_sampling.set()
+        self._done.set()
         if self.abandoned.is_set():
             return  # its new owner removes it
         try:
@@ -300,7 +313,6 @@ class KubernetesExecution(Execution):
     def _wait_until_started(self) -> datetime | Outcome:
         """The container's start time once it started, else the Outcome of a run that ends
         before (cancelled, Pending too long, lost)."""
-        timeout = self._executor.pod.pending_timeout
         while True:
             if self.abandoned.is_set():
                 return Outcome(exit_code=None, error="abandoned: another engine took the run over")
@@ -316,17 +328,24 @@ class KubernetesExecution(Execution):
                     return self._early(f"the run's pod was lost before it started: {lost}")
             elif self._pod_gone:
                 return self._early("the run's Job was deleted before its pod started")
-            reason, permanent = pending_reason(pod, CONTAINER)
-            waited = time.time() - self._pending_since(pod)
-            if permanent or waited > timeout:
-                self._delete(grace=0)
-                if permanent:
-                    return self._early(f"the run's pod cannot start: {reason}")
-                return self._early(
-                    f"the run's pod did not start within {timeout:g} s "
-                    f"(FASTFLOW_K8S_PENDING_TIMEOUT_SECONDS): {reason}"
-                )
+            # While the API cannot be reached nothing is known: the pending clock waits too.
+            if not self._unreachable and (failed := self._still_pending(pod)):
+                return failed
             self.cancel_event.wait(self._poll_seconds)
+
+    def _still_pending(self, pod: dict[str, Any] | None) -> Outcome | None:
+        """The failed run's Outcome when the pod cannot start or waited too long, else None."""
+        timeout = self._executor.pod.pending_timeout
+        reason, permanent = pending_reason(pod, CONTAINER)
+        if not permanent and time.time() - self._pending_since(pod) <= timeout:
+            return None
+        self._delete(grace=0)
+        if permanent:
+            return self._early(f"the run's pod cannot start: {reason}")
+        return self._early(
+            f"the run's pod did not start within {timeout:g} s "
+            f"(FASTFLOW_K8S_PENDING_TIMEOUT_SECONDS): {reason}"
+        )
 
     def _pending_since(self, pod: dict[str, Any] | None) -> float:
         created = _created((pod or {}).get("metadata") or {}) or self._created
@@ -486,41 +505,54 @@ class KubernetesExecution(Execution):
     def _follow_logs(
         self, log: LogWriter, since: datetime | None, skip: int, ready_at: datetime | None
     ) -> None:
-        """Copy the container's log into the run's log until the container ended; a broken
-        stream (API server restarted, unreachable) is resumed after the last line read."""
+        """Copy the container's log into the run's log until the container ended. A stream
+        that breaks (the API server restarted or unreachable, a quiet pipeline's read timeout)
+        is resumed after the last line read; one that broke around the container's end is
+        read once more, so the last lines are not lost."""
+        final = False
         try:
-            while not self.abandoned.is_set():
-                try:
-                    last, count, rest = self._copy_stream(log, since, skip, ready_at)
-                except (InfrastructureError, LookupError) as exc:
-                    self._log_error = str(exc)
-                    last, count, rest = None, 0, []
+            while not (self.abandoned.is_set() or self._done.is_set()):
+                copied = self._copy_stream(log, since, skip, ready_at)
                 if self.abandoned.is_set():
                     return
-                if self._container_done():
-                    for at, source, data in rest:
+                if not copied.broke:
+                    self._log_error = ""  # whatever broke before was made good
+                done = self._container_done()
+                if done and (not copied.broke or final):
+                    for at, source, data in copied.rest:
                         log.feed(data, at, source=source)  # it ended in the middle of a line
                     return
-                since, skip = (last, count) if last else (since, skip)
+                final = done
+                if copied.last is not None:
+                    since, skip = copied.last, copied.count
                 ready_at = ready_at or log.ready_at
-                self.cancel_event.wait(self._poll_seconds)
+                if not done:
+                    self._done.wait(self._poll_seconds)
         finally:
             self._wake.set()
 
-    def _copy_stream(
-        self, log: LogWriter, since: datetime | None, skip: int, ready_at: datetime | None
-    ) -> tuple[datetime | None, int, list[tuple[datetime, str, bytes]]]:
-        """One log request. Like the Docker executor's, line by line (the relay's pieces are
-        joined first, each line timed by its first piece): `since` + `skip` drop what the file
-        holds already; only the first stdout line can be the wrapper's ready line. Returns
-        the last line's time, how many lines share it, and a last line without its end."""
-        last: datetime | None = None
-        count = 0
-        first_stdout = True
-        response = self._api.pod_log(self._pod_name, CONTAINER, since)
+    def _open_stream(self, since: datetime | None) -> Any:
+        try:
+            response = self._api.pod_log(self._pod_name, CONTAINER, since)
+        except (InfrastructureError, LookupError) as exc:
+            self._log_error = str(exc)
+            return None
         self._stream = response
         if self.abandoned.is_set():
             close_quietly(response)
+        return response
+
+    def _copy_stream(
+        self, log: LogWriter, since: datetime | None, skip: int, ready_at: datetime | None
+    ) -> Copied:
+        """One log request. Like the Docker executor's, line by line (the relay's pieces are
+        joined first, each line timed by its first piece): `since` + `skip` drop what the file
+        holds already; only the first stdout line can be the wrapper's ready line."""
+        copied = Copied()
+        first_stdout = True
+        response = self._open_stream(since)
+        if response is None:
+            return copied
         joiner = LineJoiner()
         try:
             for raw in log_lines(response):
@@ -534,19 +566,21 @@ class KubernetesExecution(Execution):
                     first_stdout = False
                     if self._ready_line(log, at, data, ready_at):
                         continue  # fed as the ready line, or its re-delivery dropped
-                count = count + 1 if at == last else 1
-                last = at
+                copied.count = copied.count + 1 if at == copied.last else 1
+                copied.last = at
                 if since is not None and (at < since or (skip and at == since)):
                     skip -= at == since
                     continue
                 log.feed(data, at, source=source)
+            copied.broke = False
         except Exception as exc:  # noqa: BLE001 - a broken stream is resumed by the caller
-            if not self.abandoned.is_set():
+            if not (self.abandoned.is_set() or is_read_timeout(exc)):
                 self._log_error = str(exc)
         finally:
             close_quietly(response)
             self._stream = None
-        return last, count, joiner.rest()
+        copied.rest = joiner.rest()
+        return copied
 
     @staticmethod
     def _ready_line(log: LogWriter, at: datetime, data: bytes, ready_at: datetime | None) -> bool:
@@ -567,7 +601,7 @@ class KubernetesExecution(Execution):
         every 15 s, so runs shorter than that may get none)."""
         interval = settings.FASTFLOW_METRICS_INTERVAL_SECONDS
         last_stamp = None
-        while not self._stop_sampling.wait(interval):
+        while not self._done.wait(interval):
             try:
                 reading = self._api.pod_metrics(self._pod_name)
             except LookupError:
