@@ -51,7 +51,7 @@ from runs_app.engine.base import (
 )
 from runs_app.engine.hostpaths import HostPaths
 from runs_app.engine.logstream import LogWriter, note_setup_failure, noted_ready, resume_point
-from runs_app.engine.metrics import DockerStatsSampler, MetricsRecorder
+from runs_app.engine.metrics import DockerStatsSampler, MetricsRecorder, run_writers
 from runs_app.engine.uvcache import (
     COLD_HINT,
     COLD_NOTE,
@@ -142,8 +142,8 @@ def image_path(image: Image) -> str:
     return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def _warmup_spec(name: str, pipeline_dir: Path, python_version: str) -> RunSpec:
-    """A stand-in run for building a warm-up container (it writes no log or metrics)."""
+def warmup_spec(name: str, pipeline_dir: Path, python_version: str) -> RunSpec:
+    """A stand-in run for building a warm-up container or Job (it writes no log or metrics)."""
     return RunSpec(
         run_id=f"warmup-{uuid.uuid4()}",
         pipeline_name=name,
@@ -339,7 +339,7 @@ class DockerExecutor(Executor):
         directory writable (nothing else), the lock file in the container's tmpfs. The build
         directory is published (renamed into place) only when every step succeeded."""
         image = self.ensure_image(python_version)
-        spec = _warmup_spec(pipeline_name, Path(pipeline_dir), python_version)
+        spec = warmup_spec(pipeline_name, Path(pipeline_dir), python_version)
         # Of the requirements as they are now: an edit during the warm-up makes another key.
         key = self.env_key(spec, image)
         if key is None or env_ready(self.name, key) is not None:
@@ -548,18 +548,8 @@ class DockerExecution(Execution):
         # After a restart the "environment ready" note may already be in the file: then the
         # wrapper's ready line was taken, and its re-delivery (same millisecond) is dropped.
         noted = noted_ready(spec.log_file) if self._resume else None
-        log = LogWriter(
-            spec.log_file,
-            mask_values=spec.mask_values,
-            max_bytes=spec.log_max_bytes,
-            ready_token="" if noted else self._ready_token,
-            started_at=started_at,
-        )
-        metrics = MetricsRecorder(
-            spec.metrics_file,
-            log=log,
-            cpu_soft_limit=spec.cpu_soft_limit,
-            mem_soft_limit=spec.mem_soft_limit,
+        log, metrics = run_writers(
+            spec, ready_token="" if noted else self._ready_token, started_at=started_at
         )
         self._writers = (log, metrics)
         if self.abandoned.is_set():  # abandoned before the writers existed

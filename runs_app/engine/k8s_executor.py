@@ -51,7 +51,7 @@ from runs_app.engine.logstream import (
     noted_ready,
     resume_point,
 )
-from runs_app.engine.metrics import MetricsRecorder
+from runs_app.engine.metrics import MetricsRecorder, run_writers
 from runs_app.engine.uvcache import COLD_HINT, COLD_NOTE, env_key, env_ready
 from runs_app.logs import STDERR, STDOUT, parse_timestamp
 from runs_app.outcome import Outcome, format_bytes, outcome_message
@@ -251,18 +251,8 @@ class KubernetesExecution(Execution):
         spec = self.spec
         since, skip = resume_point(spec.log_file) if self._resume else (None, 0)
         noted = noted_ready(spec.log_file) if self._resume else None
-        log = LogWriter(
-            spec.log_file,
-            mask_values=spec.mask_values,
-            max_bytes=spec.log_max_bytes,
-            ready_token="" if noted else wrapper.READY_TOKEN,
-            started_at=started,
-        )
-        metrics = MetricsRecorder(
-            spec.metrics_file,
-            log=log,
-            cpu_soft_limit=spec.cpu_soft_limit,
-            mem_soft_limit=spec.mem_soft_limit,
+        log, metrics = run_writers(
+            spec, ready_token="" if noted else wrapper.READY_TOKEN, started_at=started
         )
         self._writers = (log, metrics)
         if self.abandoned.is_set():

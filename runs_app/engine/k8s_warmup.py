@@ -10,7 +10,6 @@ the build (an atomic rename) when every step succeeded; runs then mount it read-
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -18,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from runs_app.engine.base import InfrastructureError, RunSpec
-from runs_app.engine.docker_executor import CONTAINER_TMP, ENV_DIR
+from runs_app.engine.base import InfrastructureError
+from runs_app.engine.docker_executor import CONTAINER_TMP, ENV_DIR, warmup_spec
 from runs_app.engine.k8s_api import log_lines
 from runs_app.engine.k8s_spec import CONTAINER, require_cache_volume, warmup_manifest
 from runs_app.engine.k8s_status import ended, lost_reason, pending_reason
@@ -41,20 +40,6 @@ if TYPE_CHECKING:
     from runs_app.engine.k8s_executor import KubernetesExecutor
 
 
-def _warmup_spec(name: str, pipeline_dir: Path, python_version: str) -> RunSpec:
-    return RunSpec(
-        run_id=f"warmup-{uuid.uuid4()}",
-        pipeline_name=name,
-        pipeline_dir=pipeline_dir,
-        has_requirements=True,
-        python_version=python_version,
-        env={},
-        mask_values=(),
-        log_file=Path(tempfile.gettempdir()) / "unused.log",
-        metrics_file=Path(tempfile.gettempdir()) / "unused.jsonl",
-    )
-
-
 def warm_with_jobs(
     executor: KubernetesExecutor,
     *,
@@ -71,7 +56,7 @@ def warm_with_jobs(
     )
     if key is None or env_ready(executor.name, key) is not None:
         return ""
-    spec = _warmup_spec(pipeline_name, pipeline_dir, python_version)
+    spec = warmup_spec(pipeline_name, pipeline_dir, python_version)
     requirements = "/app/requirements.txt"
     steps = [
         (

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -22,6 +23,9 @@ from fastflow_site.datadir import private_open
 from runs_app.engine.logstream import LogWriter
 from runs_app.logs import append_whole, format_timestamp
 from runs_app.outcome import format_bytes
+
+if TYPE_CHECKING:
+    from runs_app.engine.base import RunSpec
 
 
 class MetricsRecorder:
@@ -178,6 +182,27 @@ class ProcessTreeSampler:
         self._known = alive
         if record:
             self._recorder.record(cpu_percent=cpu, memory_bytes=memory)
+
+
+def run_writers(
+    spec: RunSpec, *, ready_token: str, started_at: datetime | None
+) -> tuple[LogWriter, MetricsRecorder]:
+    """A run's log writer and metrics recorder, as every container executor opens them (the
+    files of `spec`, its masking, log cap and soft limits)."""
+    log = LogWriter(
+        spec.log_file,
+        mask_values=spec.mask_values,
+        max_bytes=spec.log_max_bytes,
+        ready_token=ready_token,
+        started_at=started_at,
+    )
+    metrics = MetricsRecorder(
+        spec.metrics_file,
+        log=log,
+        cpu_soft_limit=spec.cpu_soft_limit,
+        mem_soft_limit=spec.mem_soft_limit,
+    )
+    return log, metrics
 
 
 def run_in_thread(target: Callable[[], None], name: str) -> threading.Thread:
