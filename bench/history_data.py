@@ -20,11 +20,16 @@ COLUMNS = (
     "id, pipeline_name, status, started_at, finished_at, duration, exit_code, log_file, "
     "metrics_file, env_vars, parameters, uv_version, setup_duration, triggered_by, queued_at, "
     "not_before, run_config_id, retry_attempt, chain_depth, error_message, cancel_requested_at, "
-    "engine_id, container_id, peak_memory_bytes, idempotency_key"
+    "engine_id, container_id, peak_memory_bytes, idempotency_key, requeue_count, limits"
 )
 ENV_VARS = (
     '{"FASTFLOW_RUN_ID": "generated", "PYTHONUNBUFFERED": "1", "API_TOKEN": "***", '
     '"REGION": "eu-central-1", "BATCH_SIZE": "500"}'
+)
+# The limits the engine records when a run starts (the installation's defaults).
+LIMITS = (
+    '{"memory_bytes": 2147483648, "cpus": 1.0, "pids": 512, "tmp_bytes": 268435456, '
+    '"timeout_seconds": null, "log_max_bytes": 52428800}'
 )
 BATCH = 100_000
 
@@ -97,7 +102,10 @@ def _select_list(ts, *, pct: str, env_vars: str, json: str, a_day_later: str) ->
         CASE x.trig WHEN 'scheduler' THEN 'schedule:' || p.name || ':' || x.q_us
                     WHEN 'retry' THEN 'retry:' || x.n WHEN 'downstream' THEN 'downstream:' || x.n
                     WHEN 'webhook' THEN CASE WHEN x.u {pct} 2 = 0 THEN 'webhook:' || x.n ELSE '' END
-                    ELSE '' END"""
+                    ELSE '' END,
+        0,
+        CASE WHEN x.status = 'PENDING' OR {never_started} THEN '{{}}'
+             ELSE '{LIMITS}' END{json}"""
 
 
 def _sqlite_sql() -> str:

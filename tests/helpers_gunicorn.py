@@ -53,7 +53,9 @@ def gunicorn(
 
 
 def get(port: int, path: str, **headers: str) -> tuple[requests.Response] | None:
+    # Not answering yet (None) covers a read timeout too: gunicorn binds its socket before its
+    # workers have imported Django, which takes seconds on a loaded machine.
     try:
         return (requests.get(f"http://127.0.0.1:{port}{path}", headers=headers, timeout=5),)
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):
         return None

@@ -68,7 +68,7 @@ def test_the_admin_log_endpoint_and_download_say_missing():
     tail = client.get(reverse("admin:runs_app_pipelinerun_log", args=[run.pk]))
     download = client.get(reverse("admin:runs_app_pipelinerun_log_download", args=[run.pk]))
 
-    assert tail.json()["log_missing"] is True and tail.json()["text"] == ""
+    assert tail.json()["log_missing"] is True and tail.json()["lines"] == []
     assert download.status_code == 404
 
 
