@@ -218,7 +218,6 @@ class KubernetesExecution(Execution):
         self._pod_name = ""
         self._pod: dict[str, Any] | None = None  # the pod as last seen
         self._pod_gone = False  # the pod disappeared without us deleting it
-        self._deleted = False  # the engine deleted the Job (cancel, timeout, pending too long)
         self._log_error = ""
         self._unreachable = ""
         self._writers: tuple[LogWriter, MetricsRecorder] | None = None
@@ -423,7 +422,6 @@ class KubernetesExecution(Execution):
     def _delete(self, *, grace: int) -> None:
         """Stop the run: its pod with `grace` seconds between SIGTERM and SIGKILL, the Job
         (Foreground: it stays listed by label until its pod is gone)."""
-        self._deleted = True
         try:
             if self._pod_name:
                 self._api.delete_pod(self._pod_name, grace_seconds=grace)
@@ -591,11 +589,13 @@ class KubernetesExecution(Execution):
         every 15 s, so runs shorter than that may get none)."""
         interval = settings.FASTFLOW_METRICS_INTERVAL_SECONDS
         last_stamp = None
+        api_seen = False  # the metrics API answered once: a 404 is "no reading yet"
         while not self._done.wait(interval):
             try:
                 reading = self._api.pod_metrics(self._pod_name)
             except LookupError:
-                if not self._api.metrics_available():
+                api_seen = api_seen or self._api.metrics_available()
+                if not api_seen:
                     log.note(NO_METRICS_NOTE, once="no_metrics")
                     return
                 continue  # no reading for this pod yet
