@@ -510,3 +510,19 @@ def test_the_clusters_deadline_backstop_reads_as_a_timeout(
     assert outcome.timed_out and not outcome.oom_killed
     assert outcome.error == "timed out after 60 s"
     assert any("activeDeadlineSeconds" in line for line in log_lines(spec))
+
+
+def test_a_kubeconfig_that_cannot_be_loaded_names_the_setting(settings, tmp_path):
+    settings.FASTFLOW_K8S_KUBECONFIG = str(tmp_path / "missing.kubeconfig")
+    with pytest.raises(InfrastructureError, match="FASTFLOW_K8S_KUBECONFIG: cannot load"):
+        get_executor("kubernetes").check()
+
+
+def test_a_refused_request_says_what_the_api_server_answered(k8s_cluster, settings, tmp_path):
+    config = tmp_path / "kubeconfig"
+    config.write_text(config.read_text().replace("test-token", "wrong-token"))
+    settings.FASTFLOW_K8S_KUBECONFIG = str(config)
+    with pytest.raises(
+        InfrastructureError, match="Kubernetes API error 401 while checking the API server"
+    ):
+        get_executor("kubernetes").check()
