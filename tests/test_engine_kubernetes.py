@@ -3,6 +3,8 @@ HTTP-level API server of `helpers_k8s.py` (pods run on the real Docker engine)."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from runs_app.engine.dispatcher import run_spec_build
@@ -10,7 +12,16 @@ from runs_app.engine.executors import get_executor
 from runs_app.models import PipelineRun, RunStatus
 from runs_app.services import run_claim_next, run_enqueue, run_record_start
 from tests.helpers_api import client_for
-from tests.helpers_engine import ThreadEngine, make_pipeline, wait_for, wait_until_finished
+from tests.helpers_engine import (
+    EngineProcess,
+    ThreadEngine,
+    log_text,
+    make_pipeline,
+    run_refreshed,
+    wait_for,
+    wait_until_finished,
+)
+from tests.helpers_executor import log_entries
 from tests.helpers_executor import user_lines as spec_user_lines
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
@@ -77,3 +88,38 @@ def test_an_unreachable_api_server_leaves_runs_queued_until_it_is_back(k8s_clust
         wait_until_finished(run)
 
     assert run.status == RunStatus.SUCCESS, run.error_message
+
+
+def test_a_kubernetes_run_survives_an_engine_crash_and_finishes_with_its_full_log(
+    k8s_cluster, settings
+):
+    """kill -9 of the engine process mid-run; the next engine re-attaches the Job by label and
+    resumes the log where the file ends (the API server lives on in the test process)."""
+    env = {
+        "FASTFLOW_K8S_KUBECONFIG": settings.FASTFLOW_K8S_KUBECONFIG,
+        "FASTFLOW_K8S_NAMESPACE": settings.FASTFLOW_K8S_NAMESPACE,
+        "FASTFLOW_K8S_PIPELINES_VOLUME": f"host:{settings.PIPELINES_DIR}",
+        "FASTFLOW_K8S_POLL_SECONDS": "0.2",
+        "FASTFLOW_RUNNER_IMAGE": settings.FASTFLOW_RUNNER_IMAGE,
+        "FASTFLOW_RUNNER_PULL": "false",
+    }
+    pipeline = make_pipeline("survivor", COUNTING)
+    run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    crashing = EngineProcess("crashing", executor="kubernetes", **env).start()
+    try:
+        crashing.wait_registered()
+        wait_for(lambda: "line 2" in log_text(run), timeout=120, what="line 2 in the log")
+    finally:
+        crashing.kill()
+    assert run_refreshed(run).status == RunStatus.RUNNING
+
+    with EngineProcess("recovering", executor="kubernetes", **env) as engine:
+        new_id = engine.wait_registered()
+        wait_until_finished(run, timeout=120)
+        wait_for(lambda: not k8s_cluster.jobs, what="the run's Job to be deleted")
+
+    assert run.status == RunStatus.SUCCESS, run.error_message
+    assert run.engine_id == new_id
+    lines = [line.text for line in log_entries(Path(run.log_file)) if line.source in ("o", "e")]
+    assert lines == [f"line {i}" for i in range(1, 9)]  # nothing lost, nothing twice
+    assert len(k8s_cluster.created_jobs) == 1  # it ran once
