@@ -36,7 +36,14 @@ RUN set -eu; \
     /opt/venv/bin/python -m compileall -q -j 0 /opt/venv /app >/dev/null
 
 FROM ${BASE_IMAGE}
+# git and ssh for git sync (the engine fetches the pipelines repository; docs/git-sync.md): the
+# local base image has them already, an official Python image gets them from Debian.
 RUN set -eu; \
+    if ! command -v git >/dev/null || ! command -v ssh-keyscan >/dev/null; then \
+        apt-get update -qq; \
+        apt-get install -y -qq --no-install-recommends git openssh-client >/dev/null; \
+        rm -rf /var/lib/apt/lists/*; \
+    fi; \
     if command -v useradd >/dev/null; then \
         groupadd --system --gid 10001 fastflow; \
         useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home --shell /usr/sbin/nologin fastflow; \

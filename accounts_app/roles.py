@@ -31,6 +31,8 @@ READABLE: dict[str, set[str]] = {
         "pipelines_app.pipeline",
         "runs_app.pipelinerun",
         "runs_app.scheduledjob",
+        # The sync state (commit, last error); credentials are never shown to anyone.
+        "gitsync_app.gitrepository",
     },
 }
 READABLE[Role.WRITE] = set(READABLE[Role.READONLY])

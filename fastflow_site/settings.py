@@ -216,7 +216,11 @@ def _persisted_value(path: Path, make: Any) -> str:
 DEBUG = env_bool("DEBUG", True)
 
 DATA_DIR = Path(env_str("FASTFLOW_DATA_DIR", str(BASE_DIR / "data"))).resolve()
-PIPELINES_DIR = Path(env_str("FASTFLOW_PIPELINES_DIR", str(BASE_DIR / "pipelines"))).resolve()
+# Absolute but not resolved: with git sync the directory is a symlink that moves to each new
+# checkout, and a path resolved once at start-up would stay on the first one.
+PIPELINES_DIR = Path(
+    os.path.abspath(env_str("FASTFLOW_PIPELINES_DIR", str(BASE_DIR / "pipelines")))
+)
 LOGS_DIR = DATA_DIR / "logs"
 METRICS_DIR = DATA_DIR / "metrics"
 
@@ -285,6 +289,7 @@ INSTALLED_APPS = [
     "secrets_app",
     "notifications_app",
     "audit_app",
+    "gitsync_app",
 ]
 
 MIDDLEWARE = [
@@ -616,6 +621,13 @@ FASTFLOW_RETENTION_BATCH_PAUSE_SECONDS = env_float(
 
 # The audit log keeps entries this many days (0 = forever).
 FASTFLOW_AUDIT_RETENTION_DAYS = env_int("FASTFLOW_AUDIT_RETENTION_DAYS", 365, minimum=0)
+
+# --- Git sync (docs/git-sync.md; the repository itself is configured in the admin) --------------
+# The bare repository and one checkout per commit; FASTFLOW_PIPELINES_DIR becomes a symlink to the
+# current checkout. On storage every engine and the web process share, like the data dir.
+FASTFLOW_GIT_DIR = Path(os.path.abspath(env_str("FASTFLOW_GIT_DIR", str(DATA_DIR / "git"))))
+# Each git/ssh command (fetch, ls-remote, ssh-keyscan) is stopped after this many seconds.
+FASTFLOW_GIT_TIMEOUT_SECONDS = env_float("FASTFLOW_GIT_TIMEOUT_SECONDS", 300.0, minimum=1)
 
 # --- Interfaces ---------------------------------------------------------------------------------
 FASTFLOW_WEBHOOK_MAX_BYTES = env_int("FASTFLOW_WEBHOOK_MAX_BYTES", 256 * 1024, minimum=1024)

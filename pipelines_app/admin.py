@@ -95,6 +95,7 @@ class PipelineAdmin(admin.ModelAdmin):
         "last_cache_warmup",
         "cache_warmup_error",
         "discovered_at",
+        "git_commit",
         "is_missing",
         "metadata_column",
     )
@@ -136,7 +137,10 @@ class PipelineAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Discovery", {"fields": ("discovered_at", "is_missing", "metadata_column")}),
+        (
+            "Discovery",
+            {"fields": ("discovered_at", "git_commit", "is_missing", "metadata_column")},
+        ),
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:

@@ -62,6 +62,7 @@ class PipelineOutputSerializer(serializers.ModelSerializer):
             "last_cache_warmup",
             "cache_warmup_error",
             "discovered_at",
+            "git_commit",
         ]
         read_only_fields = fields
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from django.conf import settings
 
+from pipelines_app import checkouts
 from pipelines_app.errors import PipelinesDirError, SpecError
 from pipelines_app.spec import PipelineSpec, ResourceMaxima, parse_pipeline_json
 from pipelines_app.spec_values import is_safe_name
@@ -50,6 +51,9 @@ class DiscoveredPipeline:
 class Scan:
     pipelines: list[DiscoveredPipeline]
     skipped: list[tuple[str, str]]  # (folder name, why it is not a pipeline)
+    # The git commit whose checkout was scanned ("" without git sync): the directory is
+    # resolved once, so one scan reads one commit even while a sync switches to the next.
+    commit: str = ""
 
 
 class _Unreadable(Exception):
@@ -278,7 +282,8 @@ def scan_pipelines(root: Path | None = None) -> Scan:
         else:
             pipelines.append(found)
     _cross_check(pipelines)
-    return Scan(pipelines=pipelines, skipped=skipped)
+    link = checkouts.link_of(real_root)
+    return Scan(pipelines=pipelines, skipped=skipped, commit=link.commit if link else "")
 
 
 def discover_pipelines(root: Path | None = None) -> list[DiscoveredPipeline]:

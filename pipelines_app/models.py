@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import OuterRef, Subquery
 
+from pipelines_app import checkouts
 from pipelines_app.spec import PipelineSpec
 
 # What stands in for a credential in shown metadata (the same mask as secrets in run logs).
@@ -70,6 +71,7 @@ class Pipeline(models.Model):
     cache_warmup_error = models.TextField(blank=True, default="")
     discovered_at = models.DateTimeField(null=True, blank=True)
     discovery_warnings = models.JSONField(default=list, blank=True)
+    git_commit = models.CharField(max_length=64, blank=True, default="")
 
     objects = PipelineQuerySet.as_manager()
 
@@ -91,11 +93,18 @@ class Pipeline(models.Model):
 
     @property
     def folder(self) -> Path:
+        """The folder in the pipelines directory (with git sync: in the current checkout)."""
+        return self.folder_at("")
+
+    def folder_at(self, commit: str) -> Path:
+        """The folder in `commit`'s checkout (a run's own, fixed when it started); "" is the
+        pipelines directory as it is now."""
         name = self.pipeline_name
         # Names come from directory listings, but a row is still never allowed to point outside.
         if not name or "/" in name or "\\" in name or "\x00" in name or name in {".", ".."}:
             raise ValueError(f"pipeline name {name!r} cannot name a folder")
-        return Path(settings.PIPELINES_DIR) / name
+        root = checkouts.root_at(commit) if commit else Path(settings.PIPELINES_DIR)
+        return root / name
 
     @property
     def state(self) -> PipelineState:

@@ -2,8 +2,8 @@
 
 `pipelines_sync()` upserts one `Pipeline` row per discovered folder. It refreshes only what
 discovery owns (has_requirements, requirements_hash, metadata, discovery_error,
-discovery_warnings, is_missing, discovered_at and, see below, enabled) and never touches the
-run counters. A row whose folder is gone is marked `is_missing` and keeps its history.
+discovery_warnings, is_missing, discovered_at, git_commit and, see below, enabled) and never
+touches the run counters. A row whose folder is gone is marked `is_missing` and keeps its history.
 `metadata` is the normalised spec (`PipelineSpec.to_dict()`), or `{}` while the file is broken:
 a broken pipeline carries no half-trusted configuration, and `discovery_error` says why.
 Warnings (unknown keys, ...) are stored in `discovery_warnings` and logged when they change.
@@ -30,6 +30,8 @@ from django.utils import timezone
 
 from audit_app.context import AuditContext
 from audit_app.services import audit_changes, audit_record
+from fastflow_site.db import serialise
+from pipelines_app import checkouts
 from pipelines_app.discovery import DiscoveredPipeline, scan_pipelines
 from pipelines_app.models import Pipeline
 
@@ -49,6 +51,10 @@ SYNCED_FIELDS = (
 @dataclass
 class SyncReport:
     pipelines: list[DiscoveredPipeline] = field(default_factory=list)
+    commit: str = ""  # the git commit scanned ("" without git sync)
+    # True when a git sync switched the directory to another commit while this scan ran: the
+    # scan was not applied (that sync applies its own).
+    superseded: bool = False
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # newly marked missing by this sync
@@ -65,7 +71,14 @@ class SyncReport:
         return {p.name: p.warnings for p in self.pipelines if p.warnings}
 
     def summary(self) -> str:
+        if self.superseded:
+            return (
+                f"not applied: the pipelines directory moved to a newer commit than "
+                f"{self.commit[:12]} during the scan (that sync applies its own)"
+            )
         parts = [f"{len(self.pipelines)} pipeline(s) found"]
+        if self.commit:
+            parts[0] += f" at commit {self.commit[:12]}"
         for label, names in (
             ("new", self.created),
             ("updated", self.updated),
@@ -113,11 +126,18 @@ def pipelines_sync(*, root: Path | None = None) -> SyncReport:
     because of a bad mount or setting.
     """
     scan = scan_pipelines(root)
-    report = SyncReport(pipelines=scan.pipelines, skipped=scan.skipped)
+    report = SyncReport(pipelines=scan.pipelines, skipped=scan.skipped, commit=scan.commit)
     now = timezone.now()
     seen = [found.name for found in scan.pipelines]
 
     with transaction.atomic():
+        # Two syncs (the engine's, the admin's, a git sync's) apply one after the other, and a
+        # scan of a checkout the directory no longer points to is dropped: rows always describe
+        # one commit, the one runs start with (their `git_commit`).
+        serialise("pipelines-sync")
+        if root is None and scan.commit != checkouts.current_commit():
+            report.superseded = True
+            return report
         rows = {row.pipeline_name: row for row in Pipeline.objects.filter(pipeline_name__in=seen)}
         new_rows = []
         for found in scan.pipelines:
@@ -145,7 +165,9 @@ def pipelines_sync(*, root: Path | None = None) -> SyncReport:
         # Another process syncing at the same moment may have created the row first; its
         # values come from the same folder, so skipping the conflict loses nothing.
         Pipeline.objects.bulk_create(new_rows, ignore_conflicts=True)
-        Pipeline.objects.filter(pipeline_name__in=seen).update(discovered_at=now)
+        Pipeline.objects.filter(pipeline_name__in=seen).update(
+            discovered_at=now, git_commit=scan.commit
+        )
 
         gone = Pipeline.objects.filter(is_missing=False).exclude(pipeline_name__in=seen)
         report.missing = sorted(gone.values_list("pipeline_name", flat=True))

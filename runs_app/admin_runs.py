@@ -75,11 +75,14 @@ class PipelineRunAdmin(admin.ModelAdmin):
         "duration_column",
         "setup_duration_column",
         "exit_code",
+        "commit_column",
     )
     list_display_links = ("short_id",)
-    # Sorting by exit code or setup duration would need two more indexes on every run; the
-    # status filter finds failures, and the run page shows the setup time.
-    sortable_by = tuple(c for c in list_display if c not in {"setup_duration_column", "exit_code"})
+    # Sorting by exit code, setup duration or commit would need more indexes on every run; the
+    # status filter finds failures, and the run page shows the setup time and the commit.
+    sortable_by = tuple(
+        c for c in list_display if c not in {"setup_duration_column", "exit_code", "commit_column"}
+    )
     list_filter = ("status", "triggered_by", "pipeline")
     search_fields = ("id",)  # shows the box; get_search_results decides what matches
     search_help_text = (
@@ -101,6 +104,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
                     "status_detail",
                     "triggered_by",
                     "run_config_id",
+                    "git_commit",
                     "exit_code",
                     "error_message",
                     "duration_detail",
@@ -216,6 +220,13 @@ class PipelineRunAdmin(admin.ModelAdmin):
     @admin.display(description="run", ordering="id")
     def short_id(self, obj: PipelineRun) -> str:
         return str(obj.pk)[:8]
+
+    @admin.display(description="commit")
+    def commit_column(self, obj: PipelineRun) -> str:
+        # With git sync: the commit the run ran; the full id on hover.
+        if not obj.git_commit:
+            return "—"
+        return format_html('<code title="{}">{}</code>', obj.git_commit, obj.git_commit[:12])
 
     @admin.display(description="pipeline", ordering="pipeline_id")
     def pipeline_link(self, obj: PipelineRun) -> str:

@@ -93,6 +93,7 @@ class RunOutputSerializer(serializers.ModelSerializer):
             "parameters",
             "env_vars",
             "run_config_id",
+            "git_commit",
             "parent_run",
             "scheduled_job",
             "retry_attempt",

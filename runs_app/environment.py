@@ -53,6 +53,8 @@ def run_environment(*, run: PipelineRun) -> RunEnvironment:
         "FASTFLOW_RUN_CONFIG_ID": run.run_config_id,
         "FASTFLOW_TRIGGERED_BY": run.triggered_by,
     }
+    if run.git_commit:
+        env["FASTFLOW_GIT_COMMIT"] = run.git_commit
     secret_names: set[str] = set()
     env.update(effective.default_env)
 

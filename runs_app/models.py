@@ -96,6 +96,8 @@ class PipelineRun(models.Model):
     requeue_count = models.IntegerField(default=0)
     # The resource limits in force for the run, as the executor applied them.
     limits = models.JSONField(default=dict, blank=True)
+    # With git sync: the commit whose checkout the run uses, fixed when it is claimed.
+    git_commit = models.CharField(max_length=64, blank=True, default="")
 
     objects = PipelineRunQuerySet.as_manager()
 

@@ -14,12 +14,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Case, Count, F, Value, When
+from django.db import transaction
+from django.db.models import Case, Count, F, OuterRef, Subquery, Value, When
 from django.utils import timezone
 
 from audit_app.context import AuditContext
 from audit_app.services import audit_record
+from fastflow_site.db import serialise
 from pipelines_app.env_names import reserved_env_message
 from pipelines_app.models import Pipeline
 from pipelines_app.spec import PipelineSpec
@@ -42,18 +43,6 @@ logger = logging.getLogger(__name__)
 PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 KEY_MAX_LENGTH = 255
-
-
-def _serialise(name: str) -> None:
-    """Inside an atomic block: make concurrent check-then-write sections on `name` take turns.
-
-    PostgreSQL: a transaction-level advisory lock (released at commit). SQLite: nothing to do,
-    the settings open every transaction with BEGIN IMMEDIATE, which already takes the single
-    write lock before the first read.
-    """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])
 
 
 def _short_key(key: str) -> str:
@@ -204,7 +193,7 @@ def run_enqueue(
     key = _short_key(idempotency_key)
     with transaction.atomic():
         if key:
-            _serialise(f"run-idempotency:{target.pipeline_name}:{key}")
+            serialise(f"run-idempotency:{target.pipeline_name}:{key}")
             existing = (
                 PipelineRun.objects.filter(
                     pipeline=target,
@@ -335,7 +324,7 @@ def run_claim_next(*, engine_id: str) -> PipelineRun | None:
     """
     now = timezone.now()
     with transaction.atomic():
-        _serialise("run-claim")
+        serialise("run-claim")
         running = PipelineRun.objects.filter(status=RunStatus.RUNNING)
         if running.count() >= settings.FASTFLOW_MAX_CONCURRENT_RUNS:
             return None
@@ -359,14 +348,32 @@ def run_claim_next(*, engine_id: str) -> PipelineRun | None:
             if limits.get(name) is not None and count >= limits[name]
         ]
         due = PipelineRun.objects.due(now).exclude(pipeline_id__in=full).order_by("queued_at", "id")
+        # The run keeps the commit its pipeline row was discovered from (git sync): the
+        # checkout whose files match the configuration the run starts with.
+        commit = Subquery(
+            Pipeline.objects.filter(pipeline_name=OuterRef("pipeline_id")).values("git_commit")[:1]
+        )
         for candidate in due[:5]:
             claimed = PipelineRun.objects.filter(id=candidate.id, status=RunStatus.PENDING).update(
-                status=RunStatus.RUNNING, started_at=now, engine_id=engine_id
+                status=RunStatus.RUNNING, started_at=now, engine_id=engine_id, git_commit=commit
             )
             if claimed == 1:
                 candidate.refresh_from_db()
                 return candidate
     return None
+
+
+def run_commits_in_use() -> set[str]:
+    """The git commits whose checkouts must stay: those of RUNNING runs and those a run claimed
+    from now on can get (its pipeline row's). Read under the claim's lock, so a claim that is
+    committing meanwhile is counted, never missed."""
+    with transaction.atomic():
+        serialise("run-claim")
+        running = PipelineRun.objects.filter(status=RunStatus.RUNNING).values_list(
+            "git_commit", flat=True
+        )
+        discovered = Pipeline.objects.values_list("git_commit", flat=True)
+        return ({*running} | {*discovered}) - {""}
 
 
 def run_record_start(

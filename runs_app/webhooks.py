@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import time
 
 from django.conf import settings
@@ -19,7 +18,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from audit_app.context import AuditContext
-from fastflow_site.api.errors import error_json, service_error_json
+from fastflow_site.api.errors import json_post_view, service_error_json
 from fastflow_site.api.parsers import NESTED_TOO_DEEPLY
 from fastflow_site.errors import ServiceError
 from fastflow_site.throttle import nonce_use, rate_limit_hit
@@ -30,8 +29,6 @@ from runs_app.errors import PipelineNotFound, PipelineNotRunnable
 from runs_app.models import TriggeredBy
 from runs_app.prometheus import webhook_response_counted
 from secrets_app.services import MissingSecretError, secrets_resolve
-
-logger = logging.getLogger(__name__)
 
 SIGNATURE_WINDOW_SECONDS = 300
 IDEMPOTENCY_KEY_MAX_LENGTH = 200
@@ -212,19 +209,6 @@ def webhook_trigger(request: HttpRequest, pipeline_name: str, webhook_key: str) 
     return webhook_response_counted(_respond(request, pipeline_name, webhook_key))
 
 
+@json_post_view
 def _respond(request: HttpRequest, pipeline_name: str, webhook_key: str) -> JsonResponse:
-    if request.method != "POST":
-        response = error_json(
-            "method_not_allowed", f"method {request.method} not allowed; use POST", status=405
-        )
-        response["Allow"] = "POST"
-        return response
-    try:
-        return _trigger(request, pipeline_name, webhook_key)
-    except ServiceError as refusal:
-        return service_error_json(refusal)
-    except Exception:
-        # The same JSON shape as the API's 500, never Django's error page: that page (with
-        # DEBUG on) shows the request path, and the path holds the webhook key.
-        logger.exception("webhook of pipeline %r failed", pipeline_name)
-        return error_json("server_error", "internal server error", status=500)
+    return _trigger(request, pipeline_name, webhook_key)

@@ -17,7 +17,8 @@ set -euo pipefail
 
 SUITE="bookworm"
 PYTHON_VERSION="3.11"  # Debian bookworm's python3; checked below
-PACKAGES="python3,python3-venv,ca-certificates"
+# git and openssh-client: the engine drives them for git sync (docs/git-sync.md).
+PACKAGES="python3,python3-venv,ca-certificates,git,openssh-client"
 IMAGE_TAG="fastflow-base:python${PYTHON_VERSION}-${SUITE}"
 LABEL_NS="org.fastflow.base"
 MIRROR="${FASTFLOW_DEBIAN_MIRROR:-http://deb.debian.org/debian}"

@@ -8,6 +8,10 @@
 #      named volume); a pipeline with requirements.txt, triggered by webhook, runs through the
 #      mounted Docker socket to SUCCESS — its folder a bind mount, the uv cache in the named
 #      volume, the CA bundle a bind mount of a file: the engine maps all three to host paths
+#   3b. git sync with the image's git: an origin repository in the volume, `gitsync` checks it
+#      out, a signed push webhook makes the leader engine sync the next commit, and the run of
+#      that commit succeeds from its checkout in the named volume (FASTFLOW_PIPELINES_DIR a
+#      symlink inside the volume, as docs/git-sync.md says for compose)
 #   4. compose.yaml with PostgreSQL (docker-compose, or `docker compose`): migrate → web +
 #      engine, one pipeline run through it, the one-line login link command
 #
@@ -63,21 +67,26 @@ metric() {  # base-url metric-line-prefix → its value ("" if absent)
     curl -s -H "Authorization: Bearer $TOKEN" "$1/metrics" | awk -v p="$2" 'index($0, p) == 1 {print $2}'
 }
 
-run_pipeline() {  # base-url → waits for one webhook-triggered run of `hello` to succeed
-    local base="$1" run_id=""
+run_pipeline() {  # base-url [pipeline key successes] → waits for one webhook-triggered run
+    # of the pipeline (default hello) to succeed: its `successes`-th (default 1) success
+    local base="$1" name="${2:-hello}" key="${3:-$KEY}" want="${4:-1}" run_id=""
     for _ in $(seq 1 240); do  # the engine discovers pipelines when it starts
-        run_id="$(curl -s -X POST "$base/webhooks/hello/$KEY" \
+        run_id="$(curl -s -X POST "$base/webhooks/$name/$key" \
             | python3 -c 'import json, sys; print(json.load(sys.stdin).get("run_id", ""))' 2>/dev/null || true)"
         [ -n "$run_id" ] && break
         sleep 0.25
     done
-    [ -n "$run_id" ] || die "the webhook of pipeline hello never accepted a run"
+    [ -n "$run_id" ] || die "the webhook of pipeline $name never accepted a run"
     for _ in $(seq 1 480); do
-        [ "$(metric "$base" 'fastflow_runs_total{pipeline="hello",status="SUCCESS"}')" = "1.0" ] && { echo "$run_id"; return 0; }
-        [ -n "$(metric "$base" 'fastflow_runs_total{pipeline="hello",status="FAILED"}')" ] && die "run $run_id FAILED"
+        [ "$(metric "$base" "fastflow_runs_total{pipeline=\"$name\",status=\"SUCCESS\"}")" = "$want.0" ] && { echo "$run_id"; return 0; }
+        [ -n "$(metric "$base" "fastflow_runs_total{pipeline=\"$name\",status=\"FAILED\"}")" ] && die "run $run_id FAILED"
         sleep 0.25
     done
     die "run $run_id did not succeed within 120s"
+}
+
+run_log() {  # container pipeline run-id → the run's log (files are sharded: logs/<pipeline>/<shard>/)
+    docker exec "$1" sh -c "cat /data/logs/$2/*/$3.log"
 }
 
 wait_healthy() {  # container
@@ -109,6 +118,8 @@ inspect '{{json .Config.Healthcheck.Test}}' | grep -q healthcheck || die "no HEA
 inspect '{{index .Config.Labels "org.opencontainers.image.revision"}}' | grep -q . || die "no OCI labels"
 docker run --rm "$IMAGE" sh -c 'test -s /app/staticfiles/staticfiles.json && test ! -e /app/deploy/build-ca.pem' \
     || die "static files missing or the build CA leaked into the image"
+docker run --rm "$IMAGE" sh -c 'git --version && command -v ssh ssh-keyscan' >/dev/null \
+    || die "git or openssh-client missing (git sync needs them)"
 phase "image size $(inspect '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}')"
 
 # --- 3. web + engine from the same image, SQLite on a named volume ------------------------------
@@ -152,7 +163,7 @@ docker run -d --name "$NAME-engine" "${common[@]}" --init "${ca_args[@]}" \
 wait_http "$WEB/readyz" 200 90
 phase "a pipeline run through the engine's Docker socket"
 RUN_ID="$(run_pipeline "$WEB")"
-LOG="$(docker exec "$NAME-web" sh -c "cat /data/logs/hello/$RUN_ID.log")"
+LOG="$(run_log "$NAME-web" hello "$RUN_ID")"
 echo "$LOG" | grep -q "hello from six" || die "the run's log lacks its output: $LOG"
 phase "health checks of both roles"
 wait_healthy "$NAME-web"
@@ -163,6 +174,66 @@ lines = [line for line in sys.stdin if line.strip()]
 assert lines and all(json.loads(line)["engine_id"] for line in lines), "engine logs are not JSON lines"
 ' || die "FASTFLOW_LOG_FORMAT=json: the engine printed non-JSON lines"
 [ "$(metric "$WEB" 'fastflow_webhook_responses_total{code="202"}')" = "1.0" ] || die "webhook counter"
+docker rm -f "$NAME-web" "$NAME-engine" >/dev/null
+
+# --- 3b. git sync with the image's git and ssh --------------------------------------------------
+phase "git sync: an origin repository made by the image's git (in the volume, as its user)"
+GIT_SECRET="smoke-git-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+origin_commit() {  # version → commits pipeline `synced` at that version to the origin, prints the id
+    docker run --rm -v "$NAME-data:/data" -e V="$1" -e KEY="$KEY" "$IMAGE" sh -ec '
+        export GIT_CONFIG_NOSYSTEM=1 GIT_AUTHOR_NAME=smoke GIT_AUTHOR_EMAIL=smoke@example.org
+        export GIT_COMMITTER_NAME=smoke GIT_COMMITTER_EMAIL=smoke@example.org
+        w=/data/smoke-origin-work
+        if [ ! -d /data/smoke-origin.git ]; then
+            git init -q --bare -b main /data/smoke-origin.git
+            git init -q -b main "$w"
+            mkdir "$w/synced"
+            printf "import os\nprint(\"synced\", open(\"version.txt\").read().strip(), os.environ[\"FASTFLOW_GIT_COMMIT\"])\n" >"$w/synced/main.py"
+            printf "{\"webhook_key\": \"%s\"}\n" "$KEY" >"$w/synced/pipeline.json"
+        fi
+        echo "$V" >"$w/synced/version.txt"
+        git -C "$w" add -A && git -C "$w" commit -q -m "version $V"
+        git -C "$w" push -q /data/smoke-origin.git main
+        git -C "$w" rev-parse HEAD'
+}
+FIRST="$(origin_commit v1)"
+git_env=(-e FASTFLOW_PIPELINES_DIR=/data/pipelines)
+docker run -d --name "$NAME-web" "${common[@]}" "${git_env[@]}" -p "127.0.0.1:$PORT:8000" "$IMAGE" >/dev/null
+wait_http "$WEB/healthz" 200 60
+docker exec -e SECRET="$GIT_SECRET" "$NAME-web" fastflow shell -c '
+import os
+from gitsync_app.services import RepositoryConfig, repository_configure
+repository_configure(config=RepositoryConfig(url="file:///data/smoke-origin.git", webhook_secret=os.environ["SECRET"]))
+' >/dev/null || die "configuring git sync failed"
+phase "git sync: manage.py gitsync (fetch, check out, switch the symlink, discover)"
+docker run --rm "${common[@]}" "${git_env[@]}" "$IMAGE" gitsync | grep -q "${FIRST:0:12}" \
+    || die "manage.py gitsync did not switch to $FIRST"
+docker run -d --name "$NAME-engine" "${common[@]}" "${git_env[@]}" --init "${ca_args[@]}" \
+    -v /var/run/docker.sock:/var/run/docker.sock --group-add "$(stat -c %g /var/run/docker.sock)" \
+    -e FASTFLOW_RUNNER_NETWORK=bridge "$IMAGE" runscheduler >/dev/null
+wait_http "$WEB/readyz" 200 90
+phase "git sync: a run of the synced commit (its checkout mounted from the named volume)"
+RUN_ID="$(run_pipeline "$WEB" synced "$KEY" 1)"
+run_log "$NAME-web" synced "$RUN_ID" | grep -q "synced v1 $FIRST" \
+    || die "the run did not run commit $FIRST: $(run_log "$NAME-web" synced "$RUN_ID")"
+phase "git sync: a signed push webhook → the leader engine syncs the next commit"
+SECOND="$(origin_commit v2)"
+BODY="{\"ref\": \"refs/heads/main\", \"after\": \"$SECOND\"}"
+SIG="sha256=$(BODY="$BODY" GIT_SECRET="$GIT_SECRET" python3 -c 'import hashlib, hmac, os
+print(hmac.new(os.environ["GIT_SECRET"].encode(), os.environ["BODY"].encode(), hashlib.sha256).hexdigest())')"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$WEB/webhooks/git" -H 'Content-Type: application/json' \
+    -H 'X-GitHub-Event: push' -H "X-Hub-Signature-256: $SIG" --data-binary "$BODY")" = 202 ] \
+    || die "the push webhook was not accepted"
+discovered() {  # the commit pipeline `synced` was discovered from
+    docker exec "$NAME-web" fastflow shell -c '
+from pipelines_app.models import Pipeline
+print(Pipeline.objects.get(pipeline_name="synced").git_commit)' | tail -n 1
+}
+for _ in $(seq 1 60); do [ "$(discovered)" = "$SECOND" ] && break; sleep 1; done
+[ "$(discovered)" = "$SECOND" ] || die "the push webhook did not lead to a sync of $SECOND"
+RUN_ID="$(run_pipeline "$WEB" synced "$KEY" 2)"
+run_log "$NAME-web" synced "$RUN_ID" | grep -q "synced v2 $SECOND" \
+    || die "the run did not run commit $SECOND: $(run_log "$NAME-web" synced "$RUN_ID")"
 docker rm -f "$NAME-web" "$NAME-engine" >/dev/null
 docker volume rm "$NAME-data" >/dev/null
 

@@ -62,6 +62,7 @@ def data_dir(tmp_path: Path, settings) -> Path:
     settings.LOGS_DIR = data / "logs"
     settings.METRICS_DIR = data / "metrics"
     settings.PIPELINES_DIR = pipelines
+    settings.FASTFLOW_GIT_DIR = data / "git"
     settings.FASTFLOW_UV_CACHE_DIR = SHARED_UV_CACHE
     # Its default is this machine's CPU count; pipeline.json fixtures ask for up to 4 cores.
     settings.FASTFLOW_RUN_CPU_MAX = 16.0

@@ -25,6 +25,7 @@ OUR_APPS = (
     "fastflow_site",
     "notifications_app",
     "audit_app",
+    "gitsync_app",
 )
 COLUMN_HEADER = ["Column", "Type", "Null", "Key", "Description"]
 PLAIN_FAMILIES = {"text", "integer", "bigint", "float", "boolean", "datetime", "json", "uuid"}

@@ -49,6 +49,7 @@ def test_it_documents_the_seven_original_tables_and_the_added_tables(doc_text):
     assert set(tables) - SEVEN_DOCUMENTED_TABLES == {
         "engine_instances",
         "engine_leases",
+        "git_repository",
         "rate_limit_buckets",
         "seen_nonces",
         "run_stats",

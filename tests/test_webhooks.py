@@ -253,3 +253,18 @@ class TestSignedWebhooks:
         response = post(client, f"/webhooks/etl/{KEY}", body, **sign(body))
 
         assert_error(response, 409, "webhook_misconfigured")
+
+
+def test_the_original_fastflow_url_is_an_alias_of_the_same_webhook(client, etl):
+    started = post(client, f"/api/webhooks/etl/{KEY}", json.dumps({"DAY": "friday"}))
+    wrong = post(client, "/api/webhooks/etl/not-the-key")
+    also_wrong = post(client, f"/webhooks/etl/{KEY}x")
+
+    assert started.status_code == 202
+    run = PipelineRun.objects.get()
+    assert started.json() == {"run_id": str(run.id), "status": "PENDING"}
+    assert run.triggered_by == "webhook" and run.parameters == {"DAY": "friday"}
+    # The same refusal as under /webhooks/, not the API's generic 404.
+    assert wrong.status_code == also_wrong.status_code == 404
+    assert wrong.json() == also_wrong.json()
+    assert client.get(f"/api/webhooks/etl/{KEY}").status_code == 405

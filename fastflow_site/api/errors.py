@@ -8,6 +8,8 @@ build error responses by hand. Nothing here knows an app: the errors carry their
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
@@ -63,6 +65,31 @@ def service_error_json(exc: ServiceError) -> JsonResponse:
     for name, value in exc.headers.items():
         response[name] = value
     return response
+
+
+def json_post_view(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+    """A plain (non-DRF) POST endpoint such as a webhook: another method gets 405 with `Allow`,
+    a service's refusal (`ServiceError`) becomes its error response, and anything unexpected
+    the API's JSON 500 — never Django's error page, which (with DEBUG on) shows the request path,
+    and a webhook's path holds its key."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        if request.method != "POST":
+            response = error_json(
+                "method_not_allowed", f"method {request.method} not allowed; use POST", status=405
+            )
+            response["Allow"] = "POST"
+            return response
+        try:
+            return view(request, *args, **kwargs)
+        except ServiceError as refusal:
+            return service_error_json(refusal)
+        except Exception:
+            logger.exception("%s.%s failed", view.__module__, view.__name__)
+            return error_json("server_error", "internal server error", status=500)
+
+    return wrapper
 
 
 def flatten_errors(detail: Any, prefix: str = "") -> dict[str, str]:

@@ -13,6 +13,7 @@ urlpatterns = [
     path("", include("runs_app.api_urls")),
     path("", include("secrets_app.api_urls")),
     path("", include("accounts_app.api_urls")),
+    path("", include("gitsync_app.api_urls")),
     path(
         "schema/",
         SpectacularAPIView.as_view(**PUBLIC),

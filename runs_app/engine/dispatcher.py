@@ -52,11 +52,14 @@ def run_spec_build(
         if not pipeline.is_runnable:
             raise RunSpecError(f"not started: {pipeline.not_runnable_reason}")
     try:
-        folder = pipeline.folder
+        # Through the run's own commit (git sync), not the symlink: a sync during the run, or
+        # before a re-attach, does not move its files.
+        folder = pipeline.folder_at(run.git_commit)
     except ValueError as exc:
         raise RunSpecError(str(exc)) from None
     if not (folder / "main.py").is_file():
-        raise RunSpecError(f"pipeline folder {folder} has no main.py (was it removed?)")
+        where = f" in the checkout of commit {run.git_commit[:12]}" if run.git_commit else ""
+        raise RunSpecError(f"pipeline folder {folder}{where} has no main.py (was it removed?)")
     spec = pipeline.spec
     try:
         effective = spec.effective(run.run_config_id or None)

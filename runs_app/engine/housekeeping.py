@@ -1,7 +1,8 @@
 """Engine chores: the `Periodic` thread that runs background jobs, and what only the scheduler
-leader does (re-sync pipelines → schedules → cache warm-up requests, purge expired tokens, old
-job logs, expired rate-limit/replay rows and old hourly run statistics). Who this engine is and
-its heartbeat live in `identity.py`; warming the cache itself in `warmup.py`."""
+leader does (git sync, re-sync pipelines → schedules → cache warm-up requests, prune old
+checkouts, purge expired tokens, old job logs, expired rate-limit/replay rows and old hourly run
+statistics). Who this engine is and its heartbeat live in `identity.py`; warming the cache
+itself in `warmup.py`; git sync in `gitsync_app`."""
 
 from __future__ import annotations
 
@@ -11,18 +12,23 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 from django_apscheduler.models import DjangoJobExecution
 
 from accounts_app.services import tokens_purge_expired
+from audit_app.context import AuditContext
 from fastflow_site.throttle import throttle_purge_expired
+from gitsync_app.errors import GitSyncError
+from gitsync_app.services import checkouts_prune, repository_sync, repository_sync_due
 from pipelines_app.errors import PipelinesDirError
 from pipelines_app.models import Pipeline
 from pipelines_app.services import pipelines_sync
 from runs_app.engine.warmup import CacheWarmer
 from runs_app.period_stats import period_stats_prune
 from runs_app.schedule_services import schedules_sync_from_pipelines
+from runs_app.services import run_commits_in_use
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +38,10 @@ PURGE_EVERY_SECONDS = 3600.0
 # starts and then at this pace, so a fixed network or configuration is picked up without
 # having to touch requirements.txt.
 WARMUP_RETRY_SECONDS = 600.0
+# The leader's chores thread wakes this often: a requested git sync starts within a second.
+LEADER_TICK_SECONDS = 1.0
+# Checkouts left behind by finished runs are looked for at this pace between syncs.
+CHECKOUT_PRUNE_SECONDS = 60.0
 
 
 class Periodic(threading.Thread):
@@ -59,17 +69,51 @@ class Periodic(threading.Thread):
 
 
 class LeaderChores:
-    """What only the scheduler leader does, on FASTFLOW_SYNC_INTERVAL_SECONDS."""
+    """What only the scheduler leader does, called every LEADER_TICK_SECONDS: a git sync when
+    one is requested or due, the pipelines re-sync every FASTFLOW_SYNC_INTERVAL_SECONDS (and
+    at once after a git sync moved to a new commit), the hourly purge."""
 
-    def __init__(self, *, warmer: CacheWarmer | None, on_schedules_changed: Callable[[], None]):
+    def __init__(
+        self,
+        *,
+        warmer: CacheWarmer | None,
+        on_schedules_changed: Callable[[], None],
+        engine_id: str = "engine",
+    ):
         self.warmer = warmer
         self.on_schedules_changed = on_schedules_changed
+        self.engine_id = engine_id
         self.last_purge = 0.0
+        self._sync_due = 0.0
+        self._prune_due = 0.0
         self._warmup_retried: dict[str, float] = {}
 
     def __call__(self) -> None:
-        self.sync()
+        now = time.monotonic()
+        if self.git_sync() or now >= self._sync_due:
+            self._sync_due = now + settings.FASTFLOW_SYNC_INTERVAL_SECONDS
+            self.sync()
         self.purge()
+
+    def git_sync(self) -> bool:
+        """Sync the git repository if a sync is requested or the auto-sync interval passed;
+        True when the pipelines directory moved to another commit. In between, remove
+        checkouts no run needs any more."""
+        if not repository_sync_due():
+            if time.monotonic() >= self._prune_due:
+                self._prune_due = time.monotonic() + CHECKOUT_PRUNE_SECONDS
+                checkouts_prune(holder=self.engine_id, commits_in_use=run_commits_in_use)
+            return False
+        try:
+            result = repository_sync(
+                holder=self.engine_id,
+                commits_in_use=run_commits_in_use,
+                audit=AuditContext.engine(name=self.engine_id),
+            )
+        except GitSyncError as exc:  # not configured any more, or another sync runs
+            logger.info("git sync skipped: %s", exc)
+            return False
+        return result.ok and result.changed
 
     def sync(self) -> None:
         try:

@@ -20,7 +20,7 @@ from runs_app.engine.base import Executor, InfrastructureError
 from runs_app.engine.cleanup import CHECK_SECONDS as CLEANUP_CHECK_SECONDS
 from runs_app.engine.cleanup import RetentionChore
 from runs_app.engine.dispatcher import Dispatcher
-from runs_app.engine.housekeeping import LeaderChores, Periodic
+from runs_app.engine.housekeeping import LEADER_TICK_SECONDS, LeaderChores, Periodic
 from runs_app.engine.identity import (
     engine_heartbeat,
     engine_identity,
@@ -192,10 +192,12 @@ class Engine:
             logger.info("engine %s is the scheduler leader", self.engine_id)
             self.mirror.start()
             self._mirror_due = 0.0
-            chores = LeaderChores(warmer=self.warmer, on_schedules_changed=self.schedules_changed)
-            self._leader_chores = Periodic(
-                "leader-chores", settings.FASTFLOW_SYNC_INTERVAL_SECONDS, chores
+            chores = LeaderChores(
+                warmer=self.warmer,
+                on_schedules_changed=self.schedules_changed,
+                engine_id=self.engine_id,
             )
+            self._leader_chores = Periodic("leader-chores", LEADER_TICK_SECONDS, chores)
             self._leader_chores.start()
         elif not holds and self.leader:
             logger.warning("engine %s lost the scheduler lease", self.engine_id)

@@ -10,7 +10,8 @@ from secrets_app.services import secrets_rotate
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every secret and notification target URL with the first key of "
+        "Re-encrypt every secret, notification target URL and git sync credential with the "
+        "first key of "
         "FASTFLOW_ENCRYPTION_KEY."
     )
 
