@@ -558,6 +558,10 @@ FASTFLOW_K8S_IMAGE_PULL_SECRETS = env_k8s_names("FASTFLOW_K8S_IMAGE_PULL_SECRETS
 # FASTFLOW_PIPELINES_DIR and FASTFLOW_UV_CACHE_DIR.
 FASTFLOW_K8S_PIPELINES_VOLUME = env_k8s_volume("FASTFLOW_K8S_PIPELINES_VOLUME")
 FASTFLOW_K8S_CACHE_VOLUME = env_k8s_volume("FASTFLOW_K8S_CACHE_VOLUME")
+# Where the engine sees the root of the pipelines volume, when that is not
+# FASTFLOW_PIPELINES_DIR itself: with git sync, the folder holding both the pipelines symlink
+# and FASTFLOW_GIT_DIR (runs mount their own commit's checkout, a subPath of it).
+FASTFLOW_K8S_PIPELINES_VOLUME_PATH = env_str("FASTFLOW_K8S_PIPELINES_VOLUME_PATH", "").strip()
 # A run's pod still Pending (unschedulable, image pull failing) after this long fails the run.
 FASTFLOW_K8S_PENDING_TIMEOUT_SECONDS = env_float(
     "FASTFLOW_K8S_PENDING_TIMEOUT_SECONDS", 300.0, minimum=1

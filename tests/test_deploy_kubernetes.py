@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from runs_app.engine.base import RunSpec
+from runs_app.engine.base import InfrastructureError, RunSpec
 from runs_app.engine.k8s_spec import PodSettings, job_manifest
 from tests.helpers_executor import make_spec
 
@@ -153,3 +154,27 @@ def test_the_run_job_the_executor_sends_is_valid_against_the_schema(
     claims = {v["name"]: v.get("persistentVolumeClaim") for v in mounts["volumes"]}
     assert claims["envs"] == {"claimName": "fastflow-uv-cache", "readOnly": True}
     assert container["volumeMounts"][2]["subPath"] == "kubernetes-envs/abc"
+
+
+def test_with_git_sync_a_run_mounts_its_own_commits_checkout(tmp_path, settings):
+    """The pipelines directory is a symlink to the current checkout; a run mounts the checkout
+    of its own commit (a subPath of the volume holding both), whatever the symlink says now."""
+    volume = tmp_path / "data"
+    old, new = volume / "git/checkouts/aaa111", volume / "git/checkouts/bbb222"
+    for checkout in (old, new):
+        (checkout / "etl").mkdir(parents=True)
+        (checkout / "etl" / "main.py").write_text("print('hi')\n")
+    (volume / "pipelines").symlink_to("git/checkouts/bbb222")  # synced on since the run began
+    pod = replace(_pod_settings(tmp_path, volume / "pipelines"), cache_volume=None)
+    spec = make_spec(old / "etl")
+    with pytest.raises(InfrastructureError, match="FASTFLOW_K8S_PIPELINES_VOLUME_PATH"):
+        job_manifest(spec, pod, prepared=None)
+    manifest = job_manifest(spec, replace(pod, pipelines_root=volume), prepared=None)
+    (container,) = manifest["spec"]["template"]["spec"]["containers"]
+    app = next(m for m in container["volumeMounts"] if m["mountPath"] == "/app")
+    assert app == {
+        "name": "pipelines",
+        "mountPath": "/app",
+        "subPath": "git/checkouts/aaa111/etl",
+        "readOnly": True,
+    }

@@ -526,3 +526,20 @@ def test_a_refused_request_says_what_the_api_server_answered(k8s_cluster, settin
         InfrastructureError, match="Kubernetes API error 401 while checking the API server"
     ):
         get_executor("kubernetes").check()
+
+
+def test_with_git_sync_a_run_executes_its_own_commits_checkout(k8s_cluster, settings, tmp_path):
+    volume = tmp_path / "shared"
+    for commit, text in (("aaa111", "old"), ("bbb222", "new")):
+        folder = volume / "git" / "checkouts" / commit / "etl"
+        folder.mkdir(parents=True)
+        (folder / "main.py").write_text(f"print('{text} commit')\n")
+    volume.chmod(0o755)
+    (volume / "pipelines").symlink_to("git/checkouts/bbb222")  # synced on since the run began
+    settings.PIPELINES_DIR = volume / "pipelines"
+    settings.FASTFLOW_K8S_PIPELINES_VOLUME = ("host", str(volume))
+    settings.FASTFLOW_K8S_PIPELINES_VOLUME_PATH = str(volume)
+    spec = make_spec(volume / "git" / "checkouts" / "aaa111" / "etl")
+    outcome = run_to_end(get_executor(), spec)
+    assert outcome.succeeded, outcome.error
+    assert user_lines(spec) == ["old commit"]

@@ -80,7 +80,9 @@ class PodSettings:
             image_pull_secrets=tuple(settings.FASTFLOW_K8S_IMAGE_PULL_SECRETS),
             pipelines_volume=settings.FASTFLOW_K8S_PIPELINES_VOLUME,
             cache_volume=settings.FASTFLOW_K8S_CACHE_VOLUME,
-            pipelines_root=Path(settings.PIPELINES_DIR),
+            pipelines_root=Path(
+                settings.FASTFLOW_K8S_PIPELINES_VOLUME_PATH or settings.PIPELINES_DIR
+            ),
             cache_root=Path(settings.FASTFLOW_UV_CACHE_DIR),
             job_ttl=settings.FASTFLOW_K8S_JOB_TTL_SECONDS,
             pending_timeout=settings.FASTFLOW_K8S_PENDING_TIMEOUT_SECONDS,
@@ -121,11 +123,19 @@ def _volume_source(volume: tuple[str, str]) -> dict[str, Any]:
 
 
 def _sub_path(path: Path, root: Path, variable: str) -> str:
+    """`path` within the volume mounted at `root`, symlinks resolved (a git sync checkout is
+    reached through one; a subPath must be the real folder)."""
     try:
         return Path(path).resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
+        hint = ""
+        if variable == "FASTFLOW_K8S_PIPELINES_VOLUME":
+            hint = (
+                " (with git sync, set FASTFLOW_K8S_PIPELINES_VOLUME_PATH to the folder that "
+                "holds both FASTFLOW_PIPELINES_DIR and FASTFLOW_GIT_DIR)"
+            )
         raise InfrastructureError(
-            f"{variable}: {path} is not under {root}, the folder that volume holds"
+            f"{variable}: {path} is not under {root}, the folder that volume holds{hint}"
         ) from None
 
 
