@@ -51,7 +51,12 @@ from runs_app.engine.base import (
 )
 from runs_app.engine.hostpaths import HostPaths
 from runs_app.engine.logstream import LogWriter, note_setup_failure, noted_ready, resume_point
-from runs_app.engine.metrics import DockerStatsSampler, MetricsRecorder, run_writers
+from runs_app.engine.metrics import (
+    DockerStatsSampler,
+    MetricsRecorder,
+    outcome_complete,
+    run_writers,
+)
 from runs_app.engine.uvcache import (
     COLD_HINT,
     COLD_NOTE,
@@ -68,7 +73,7 @@ from runs_app.engine.uvcache import (
     warm_step_failed,
 )
 from runs_app.logs import STDERR, STDOUT, parse_timestamp
-from runs_app.outcome import Outcome, format_bytes, outcome_message
+from runs_app.outcome import Outcome, format_bytes
 
 logger = logging.getLogger(__name__)
 # docker-py lets connection failures through as plain requests exceptions.
@@ -601,12 +606,7 @@ class DockerExecution(Execution):
             self._stop_sampling.set()
             log.close()
             metrics.close()
-        outcome.log_loss = log.loss_summary()
-        if not outcome.error:
-            outcome.error = outcome_message(
-                outcome, timeout=spec.timeout, mem_limit=spec.mem_hard_limit
-            )
-        outcome.peak_memory_bytes = metrics.peak_memory_bytes
+        outcome_complete(outcome, spec=spec, log=log, metrics=metrics)
         outcome.uv_version = self._executor.uv_version(self._image)
         return outcome
 

@@ -51,10 +51,10 @@ from runs_app.engine.logstream import (
     noted_ready,
     resume_point,
 )
-from runs_app.engine.metrics import MetricsRecorder, run_writers
+from runs_app.engine.metrics import MetricsRecorder, outcome_complete, run_writers
 from runs_app.engine.uvcache import COLD_HINT, COLD_NOTE, env_key, env_ready
 from runs_app.logs import STDERR, STDOUT, parse_timestamp
-from runs_app.outcome import Outcome, format_bytes, outcome_message
+from runs_app.outcome import Outcome, format_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -278,12 +278,7 @@ class KubernetesExecution(Execution):
             self._done.set()
             log.close()
             metrics.close()
-        outcome.log_loss = log.loss_summary()
-        if not outcome.error:
-            outcome.error = outcome_message(
-                outcome, timeout=spec.timeout, mem_limit=spec.mem_hard_limit
-            )
-        outcome.peak_memory_bytes = metrics.peak_memory_bytes
+        outcome_complete(outcome, spec=spec, log=log, metrics=metrics)
         return outcome
 
     def cleanup(self) -> None:

@@ -22,7 +22,7 @@ import psutil
 from fastflow_site.datadir import private_open
 from runs_app.engine.logstream import LogWriter
 from runs_app.logs import append_whole, format_timestamp
-from runs_app.outcome import format_bytes
+from runs_app.outcome import Outcome, format_bytes, outcome_message
 
 if TYPE_CHECKING:
     from runs_app.engine.base import RunSpec
@@ -203,6 +203,20 @@ def run_writers(
         mem_soft_limit=spec.mem_soft_limit,
     )
     return log, metrics
+
+
+def outcome_complete(
+    outcome: Outcome, *, spec: RunSpec, log: LogWriter, metrics: MetricsRecorder
+) -> Outcome:
+    """Fill in what every container executor reports once the writers are closed: what of the
+    log was lost, the recorded error (unless the executor set one) and the peak memory."""
+    outcome.log_loss = log.loss_summary()
+    if not outcome.error:
+        outcome.error = outcome_message(
+            outcome, timeout=spec.timeout, mem_limit=spec.mem_hard_limit
+        )
+    outcome.peak_memory_bytes = metrics.peak_memory_bytes
+    return outcome
 
 
 def run_in_thread(target: Callable[[], None], name: str) -> threading.Thread:
