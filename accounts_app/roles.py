@@ -51,7 +51,15 @@ MODEL_ACTIONS: dict[str, dict[str, set[str]]] = {
 # Actions that are not model CRUD (the admin's buttons); ADMIN may take them all.
 ACTIONS: dict[str, set[str]] = {
     Role.READONLY: set(),
-    Role.WRITE: {"run", "cancel", "retry", "sync", "toggle_pipeline"},
+    Role.WRITE: {
+        "run",
+        "cancel",
+        "retry",
+        "sync",
+        "toggle_pipeline",
+        # Encrypt a value for pipeline.json's encrypted_env (nothing is stored or revealed).
+        "encrypt_value",
+    },
 }
 
 

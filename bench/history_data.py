@@ -21,7 +21,7 @@ COLUMNS = (
     "metrics_file, env_vars, parameters, uv_version, setup_duration, triggered_by, queued_at, "
     "not_before, run_config_id, retry_attempt, chain_depth, error_message, cancel_requested_at, "
     "engine_id, container_id, peak_memory_bytes, idempotency_key, requeue_count, limits, "
-    "git_commit"
+    "git_commit, route, restart_count"
 )
 ENV_VARS = (
     '{"FASTFLOW_RUN_ID": "generated", "PYTHONUNBUFFERED": "1", "API_TOKEN": "***", '
@@ -107,7 +107,7 @@ def _select_list(ts, *, pct: str, env_vars: str, json: str, a_day_later: str) ->
         0,
         CASE WHEN x.status = 'PENDING' OR {never_started} THEN '{{}}'
              ELSE '{LIMITS}' END{json},
-        ''"""
+        '', '', 0"""
 
 
 def _sqlite_sql() -> str:

@@ -40,7 +40,8 @@ def insert_runs(connection, *, runs: int, pipelines: int) -> None:
                 INSERT INTO pipeline_runs (id, pipeline_name, status, started_at, finished_at,
                     log_file, metrics_file, env_vars, parameters, uv_version, triggered_by,
                     queued_at, run_config_id, retry_attempt, chain_depth, error_message,
-                    engine_id, container_id, idempotency_key, requeue_count, limits, git_commit)
+                    engine_id, container_id, idempotency_key, requeue_count, limits, git_commit,
+                    route, restart_count)
                 SELECT gen_random_uuid(), 'p' || (n %% %s),
                     CASE WHEN n < 200 THEN 'PENDING' WHEN n < 210 THEN 'RUNNING'
                          WHEN n %% 10 = 0 THEN 'FAILED' WHEN n %% 97 = 0 THEN 'CANCELLED'
@@ -49,7 +50,7 @@ def insert_runs(connection, *, runs: int, pipelines: int) -> None:
                     CASE WHEN n < 210 THEN NULL
                          ELSE now() - (n || ' seconds')::interval + interval '30 seconds' END,
                     '', '', '{}', '{}', '', 'manual', now() - (n || ' seconds')::interval,
-                    '', 0, 0, '', '', '', '', 0, '{}', ''
+                    '', 0, 0, '', '', '', '', 0, '{}', '', '', 0
                 FROM generate_series(0, %s - 1) AS n
                 """,
                 [pipelines, runs],
@@ -61,7 +62,8 @@ def insert_runs(connection, *, runs: int, pipelines: int) -> None:
                 INSERT INTO pipeline_runs (id, pipeline_name, status, started_at, finished_at,
                     log_file, metrics_file, env_vars, parameters, uv_version, triggered_by,
                     queued_at, run_config_id, retry_attempt, chain_depth, error_message,
-                    engine_id, container_id, idempotency_key, requeue_count, limits, git_commit)
+                    engine_id, container_id, idempotency_key, requeue_count, limits, git_commit,
+                    route, restart_count)
                 SELECT lower(hex(randomblob(16))), 'p' || (n %% %s),
                     CASE WHEN n < 200 THEN 'PENDING' WHEN n < 210 THEN 'RUNNING'
                          WHEN n %% 10 = 0 THEN 'FAILED' WHEN n %% 97 = 0 THEN 'CANCELLED'
@@ -70,7 +72,7 @@ def insert_runs(connection, *, runs: int, pipelines: int) -> None:
                     CASE WHEN n < 210 THEN NULL
                          ELSE datetime('now', '-' || n || ' seconds', '+30 seconds') END,
                     '', '', '{}', '{}', '', 'manual', datetime('now', '-' || n || ' seconds'),
-                    '', 0, 0, '', '', '', '', 0, '{}', ''
+                    '', 0, 0, '', '', '', '', 0, '{}', '', '', 0
                 FROM seq
                 """,
                 [runs, pipelines],

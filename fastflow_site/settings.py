@@ -590,6 +590,16 @@ FASTFLOW_DOWNSTREAM_MAX_DEPTH = env_int("FASTFLOW_DOWNSTREAM_MAX_DEPTH", 10, min
 # A claimed run whose engine died before its container/process started goes back to the queue
 # at most this many times (then it fails with the reason).
 FASTFLOW_REQUEUE_MAX = env_int("FASTFLOW_REQUEUE_MAX", 3, minimum=0)
+# Daemon pipelines (restart_on_crash): a run that crashed sooner than this after its start is a
+# quick crash; after this many quick crashes in a row the cooldown doubles per further crash,
+# up to the maximum back-off (runs_app/daemon.py).
+FASTFLOW_DAEMON_STABLE_SECONDS = env_float("FASTFLOW_DAEMON_STABLE_SECONDS", 300.0, minimum=0)
+FASTFLOW_DAEMON_CRASH_LOOP_RESTARTS = env_int("FASTFLOW_DAEMON_CRASH_LOOP_RESTARTS", 3, minimum=0)
+FASTFLOW_DAEMON_BACKOFF_MAX_SECONDS = env_int(
+    "FASTFLOW_DAEMON_BACKOFF_MAX_SECONDS", 3600, minimum=1
+)
+# Largest file kept from a run's output directory as its artifact (the executed notebook).
+FASTFLOW_ARTIFACT_MAX_BYTES = env_int("FASTFLOW_ARTIFACT_MAX_BYTES", 64 * 1024 * 1024, minimum=0)
 
 # --- Notifications (Apprise), retention, audit ------------------------------------------------
 # Checked entry by entry when the notifications app starts (ImproperlyConfigured names it).

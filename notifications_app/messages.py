@@ -21,6 +21,7 @@ TITLES = {
     "memory_soft_limit": "run exceeded its memory soft limit",
     "engine_silent": "engine went silent",
     "cache_warmup_failed": "dependency cache warm-up failed",
+    "daemon_crash_loop": "daemon is crash-looping",
     "test": "test notification",
 }
 

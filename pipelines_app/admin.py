@@ -204,6 +204,8 @@ class PipelineAdmin(admin.ModelAdmin):
     ) -> TemplateResponse:
         context = {
             "has_sync_permission": self.has_sync_permission(request),
+            # The secrets admin's "Encrypt a value" page, for pipeline.json's encrypted_env.
+            "has_encrypt_permission": role_can(request.user.role, "encrypt_value"),
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context=context)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -56,10 +57,24 @@ def problems_box(pipeline: Pipeline) -> SafeString | str:
                 items,
             )
         )
+        if "encrypted_env" in pipeline.discovery_error:
+            parts.append(_encrypt_hint())
     if pipeline.discovery_warnings:
         items = format_html_join("", "<li>{}</li>", ((w,) for w in pipeline.discovery_warnings))
         parts.append(format_html('<div style="color:#b26a00;">Warnings:<ul>{}</ul></div>', items))
     return format_html_join("", "{}", ((p,) for p in parts)) if parts else "—"
+
+
+def _encrypt_hint() -> SafeString | str:
+    try:  # the page belongs to the secrets admin; a URL name, not an import
+        url = reverse("admin:secrets_app_encrypt_value")
+    except NoReverseMatch:
+        return ""
+    return format_html(
+        '<p>Make a value for <code>encrypted_env</code> on the <a href="{}">Encrypt a value</a> '
+        "page (or with <code>manage.py encryptvalue</code>) and paste it into the file.</p>",
+        url,
+    )
 
 
 def _split(error: str) -> list[str]:

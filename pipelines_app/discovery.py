@@ -1,8 +1,10 @@
 """Scan the pipelines directory: a pure filesystem read, no database.
 
 Rules:
-- every direct subfolder that does not start with "." and holds a `main.py` is a pipeline named
-  after the folder; anything else is skipped (and listed in `Scan.skipped` with the reason);
+- every direct subfolder that does not start with "." and holds a `main.py` (a script) or a
+  `main.ipynb` (a notebook, `"type": "notebook"`) is a pipeline named after the folder;
+  anything else is skipped (and listed in `Scan.skipped` with the reason). A folder whose entry
+  file does not match its `type`, or that holds both, is a pipeline with a specific error;
 - metadata comes from `pipeline.json`, else `<folder>.json`; neither means all defaults;
 - a folder name must be a safe identifier (`is_safe_name`), otherwise the pipeline is recorded
   with an error and cannot run;
@@ -22,13 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from pipelines_app import checkouts
+from pipelines_app.checks import spec_check_errors, spec_time_warnings
 from pipelines_app.errors import PipelinesDirError, SpecError
+from pipelines_app.notebooks import NOTEBOOK_FILE, notebook_problems
 from pipelines_app.spec import PipelineSpec, ResourceMaxima, parse_pipeline_json
 from pipelines_app.spec_values import is_safe_name
 
 MAX_FILE_BYTES = 1024 * 1024
+# A notebook carries its outputs (images), so it may be larger than a script.
+MAX_NOTEBOOK_BYTES = 16 * 1024 * 1024
 REQUIREMENTS_FILE = "requirements.txt"
 ENTRY_FILE = "main.py"
 
@@ -92,16 +99,16 @@ def _contained_file(folder: Path, filename: str, root: Path) -> Path | None:
     return real
 
 
-def _read_bytes(path: Path, label: str) -> bytes:
+def _read_bytes(path: Path, label: str, limit: int = MAX_FILE_BYTES) -> bytes:
     # O_NOFOLLOW: the path was resolved and checked; a symlink swapped in since is refused.
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError as exc:
         raise _Unreadable(f"{label}: cannot be read ({exc.strerror})") from None
     with os.fdopen(fd, "rb") as fh:
-        data = fh.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise _Unreadable(f"{label}: larger than {MAX_FILE_BYTES // 1024} KiB")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise _Unreadable(f"{label}: larger than {limit // 1024} KiB")
     return data
 
 
@@ -118,8 +125,8 @@ def _reject_constant(name: str) -> Any:
     raise SpecError(f"{name} is not valid JSON")
 
 
-def load_json(path: Path, label: str) -> Any:
-    raw = _read_bytes(path, label)
+def load_json(path: Path, label: str, limit: int = MAX_FILE_BYTES) -> Any:
+    raw = _read_bytes(path, label, limit)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -159,15 +166,41 @@ def _metadata_path(folder: Path, name: str, root: Path) -> tuple[Path | None, st
     return path, (f"{name}.json" if path else ""), warnings
 
 
-def inspect_folder(folder: Path, root: Path) -> DiscoveredPipeline | None:
-    """One pipeline folder (already known to lie inside `root`); None if it has no main.py."""
-    name = _display_name(folder.name)
-    errors: list[str] = []
+def _present(folder: Path, filename: str, root: Path, errors: list[str]) -> Path | None | bool:
+    """The checked file, None if absent, True if present but refused (the error is added)."""
     try:
-        if _contained_file(folder, ENTRY_FILE, root) is None:
-            return None
+        return _contained_file(folder, filename, root)
     except _Unreadable as exc:
         errors.append(str(exc))
+        return True
+
+
+def _entry_errors(spec_type: str | None, script: object, notebook: object) -> list[str]:
+    """Whether the entry files match the declared type (None: the type is unknown)."""
+    if script and notebook:
+        return [
+            f"both {ENTRY_FILE} and {NOTEBOOK_FILE} exist: keep one entry point "
+            f'("type": "script" runs {ENTRY_FILE}, "type": "notebook" runs {NOTEBOOK_FILE})'
+        ]
+    if spec_type == "notebook" and not notebook:
+        return [f'"type" is "notebook" but {NOTEBOOK_FILE} is missing (found {ENTRY_FILE})']
+    if spec_type == "script" and not script:
+        return [
+            f'{NOTEBOOK_FILE} found but no {ENTRY_FILE}: set "type": "notebook" in '
+            "pipeline.json to run the notebook"
+        ]
+    return []
+
+
+def inspect_folder(folder: Path, root: Path) -> DiscoveredPipeline | None:
+    """One pipeline folder (already known to lie inside `root`); None if it has no entry file
+    (neither main.py nor main.ipynb)."""
+    name = _display_name(folder.name)
+    errors: list[str] = []
+    script = _present(folder, ENTRY_FILE, root, errors)
+    notebook = _present(folder, NOTEBOOK_FILE, root, errors)
+    if script is None and notebook is None:
+        return None
     if not is_safe_name(folder.name):
         errors.append(
             f"folder name {name!r} is not a safe identifier (letters, digits, '_', '.', '-'; "
@@ -190,20 +223,40 @@ def inspect_folder(folder: Path, root: Path) -> DiscoveredPipeline | None:
         spec, warnings = result.spec, warnings + result.warnings
     except (_Unreadable, SpecError) as exc:
         errors.append(str(exc))
+    errors += _entry_errors(spec.type if spec else None, script, notebook)
+
+    source = metadata_file or "pipeline.json"
+    if spec is not None:  # every problem of the pipeline at once, not one per sync
+        errors += spec_check_errors(spec, source)
+        warnings += spec_time_warnings(spec, source, now=timezone.now())
+        if spec.is_notebook and isinstance(notebook, Path):
+            try:
+                problems, notes = notebook_problems(
+                    load_json(notebook, NOTEBOOK_FILE, MAX_NOTEBOOK_BYTES), spec, source
+                )
+            except _Unreadable as exc:
+                problems, notes = [str(exc)], []
+            errors += problems
+            warnings += notes
 
     requirements_hash = ""
     try:
         requirements = _contained_file(folder, REQUIREMENTS_FILE, root)
-        if requirements is not None:
-            content = _read_bytes(requirements, REQUIREMENTS_FILE)
-            requirements_hash = hashlib.sha256(content).hexdigest()
+        content = _read_bytes(requirements, REQUIREMENTS_FILE) if requirements else None
     except _Unreadable as exc:
         errors.append(str(exc))
+        content = None
+    extras = spec.extra_requirements if spec is not None else ()
+    if content is not None or extras:
+        # What the cache warm-up installs: requirements.txt and what the engine adds (the
+        # notebook runner's packages), so a notebook pipeline is warmed up without one.
+        added = "".join(f"\0{extra}" for extra in extras).encode()
+        requirements_hash = hashlib.sha256((content or b"") + added).hexdigest()
 
     return DiscoveredPipeline(
         name=name,
         path=folder,
-        has_requirements=bool(requirements_hash),
+        has_requirements=content is not None,
         requirements_hash=requirements_hash,
         spec=None if errors else spec,
         error="; ".join(errors),
@@ -278,7 +331,7 @@ def scan_pipelines(root: Path | None = None) -> Scan:
             continue
         found = inspect_folder(folder, real_root)
         if found is None:
-            skipped.append((name, f"no {ENTRY_FILE}"))
+            skipped.append((name, f"no {ENTRY_FILE} or {NOTEBOOK_FILE}"))
         else:
             pipelines.append(found)
     _cross_check(pipelines)

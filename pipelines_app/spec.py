@@ -11,7 +11,9 @@ Decisions where the original was loose (all errors, so the pipeline cannot run u
   original ignored the top level);
 - non-string `default_env` values (the original dropped them), an unknown `type` or
   `retry_strategy.type` (the original used defaults), an empty `custom_schedule`;
-- `downstream_triggers[].on_route` (the original dropped it silently);
+- `downstream_triggers[].on_route` with `on_success`/`on_failure` (ignored with a warning: a
+  route trigger fires on success with a matching label, as in the original's database triggers;
+  the original's pipeline.json loader dropped `on_route` silently);
 - a `webhook_key` used twice within the pipeline (pipeline level and run configurations).
 - a `default_env`/`encrypted_env` name or a secret that is a reserved variable
   (`pipelines_app.env_names`: `PYTHONPATH`, `LD_PRELOAD`, `UV_*`, `FASTFLOW_*`, ...).
@@ -47,6 +49,7 @@ from pipelines_app.spec_values import (
     as_number,
     as_python_version,
     as_restart_interval,
+    as_route_label,
     as_safe_name,
     as_secret_names,
     as_str,
@@ -58,6 +61,7 @@ from pipelines_app.spec_values import (
 )
 
 __all__ = [
+    "CellConfig",
     "DownstreamTrigger",
     "EffectiveConfig",
     "ParseResult",
@@ -75,7 +79,12 @@ __all__ = [
 
 T = TypeVar("T")
 
-SUPPORTED_TYPES = ("script",)
+SUPPORTED_TYPES = ("script", "notebook")
+# Added by the engine to a notebook pipeline's environment (`uv run --with`, and the cache
+# warm-up installs them too), so a notebook needs nothing in requirements.txt to run. A
+# pipeline that lists them itself (the original required it) gets one resolution of both.
+NOTEBOOK_REQUIREMENTS = ("nbclient>=0.10,<1", "ipykernel>=6.29,<8")
+CELL_KEYS = ("retries", "delay_seconds")
 RETRY_TYPES = {
     "fixed_delay": ("delay",),
     "exponential_backoff": ("initial_delay", "multiplier", "max_delay"),
@@ -107,7 +116,7 @@ OVERRIDE_KEYS = (
     "webhook_key",
 )
 RUN_CONFIG_KEYS = ("id", "enabled", *SCHEDULE_KEYS, *OVERRIDE_KEYS, "notifications")
-TRIGGER_KEYS = ("pipeline", "on_success", "on_failure", "run_config_id")
+TRIGGER_KEYS = ("pipeline", "on_success", "on_failure", "run_config_id", "on_route")
 PIPELINE_KEYS = (
     "description",
     "tags",
@@ -127,6 +136,7 @@ PIPELINE_KEYS = (
     "restart_interval",
     "notifications",
     "retention",
+    "cells",
 )
 # The one key whose PipelineSpec attribute has another name.
 _ATTRIBUTE_FOR_KEY = {"schedules": "run_configs"}
@@ -207,9 +217,24 @@ class DownstreamTrigger:
     on_success: bool = True
     on_failure: bool = False
     run_config_id: str | None = None
+    on_route: str | None = None  # set: fires only on success with exactly this route label
 
-    def fires_for(self, *, succeeded: bool) -> bool:
+    def fires_for(self, *, succeeded: bool, route: str = "") -> bool:
+        if self.on_route is not None:
+            return succeeded and route == self.on_route
         return self.on_success if succeeded else self.on_failure
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """Per code cell of a notebook pipeline: extra attempts after a failure and the pause
+    between them (the original's defaults)."""
+
+    retries: int = 0
+    delay_seconds: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"retries": self.retries, "delay_seconds": self.delay_seconds}
 
 
 @dataclass(frozen=True)
@@ -303,12 +328,26 @@ class PipelineSpec:
     restart_interval: str | None = None
     notifications: NotificationSettings | None = None
     retention: RetentionSettings | None = None
+    cells: tuple[CellConfig, ...] = ()  # notebook pipelines: one entry per code cell
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "default_env", _frozen_env(self.default_env))
         object.__setattr__(self, "encrypted_env", _frozen_env(self.encrypted_env))
-        for name in ("tags", "secrets", "downstream_triggers", "run_configs"):
+        for name in ("tags", "secrets", "downstream_triggers", "run_configs", "cells"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    @property
+    def is_notebook(self) -> bool:
+        return self.type == "notebook"
+
+    @property
+    def entry_file(self) -> str:
+        return "main.ipynb" if self.is_notebook else "main.py"
+
+    @property
+    def extra_requirements(self) -> tuple[str, ...]:
+        """Packages the engine adds to the run's environment (the notebook runner's)."""
+        return NOTEBOOK_REQUIREMENTS if self.is_notebook else ()
 
     @property
     def schedule_count(self) -> int:
@@ -380,6 +419,7 @@ class PipelineSpec:
         data["schedules"] = [rc.to_dict() for rc in self.run_configs]
         data["notifications"] = self.notifications.to_dict() if self.notifications else None
         data["retention"] = self.retention.to_dict() if self.retention else None
+        data["cells"] = [cell.to_dict() for cell in self.cells]
         return to_json_value(data)
 
     @classmethod
@@ -598,34 +638,68 @@ def _downstream(r: _Reader, value: Any) -> tuple[DownstreamTrigger, ...]:
     triggers: list[DownstreamTrigger] = []
     for index, item in enumerate(value):
         label = f"downstream_triggers[{index}]"
-        if not isinstance(item, Mapping):
-            r.error(label, f"expected an object, got {json_type(item)}")
+        trigger = _one_downstream(r, item, label)
+        if trigger is None:
             continue
-        prefix = label + "."
-        if "on_route" in item:
-            r.error(prefix + "on_route", "route triggers are not supported in pipeline.json")
-        r.check_unknown(item, (*TRIGGER_KEYS, "on_route"), prefix)
-        if item.get("pipeline") in (None, ""):
-            r.error(prefix + "pipeline", "is required (the downstream pipeline's name)")
-            continue
-        trigger = DownstreamTrigger(
-            pipeline=r.take(item, "pipeline", as_safe_name, "", prefix=prefix),
-            on_success=r.take(item, "on_success", as_bool, True, prefix=prefix),
-            on_failure=r.take(item, "on_failure", as_bool, False, prefix=prefix),
-            run_config_id=r.take(item, "run_config_id", as_str, prefix=prefix) or None,
-        )
-        if not trigger.pipeline:
-            continue
-        if not (trigger.on_success or trigger.on_failure):
-            r.warn(label, "on_success and on_failure are both false, so it never fires")
-        if any(
-            (t.pipeline, t.run_config_id) == (trigger.pipeline, trigger.run_config_id)
-            for t in triggers
-        ):
+        same = (trigger.pipeline, trigger.run_config_id, trigger.on_route)
+        if any((t.pipeline, t.run_config_id, t.on_route) == same for t in triggers):
             r.error(label, f"duplicates an earlier trigger of {trigger.pipeline!r}")
             continue
         triggers.append(trigger)
     return tuple(triggers)
+
+
+def _one_downstream(r: _Reader, item: Any, label: str) -> DownstreamTrigger | None:
+    """One entry of `downstream_triggers`; None when it is unusable (the error is recorded)."""
+    if not isinstance(item, Mapping):
+        r.error(label, f"expected an object, got {json_type(item)}")
+        return None
+    prefix = label + "."
+    r.check_unknown(item, TRIGGER_KEYS, prefix)
+    if item.get("pipeline") in (None, ""):
+        r.error(prefix + "pipeline", "is required (the downstream pipeline's name)")
+        return None
+    trigger = DownstreamTrigger(
+        pipeline=r.take(item, "pipeline", as_safe_name, "", prefix=prefix),
+        on_success=r.take(item, "on_success", as_bool, True, prefix=prefix),
+        on_failure=r.take(item, "on_failure", as_bool, False, prefix=prefix),
+        run_config_id=r.take(item, "run_config_id", as_str, prefix=prefix) or None,
+        on_route=r.take(item, "on_route", as_route_label, prefix=prefix),
+    )
+    if not trigger.pipeline:
+        return None
+    if trigger.on_route is not None:
+        for key in ("on_success", "on_failure"):
+            if key in item:
+                r.warn(
+                    prefix + key,
+                    "ignored with on_route: a route trigger fires when the run succeeded "
+                    "and wrote that route",
+                )
+    elif not (trigger.on_success or trigger.on_failure):
+        r.warn(label, "on_success and on_failure are both false, so it never fires")
+    return trigger
+
+
+def _cells(r: _Reader, value: Any) -> tuple[CellConfig, ...]:
+    if not isinstance(value, list):
+        r.error("cells", f"expected an array (one object per code cell), got {json_type(value)}")
+        return ()
+    cells: list[CellConfig] = []
+    for index, item in enumerate(value):
+        prefix = f"cells[{index}]."
+        if not isinstance(item, Mapping):
+            r.error(f"cells[{index}]", f"expected an object, got {json_type(item)}")
+            cells.append(CellConfig())
+            continue
+        r.check_unknown(item, CELL_KEYS, prefix)
+        cells.append(
+            CellConfig(
+                retries=r.take(item, "retries", as_int, 0, prefix=prefix),
+                delay_seconds=r.take(item, "delay_seconds", as_number, 1.0, prefix=prefix),
+            )
+        )
+    return tuple(cells)
 
 
 def _check_webhook_keys(r: _Reader, spec_key: str | None, configs: tuple[RunConfig, ...]) -> None:
@@ -647,7 +721,7 @@ def _check_webhook_keys(r: _Reader, spec_key: str | None, configs: tuple[RunConf
 def _type(value: Any) -> str:
     text = as_str(value)
     if text not in SUPPORTED_TYPES:
-        raise SpecError(f"only {', '.join(map(repr, SUPPORTED_TYPES))} is supported, got {text!r}")
+        raise SpecError(f"expected one of {', '.join(map(repr, SUPPORTED_TYPES))}, got {text!r}")
     return text
 
 
@@ -689,9 +763,12 @@ def parse_pipeline_json(
         restart_interval=r.take(data, "restart_interval", as_restart_interval),
         notifications=_ops(r, data, "notifications", "", parse_notifications),
         retention=_ops(r, data, "retention", "", parse_retention),
+        cells=r.take(data, "cells", lambda v: _cells(r, v), ()),
         **schedule,
         **overrides,
     )
+    if spec.cells and not spec.is_notebook:
+        r.warn("cells", 'applies to notebook pipelines only ("type": "notebook"), ignored')
     if r.errors:
         raise SpecError("; ".join(r.errors), r.errors)
     return ParseResult(spec=spec, warnings=r.warnings)

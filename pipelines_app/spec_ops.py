@@ -26,6 +26,7 @@ NOTIFY_EVENTS: dict[str, str] = {
     "memory_soft_limit": "a run exceeded its memory soft limit",
     "engine_silent": "an engine stopped heartbeating (crashed, hung or cut off)",
     "cache_warmup_failed": "the dependency cache warm-up of a pipeline failed",
+    "daemon_crash_loop": "a daemon pipeline keeps crashing soon after it starts; restarts back off",
     "test": "a test message sent from the admin",
 }
 # `retries_exhausted` is a kind of `run_failed`: subscribing to `run_failed` includes it.

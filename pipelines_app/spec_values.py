@@ -200,6 +200,21 @@ def as_restart_interval(value: object) -> str:
     return as_cron(text)
 
 
+ROUTE_MAX_LENGTH = 128
+
+
+def as_route_label(value: object) -> str:
+    """A route label: `on_route` in pipeline.json and what a run writes to its route file."""
+    text = as_str(value)
+    if not text or text != text.strip() or not text.isprintable():
+        raise SpecError(
+            f"expected a route label (printable text without surrounding spaces), got {value!r}"
+        )
+    if len(text) > ROUTE_MAX_LENGTH:
+        raise SpecError(f"is longer than {ROUTE_MAX_LENGTH} characters")
+    return text
+
+
 def to_json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()

@@ -36,12 +36,15 @@ from runs_app.admin_display import (
 from runs_app.admin_run_list import CappedPaginator, RunChangeList, run_search
 from runs_app.errors import InvalidRunRequest, RunError
 from runs_app.logs import (
+    artifact_response,
     log_missing,
     log_offset_parse,
     log_path,
     log_read,
     metrics_missing,
     metrics_read,
+    run_artifact,
+    run_artifacts,
 )
 from runs_app.models import PipelineRun, RunStatus, TriggeredBy
 from runs_app.services import run_cancel, run_delete, run_retry
@@ -105,6 +108,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
                     "triggered_by",
                     "run_config_id",
                     "git_commit",
+                    "route_column",
                     "exit_code",
                     "error_message",
                     "duration_detail",
@@ -133,10 +137,12 @@ class PipelineRunAdmin(admin.ModelAdmin):
                     "child_runs_links",
                     "scheduled_job_link",
                     "retry_attempt",
+                    "restart_count",
                     "chain_depth",
                 )
             },
         ),
+        ("Artifacts", {"fields": ("artifacts_column",)}),
         ("Input", {"fields": ("parameters_pretty", "env_vars_pretty")}),
         (
             "Engine",
@@ -317,6 +323,30 @@ class PipelineRunAdmin(admin.ModelAdmin):
             "admin:runs_app_scheduledjob_change", obj.scheduled_job_id, obj.scheduled_job_id
         )
 
+    @admin.display(description="route")
+    def route_column(self, obj: PipelineRun) -> str:
+        return obj.route or "—"
+
+    @admin.display(description="files")
+    def artifacts_column(self, obj: PipelineRun) -> str:
+        artifacts = run_artifacts(run=obj)
+        if not artifacts:
+            return "No artifacts (a notebook pipeline keeps its executed notebook here)."
+        return format_html_join(
+            mark_safe("<br>"),
+            '<a href="{}" class="ff-artifact">{}</a> ({})',
+            (
+                (
+                    reverse(
+                        "admin:runs_app_pipelinerun_artifact", args=[quote(obj.pk), artifact.name]
+                    ),
+                    artifact.name,
+                    format_bytes(artifact.size),
+                )
+                for artifact in artifacts
+            ),
+        )
+
     @admin.display(description="parameters")
     def parameters_pretty(self, obj: PipelineRun) -> str:
         return _pretty_json(obj.parameters)
@@ -362,6 +392,11 @@ class PipelineRunAdmin(admin.ModelAdmin):
                 "<path:object_id>/log/download/",
                 view(self.log_download_view),
                 name="runs_app_pipelinerun_log_download",
+            ),
+            path(
+                "<path:object_id>/artifacts/<str:name>",
+                view(self.artifact_view),
+                name="runs_app_pipelinerun_artifact",
             ),
             path(
                 "<path:object_id>/cancel/",
@@ -420,6 +455,13 @@ class PipelineRunAdmin(admin.ModelAdmin):
             filename=f"run-{run.pk}.log",
             content_type="text/plain; charset=utf-8",
         )
+
+    def artifact_view(self, request: HttpRequest, object_id: str, name: str) -> FileResponse:
+        run = self._viewable_run(request, object_id)
+        artifact = run_artifact(run=run, name=name)
+        if artifact is None:
+            raise Http404(f"This run has no artifact {name!r}.")
+        return artifact_response(run=run, artifact=artifact)
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         run = self._viewable_run(request, object_id)

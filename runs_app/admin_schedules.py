@@ -111,10 +111,17 @@ class ScheduledJobAdmin(admin.ModelAdmin):
 
     @admin.display(description="origin")
     def source_note(self, obj: ScheduledJob) -> str:
-        if obj.source == ScheduleSource.PIPELINE_JSON:
+        if obj.is_file_defined:
+            what = (
+                "The restart_interval of a daemon pipeline (a tick stops the running run and "
+                "starts a new one), defined"
+                if obj.source == ScheduleSource.DAEMON_RESTART
+                else "Defined"
+            )
             return format_html(
-                "Defined in <code>{}/pipeline.json</code>; edit the file to change it "
+                "{} in <code>{}/pipeline.json</code>; edit the file to change it "
                 "(the next pipeline sync applies it).",
+                what,
                 obj.pipeline_id,
             )
         return "Created in the admin."

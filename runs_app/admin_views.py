@@ -11,7 +11,9 @@ The pipeline admin gains:
   success rate;
 - `log_disk_column` and `retention_column`: disk used by the pipeline's run logs (cached for a
   few minutes: a folder walk per pipeline) and the run retention in force, in a "Storage"
-  section of the change form (before "Discovery"); the disk use also ends the list.
+  section of the change form (before "Discovery"); the disk use also ends the list;
+- `daemon_column`: a daemon pipeline's restart settings, its latest restart and whether it is
+  crash-looping (for the change form).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.utils import quote, unquote
@@ -37,6 +40,7 @@ from accounts_app.roles import role_can
 from audit_app.context import AuditContext
 from pipelines_app.models import Pipeline
 from runs_app.admin_display import status_badge
+from runs_app.daemon import daemon_state
 from runs_app.errors import InvalidRunRequest, PipelineNotFound, PipelineNotRunnable, RunError
 from runs_app.forms import RunNowForm
 from runs_app.models import TriggeredBy
@@ -50,7 +54,10 @@ LAST_RUN_COLUMN = "last_status_column"
 LAST_RUN_BEFORE = "success_rate_column"
 STORAGE_FIELDSET = ("Storage", {"fields": ("log_disk_column", "retention_column")})
 STORAGE_BEFORE = "Discovery"
-RUN_READONLY_FIELDS = (LAST_RUN_COLUMN, "log_disk_column", "retention_column")
+# A daemon pipeline's section, after its schedules (restart_interval is one).
+DAEMON_FIELDSET = ("Daemon", {"fields": ("daemon_column",)})
+DAEMON_AFTER = "Schedules"
+RUN_READONLY_FIELDS = (LAST_RUN_COLUMN, "log_disk_column", "retention_column", "daemon_column")
 
 
 def _with_last_run(fields: Sequence[Any]) -> tuple[Any, ...]:
@@ -59,6 +66,11 @@ def _with_last_run(fields: Sequence[Any]) -> tuple[Any, ...]:
         return fields
     at = fields.index(LAST_RUN_BEFORE)
     return (*fields[:at], LAST_RUN_COLUMN, *fields[at:])
+
+
+def _is_daemon(pipeline: Pipeline) -> bool:
+    metadata = pipeline.metadata or {}
+    return bool(metadata.get("restart_on_crash") or metadata.get("restart_interval"))
 
 
 def _form_field_for(error_key: str, form: RunNowForm) -> str | None:
@@ -98,6 +110,10 @@ class PipelineRunsAdminMixin:
         names = [name for name, _ in fieldsets]
         at = names.index(STORAGE_BEFORE) if STORAGE_BEFORE in names else len(fieldsets)
         fieldsets.insert(at, STORAGE_FIELDSET)
+        if obj is not None and _is_daemon(obj):
+            names = [name for name, _ in fieldsets]
+            at = names.index(DAEMON_AFTER) + 1 if DAEMON_AFTER in names else len(fieldsets)
+            fieldsets.insert(at, DAEMON_FIELDSET)
         return fieldsets
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
@@ -131,6 +147,48 @@ class PipelineRunsAdminMixin:
     @admin.display(description="Retention in force")
     def retention_column(self, obj: Pipeline) -> str:
         return retention_policy(pipeline=obj).describe()
+
+    @admin.display(description="Daemon")
+    def daemon_column(self, obj: Pipeline) -> SafeString | str:
+        spec = obj.spec if not obj.discovery_error else None
+        if spec is None or not (spec.restart_on_crash or spec.restart_interval):
+            return "—"
+        settings_text = []
+        if spec.restart_on_crash:
+            settings_text.append(f"restarted after a crash, {spec.restart_cooldown} s cooldown")
+        if spec.restart_interval:
+            every = spec.restart_interval
+            shown = f"every {every} s" if every.isdigit() else f"on cron {every}"
+            settings_text.append(f"restarted {shown} (restart_interval)")
+        state = daemon_state(pipeline_name=obj.pipeline_name)
+        last = state.last_restart
+        if last is None:
+            restart = "No restart yet."
+        else:
+            url = reverse("admin:runs_app_pipelinerun_change", args=[quote(last.pk)])
+            when = last.not_before or last.queued_at
+            restart = format_html(
+                'Last restart: <a href="{}">{}</a> {} (not before {}){}.',
+                url,
+                str(last.pk)[:8],
+                status_badge(last.status),
+                when.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                f", after {last.restart_count} quick crash(es) in a row"
+                if last.restart_count
+                else "",
+            )
+        warning = ""
+        if state.crash_loop:
+            warning = format_html(
+                '<p class="ff-daemon-crash-loop" style="color:#dc3545;font-weight:600;">'
+                "Crash-looping: {} quick crashes in a row; each further restart waits twice as "
+                "long (at most {} s).</p>",
+                last.restart_count,
+                settings.FASTFLOW_DAEMON_BACKOFF_MAX_SECONDS,
+            )
+        return format_html(
+            "<p>{}.</p><p>{}</p>{}", "; ".join(settings_text).capitalize(), restart, warning
+        )
 
     @admin.action(description="Run now (no parameters)")
     def run_now_without_parameters(self, request: HttpRequest, queryset: QuerySet) -> None:

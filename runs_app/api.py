@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from functools import partial
 
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
     inline_serializer,
 )
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -31,10 +34,13 @@ from runs_app.errors import LogFileMissing
 from runs_app.logs import (
     DEFAULT_CHUNK,
     MAX_LOG_OFFSET,
+    artifact_response,
     log_missing,
     log_offset_parse,
     log_read,
     metrics_read,
+    run_artifact,
+    run_artifacts,
 )
 from runs_app.models import PipelineRun, RunStatus, TriggeredBy
 from runs_app.sse import log_events
@@ -59,6 +65,12 @@ LogStreamEvent = inline_serializer(
 )
 
 
+class ArtifactSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    size = serializers.IntegerField(help_text="bytes")
+    url = serializers.CharField(help_text="GET it to download the file")
+
+
 class RunOutputSerializer(serializers.ModelSerializer):
     pipeline = serializers.CharField(source="pipeline_id")
     parent_run = serializers.UUIDField(source="parent_run_id", allow_null=True)
@@ -74,6 +86,12 @@ class RunOutputSerializer(serializers.ModelSerializer):
         help_text="the limits in force for the run as its executor applied them (memory_bytes, "
         "cpus, pids, tmp_bytes where enforced; timeout_seconds, log_max_bytes; executor); "
         "{} before it started"
+    )
+    route = serializers.CharField(
+        help_text="the label the run wrote to $FASTFLOW_ROUTE_FILE (on_route triggers); '' if none"
+    )
+    artifacts = serializers.SerializerMethodField(
+        help_text="files kept from the run (the executed notebook of a notebook pipeline)"
     )
 
     class Meta:
@@ -109,8 +127,22 @@ class RunOutputSerializer(serializers.ModelSerializer):
             "container_id",
             "engine_id",
             "idempotency_key",
+            "route",
+            "restart_count",
+            "artifacts",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(ArtifactSerializer(many=True))
+    def get_artifacts(self, run: PipelineRun) -> list[dict]:
+        return [
+            {
+                "name": artifact.name,
+                "size": artifact.size,
+                "url": reverse("api-run-artifact", args=[run.id, artifact.name]),
+            }
+            for artifact in run_artifacts(run=run)
+        ]
 
 
 def run_get(run_id: object) -> PipelineRun:
@@ -347,3 +379,24 @@ class RunMetricsApi(APIView):
     def get(self, request: Request, run_id: str) -> Response:
         run = run_get(run_id)
         return Response({"run_id": str(run.id), "samples": metrics_read(run=run)})
+
+
+class RunArtifactApi(APIView):
+    permission_classes = [ReadOnlyRole]
+    content_negotiation_class = FirstRendererNegotiation
+
+    @extend_schema(
+        operation_id="runs_artifact",
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(
+                response=OpenApiTypes.BINARY, description="the file, as an attachment"
+            )
+        }
+        | error_responses(401, 403, 404),
+    )
+    def get(self, request: Request, run_id: str, name: str) -> FileResponse:
+        run = run_get(run_id)
+        artifact = run_artifact(run=run, name=name)
+        if artifact is None:
+            raise NotFound(f"run {run.id} has no artifact {name!r}")
+        return artifact_response(run=run, artifact=artifact)

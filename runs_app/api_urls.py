@@ -22,6 +22,11 @@ urlpatterns = [
         name="api-run-logs-stream",
     ),
     path("runs/<uuid:run_id>/metrics/", api.RunMetricsApi.as_view(), name="api-run-metrics"),
+    path(
+        "runs/<uuid:run_id>/artifacts/<name:name>",
+        api.RunArtifactApi.as_view(),
+        name="api-run-artifact",
+    ),
     path("schedules/", schedule_api.ScheduleListApi.as_view(), name="api-schedules"),
     path(
         "schedules/<uuid:schedule_id>/",

@@ -11,7 +11,9 @@ class RunsAppConfig(AppConfig):
     def ready(self) -> None:
         from fastflow_site.health import bearer_endpoint_register, readiness_check_register
         from notifications_app.messages import run_details_register
+        from pipelines_app.checks import register_spec_check
         from runs_app.engine.notify import run_message_lines
+        from runs_app.environment import encrypted_env_problems
         from runs_app.prometheus import metrics
         from runs_app.readiness import engine_heartbeat_readiness, log_disk_readiness
 
@@ -21,3 +23,6 @@ class RunsAppConfig(AppConfig):
         bearer_endpoint_register("/metrics", metrics)
         # What a notification says about a run (notifications_app sits below this app).
         run_details_register(run_message_lines)
+        # Discovery cannot decrypt (pipelines_app knows no secrets); runs can, so runs_app
+        # lends it the check that a run would otherwise fail at start.
+        register_spec_check(encrypted_env_problems)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipelines_app.models import Pipeline
+from pipelines_app.spec import PipelineSpec
 from runs_app.errors import InvalidRunRequest
 from runs_app.models import PipelineRun
 from runs_app.services import run_parameters_check_conflicts, run_parameters_validate
@@ -34,6 +35,31 @@ class RunEnvironment:
     env: dict[str, str]
     masked: dict[str, str]
     mask_values: tuple[str, ...]
+
+
+ENCRYPT_HINT = "encrypt it with `manage.py encryptvalue` or the admin's Encrypt a value page"
+
+
+def encrypted_env_problems(spec: PipelineSpec, source: str) -> list[str]:
+    """The discovery check (registered in RunsAppConfig.ready): every `encrypted_env` value,
+    at the pipeline level and in each run configuration, must decrypt with a configured key,
+    so a placeholder or a value of another installation breaks the pipeline before any run."""
+    labelled = [("encrypted_env", spec.encrypted_env)]
+    labelled += [
+        (f"schedules[{index}].encrypted_env", config.encrypted_env)
+        for index, config in enumerate(spec.run_configs)
+    ]
+    problems = []
+    for label, values in labelled:
+        for name, ciphertext in values.items():
+            try:
+                crypto.decrypt(ciphertext)
+            except crypto.DecryptionError:
+                problems.append(
+                    f"{source}: key '{label}.{name}': cannot be decrypted with any configured "
+                    f"FASTFLOW_ENCRYPTION_KEY ({ENCRYPT_HINT})"
+                )
+    return problems
 
 
 def run_environment(*, run: PipelineRun) -> RunEnvironment:

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 
 from pipelines_app.models import Pipeline
 from runs_app.errors import InvalidRunRequest
-from runs_app.models import ScheduledJob, ScheduleSource
+from runs_app.models import ScheduledJob
 from runs_app.schedule_services import EDITABLE_FIELDS, scheduledjob_clean
 from runs_app.services import run_parameters_validate
 
@@ -81,7 +81,7 @@ class ScheduledJobForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        if self.instance.pk and self.instance.source == ScheduleSource.PIPELINE_JSON:
+        if self.instance.pk and self.instance.is_file_defined:
             raise ValidationError("This schedule is defined in pipeline.json; edit the file.")
         if self.has_error("trigger_type") or "trigger_value" not in data:
             return data

@@ -1,5 +1,5 @@
-"""A run's files: where its log and metrics live, the log's line format, engine notes appended
-after the end, and reading both back for the admin and the API (tailing by byte offset).
+"""A run's files: where its log, metrics and artifacts live, the log's line format, engine notes
+appended after the end, and reading them back for the admin and the API (tailing by byte offset).
 
 Log format (one line per line of output, UTF-8):
 
@@ -14,8 +14,11 @@ merged and notes as text starting with `[fastflow] `. A format-1 line starts wit
 current one with a source letter and a space, so every line says which format it is in (a log
 continued across an upgrade may hold both). The source of a format-1 line is unknown (`""`).
 
-Metrics: one JSON object per line. The engine's writers (`engine/logstream.py`,
-`engine/metrics.py`) produce these files; everything else reads or appends through here.
+Metrics: one JSON object per line. Artifacts: files the engine kept from the run's output
+directory (the executed notebook of a notebook pipeline), in
+`artifacts/<pipeline>/<shard>/<run id>/`. The engine's writers (`engine/logstream.py`,
+`engine/metrics.py`, `engine/outputs.py`) produce these files; everything else reads or appends
+through here.
 """
 
 from __future__ import annotations
@@ -24,12 +27,15 @@ import contextlib
 import json
 import logging
 import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from django.conf import settings
+from django.http import FileResponse
 
 from fastflow_site.datadir import private_open
 from runs_app.errors import InvalidRunRequest
@@ -70,11 +76,16 @@ def parse_timestamp(text: str) -> datetime:
 
 
 def run_files_folder(run: PipelineRun) -> Path:
-    """The folder of a run's files below `logs/` or `metrics/`: `<pipeline>/<first two hex
-    digits of the run id>`. Ids are random, so a pipeline's runs spread evenly over its 256
-    folders: one folder holds a pipeline's runs / 256 files (about 4,000 at a million runs
+    """The folder of a run's files below `logs/`, `metrics/` or `artifacts/`: `<pipeline>/<first
+    two hex digits of the run id>`. Ids are random, so a pipeline's runs spread evenly over its
+    256 folders: one folder holds a pipeline's runs / 256 files (about 4,000 at a million runs
     of one pipeline), not all of them in one listing."""
-    return Path(run.pipeline_id) / run.id.hex[:2]
+    return files_folder(pipeline_name=run.pipeline_id, run_id=run.id)
+
+
+def files_folder(*, pipeline_name: str, run_id: uuid.UUID) -> Path:
+    """`run_files_folder` from the pipeline's name and the run's id (for rows read as values)."""
+    return Path(pipeline_name) / run_id.hex[:2]
 
 
 def log_line(source: str, at: datetime, text: bytes | str) -> bytes:
@@ -155,6 +166,68 @@ def run_log_file(run: PipelineRun) -> Path:
 def run_metrics_file(run: PipelineRun) -> Path:
     """Where a new run's metrics go: `metrics/<pipeline>/<shard>/<run id>.jsonl`."""
     return Path(settings.METRICS_DIR) / run_files_folder(run) / f"{run.id}.jsonl"
+
+
+def artifacts_root() -> Path:
+    return Path(settings.DATA_DIR) / "artifacts"
+
+
+def artifacts_dir_for(*, pipeline_name: str, run_id: uuid.UUID) -> Path:
+    """Where the files kept from a run live: `artifacts/<pipeline>/<shard>/<run id>/` (derived
+    from the run, never stored: no row points at a folder that was moved)."""
+    return artifacts_root() / files_folder(pipeline_name=pipeline_name, run_id=run_id) / str(run_id)
+
+
+def run_artifacts_dir(run: PipelineRun) -> Path:
+    return artifacts_dir_for(pipeline_name=run.pipeline_id, run_id=run.id)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    size: int
+    path: Path
+
+
+def run_artifacts(*, run: PipelineRun) -> list[Artifact]:
+    """The run's artifacts (regular files only), by name."""
+    folder = run_artifacts_dir(run)
+    if not _inside(folder, Path(settings.DATA_DIR)) or not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.is_symlink():
+            found.append(Artifact(name=path.name, size=path.stat().st_size, path=path))
+    return found
+
+
+def run_artifact(*, run: PipelineRun, name: str) -> Artifact | None:
+    """One artifact by its exact name (a name is never a path)."""
+    return next((a for a in run_artifacts(run=run) if a.name == name), None)
+
+
+def artifact_response(*, run: PipelineRun, artifact: Artifact) -> FileResponse:
+    """The artifact as a download (the admin's and the API's)."""
+    return FileResponse(
+        artifact.path.open("rb"),
+        as_attachment=True,
+        filename=f"run-{run.pk}-{artifact.name}",
+        content_type="application/octet-stream",
+    )
+
+
+def artifacts_remove(folder: Path) -> tuple[int, int]:
+    """Delete a run's artifacts folder; returns (files, bytes) removed."""
+    if not folder.is_dir() or not _inside(folder, Path(settings.DATA_DIR)):
+        return 0, 0
+    files = [p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()]
+    size = sum(p.stat().st_size for p in files)
+    shutil.rmtree(folder, ignore_errors=True)
+    return len(files), size
+
+
+def run_artifacts_remove(*, run: PipelineRun) -> None:
+    artifacts_remove(run_artifacts_dir(run))
 
 
 def log_append_notes(*, run: PipelineRun, notes: list[str]) -> None:

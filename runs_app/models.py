@@ -98,6 +98,11 @@ class PipelineRun(models.Model):
     limits = models.JSONField(default=dict, blank=True)
     # With git sync: the commit whose checkout the run uses, fixed when it is claimed.
     git_commit = models.CharField(max_length=64, blank=True, default="")
+    # The label the run wrote to $FASTFLOW_ROUTE_FILE; route triggers (`on_route`) match it.
+    route = models.CharField(max_length=128, blank=True, default="")
+    # Daemon pipelines: crash restarts in a row (each after a run that crashed quickly) that led
+    # to this run; its size sets the crash-loop back-off (runs_app/daemon.py).
+    restart_count = models.IntegerField(default=0)
 
     objects = PipelineRunQuerySet.as_manager()
 
@@ -170,6 +175,12 @@ class TriggerType(models.TextChoices):
 class ScheduleSource(models.TextChoices):
     PIPELINE_JSON = "pipeline_json"
     ADMIN = "admin"
+    # A daemon pipeline's `restart_interval` (also from pipeline.json): a tick stops the running
+    # instance and starts a new one instead of adding a run.
+    DAEMON_RESTART = "daemon_restart"
+
+
+FILE_DEFINED_SOURCES = (ScheduleSource.PIPELINE_JSON, ScheduleSource.DAEMON_RESTART)
 
 
 class ScheduledJob(models.Model):
@@ -205,6 +216,11 @@ class ScheduledJob(models.Model):
     @property
     def pipeline_name(self) -> str:
         return self.pipeline_id
+
+    @property
+    def is_file_defined(self) -> bool:
+        """Written by discovery from pipeline.json (edited there, never in the admin/API)."""
+        return self.source in FILE_DEFINED_SOURCES
 
 
 class EngineInstanceQuerySet(models.QuerySet):

@@ -161,3 +161,21 @@ def expected_seconds(*, run: PipelineRun) -> float | None:
         return None
     median = statistics.median((end - start).total_seconds() for start, end in recent)
     return max(median * factor, settings.FASTFLOW_NOTIFY_LONG_RUNNING_MIN_SECONDS)
+
+
+def notify_daemon_crash_loop(
+    *, crashed: PipelineRun, restart: PipelineRun, restart_count: int, delay: float
+) -> None:
+    """Inside the finishing transaction of a crashed daemon run whose restart backs off; once
+    per restart (its key), however many engines replay the finish."""
+    notification_event_emit(
+        kind="daemon_crash_loop",
+        key=f"daemon:{restart.id}:crash_loop",
+        pipeline_name=crashed.pipeline_id,
+        run_id=crashed.id,
+        run_config_id=crashed.run_config_id,
+        summary=f"The daemon crashed {restart_count} times in a row, each within "
+        f"{settings.FASTFLOW_DAEMON_STABLE_SECONDS:g} s of its start; the next restart (run "
+        f"{restart.id}) waits {delay:g} s.",
+        facts={"Restart run": str(restart.id)},
+    )

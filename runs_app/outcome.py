@@ -41,6 +41,7 @@ class Outcome:
     # recorded as the run's finished_at even if recording happens much later (a DB outage).
     finished_at: datetime | None = None
     log_loss: str = ""  # what of the output could not be written (a full log disk), or ""
+    route: str | None = None  # the text of $FASTFLOW_ROUTE_FILE (unchecked); None: not written
 
     @property
     def succeeded(self) -> bool:

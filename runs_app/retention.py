@@ -31,7 +31,7 @@ from django.utils import timezone
 from audit_app.context import AuditContext
 from audit_app.services import audit_record
 from pipelines_app.models import Pipeline
-from runs_app.logs import data_file
+from runs_app.logs import artifacts_dir_for, artifacts_remove, artifacts_root, data_file
 from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus
 
 logger = logging.getLogger(__name__)
@@ -219,12 +219,18 @@ def _delete_batch(
     ids = [row[1] for row in rows]
     # Files first (outside the transaction): a row without files only shows "no log", files
     # without a row would be found again only by the orphan sweep.
-    for _, _, log_file, metrics_file in rows:
+    for _, run_id, log_file, metrics_file in rows:
         for stored in (log_file, metrics_file):
             removed = _remove(stored)
             if removed:
                 report.files += 1
                 report.bytes += removed
+        # The files kept from the run (a notebook's executed copy) go with it too.
+        files, size = artifacts_remove(
+            artifacts_dir_for(pipeline_name=pipeline.pipeline_name, run_id=run_id)
+        )
+        report.files += files
+        report.bytes += size
     started = time.monotonic()
     with transaction.atomic():
         # Re-checked inside: a run that got a live retry since the batch was read stays.
@@ -299,7 +305,7 @@ def orphan_files_sweep(*, dry_run: bool = False) -> tuple[int, int]:
 
 def empty_folders_remove() -> int:
     removed = 0
-    for root in (Path(settings.LOGS_DIR), Path(settings.METRICS_DIR)):
+    for root in (Path(settings.LOGS_DIR), Path(settings.METRICS_DIR), artifacts_root()):
         if not root.is_dir():
             continue
         for dirpath, _, _ in sorted(os.walk(root), key=lambda w: -len(w[0])):

@@ -5,7 +5,9 @@
   not), so editing a cron in the file updates the row in place; its `updated_at` moves and the
   scheduler leader replaces the APScheduler job within seconds. `run_once_at` is stored as an
   INTERVAL row with start_date = end_date = run_once_at: the interval trigger then fires exactly
-  once, at that moment (docs/schema.md).
+  once, at that moment (docs/schema.md). A daemon pipeline's `restart_interval` becomes a row
+  with source="daemon_restart" (CRON or INTERVAL): its ticks restart the pipeline
+  (`run_daemon_restart`) instead of adding a run.
 - From the admin and the API (`scheduledjob_create` / `_update` / `_delete`): rows with
   source="admin". File-defined rows cannot be edited or deleted there: discovery rewrites them
   from the file on every sync, so an edit would silently come back.
@@ -28,7 +30,7 @@ from audit_app.services import audit_changes, audit_record
 from pipelines_app.models import Pipeline
 from pipelines_app.spec import SpecError, cron_trigger, next_fire_times, validate_cron
 from runs_app.errors import ScheduleReadOnly
-from runs_app.models import ScheduledJob, ScheduleSource, TriggerType
+from runs_app.models import FILE_DEFINED_SOURCES, ScheduledJob, ScheduleSource, TriggerType
 
 EDITABLE_FIELDS = (
     "pipeline",
@@ -96,7 +98,7 @@ def scheduledjob_clean(*, job: ScheduledJob) -> None:
 
 
 def _refuse_file_defined(job: ScheduledJob, verb: str) -> None:
-    if job.source == ScheduleSource.PIPELINE_JSON:
+    if job.is_file_defined:
         raise ScheduleReadOnly(
             f"This schedule is defined in {job.pipeline_id}/pipeline.json and cannot be {verb} "
             "here: edit the file (the next pipeline sync applies it)."
@@ -221,11 +223,14 @@ def schedule_fire_time(idempotency_key: str) -> datetime | None:
 
 ONCE_INTERVAL_SECONDS = 86400  # any positive value: the window admits a single fire
 
+# What a file-defined row is, beside its pipeline and run configuration.
+SCHEDULE, ONCE, RESTART = "schedule", "once", "restart"
+
 
 @dataclass(frozen=True)
 class _Wanted:
     run_config_id: str
-    once: bool
+    kind: str  # SCHEDULE, ONCE or RESTART
     trigger_type: str
     trigger_value: str
     start_date: datetime | None
@@ -259,13 +264,18 @@ def _wanted(pipeline: Pipeline) -> list[_Wanted]:
     top = _trigger(spec.schedule_cron, spec.schedule_interval_seconds)
     if top:
         rows.append(
-            _Wanted("", False, *top, spec.schedule_start, spec.schedule_end, pipeline.enabled)
+            _Wanted("", SCHEDULE, *top, spec.schedule_start, spec.schedule_end, pipeline.enabled)
         )
+    if spec.restart_interval:
+        # Whole seconds or a cron expression (pipelines_app.spec_values.as_restart_interval).
+        every = spec.restart_interval
+        restart = _trigger(None, int(every)) if every.isdigit() else _trigger(every, None)
+        rows.append(_Wanted("", RESTART, *restart, None, None, pipeline.enabled))
     if spec.run_once_at:
         rows.append(
             _Wanted(
                 "",
-                True,
+                ONCE,
                 TriggerType.INTERVAL,
                 str(ONCE_INTERVAL_SECONDS),
                 spec.run_once_at,
@@ -279,7 +289,7 @@ def _wanted(pipeline: Pipeline) -> list[_Wanted]:
             rows.append(
                 _Wanted(
                     config.id,
-                    False,
+                    SCHEDULE,
                     *trigger,
                     config.schedule_start,
                     config.schedule_end,
@@ -289,12 +299,16 @@ def _wanted(pipeline: Pipeline) -> list[_Wanted]:
     return rows
 
 
-def _is_once(job: ScheduledJob) -> bool:
-    return (
+def _kind(job: ScheduledJob) -> str:
+    if job.source == ScheduleSource.DAEMON_RESTART:
+        return RESTART
+    if (
         job.trigger_type == TriggerType.INTERVAL
         and job.start_date is not None
         and job.start_date == job.end_date
-    )
+    ):
+        return ONCE
+    return SCHEDULE
 
 
 def schedules_sync_from_pipelines() -> ScheduleSyncReport:
@@ -305,16 +319,16 @@ def schedules_sync_from_pipelines() -> ScheduleSyncReport:
     """
     report = ScheduleSyncReport()
     with transaction.atomic():
-        existing: dict[tuple[str, str, bool], ScheduledJob] = {}
+        existing: dict[tuple[str, str, str], ScheduledJob] = {}
         duplicates: list[ScheduledJob] = []
-        for job in ScheduledJob.objects.filter(source=ScheduleSource.PIPELINE_JSON):
-            slot = (job.pipeline_id, job.run_config_id, _is_once(job))
+        for job in ScheduledJob.objects.filter(source__in=FILE_DEFINED_SOURCES):
+            slot = (job.pipeline_id, job.run_config_id, _kind(job))
             if slot in existing:
                 duplicates.append(job)
             else:
                 existing[slot] = job
 
-        keep: set[tuple[str, str, bool]] = set()
+        keep: set[tuple[str, str, str]] = set()
         for pipeline in Pipeline.objects.all():
             if pipeline.discovery_error and not pipeline.is_missing:
                 keep |= {slot for slot in existing if slot[0] == pipeline.pipeline_name}
@@ -322,7 +336,7 @@ def schedules_sync_from_pipelines() -> ScheduleSyncReport:
             if pipeline.is_missing:
                 continue
             for want in _wanted(pipeline):
-                slot = (pipeline.pipeline_name, want.run_config_id, want.once)
+                slot = (pipeline.pipeline_name, want.run_config_id, want.kind)
                 keep.add(slot)
                 _apply(pipeline, slot, want, existing.get(slot), report)
 
@@ -337,7 +351,7 @@ def schedules_sync_from_pipelines() -> ScheduleSyncReport:
 
 def _apply(
     pipeline: Pipeline,
-    slot: tuple[str, str, bool],
+    slot: tuple[str, str, str],
     want: _Wanted,
     job: ScheduledJob | None,
     report: ScheduleSyncReport,
@@ -352,7 +366,9 @@ def _apply(
     if job is None:
         job = ScheduledJob.objects.create(
             pipeline=pipeline,
-            source=ScheduleSource.PIPELINE_JSON,
+            source=ScheduleSource.DAEMON_RESTART
+            if want.kind == RESTART
+            else ScheduleSource.PIPELINE_JSON,
             run_config_id=want.run_config_id,
             **values,
         )

@@ -22,8 +22,11 @@ from audit_app.context import AuditContext
 from audit_app.services import audit_record
 from fastflow_site.db import serialise
 from pipelines_app.env_names import reserved_env_message
+from pipelines_app.errors import SpecError
 from pipelines_app.models import Pipeline
-from pipelines_app.spec import PipelineSpec
+from pipelines_app.spec import DownstreamTrigger, PipelineSpec
+from pipelines_app.spec_values import as_route_label
+from runs_app.daemon import daemon_crash_loop_detected, restart_note, restart_plan
 from runs_app.errors import (
     InvalidRunRequest,
     PipelineNotFound,
@@ -31,7 +34,7 @@ from runs_app.errors import (
     RunError,
     RunStateConflict,
 )
-from runs_app.logs import data_file, log_append_notes, run_log_file
+from runs_app.logs import data_file, log_append_notes, run_artifacts_remove, run_log_file
 from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus, ScheduledJob, TriggeredBy
 from runs_app.notify import notify_run_finished
 from runs_app.outcome import Outcome, outcome_message
@@ -172,6 +175,7 @@ def run_enqueue(
     chain_depth: int = 0,
     retry_attempt: int = 0,
     audit: AuditContext | None = None,
+    restart_count: int = 0,
 ) -> PipelineRun:
     """Create a PENDING run. With `idempotency_key`, a run of this pipeline created with the
     same key in the last 24 h is returned instead of a new one."""
@@ -193,17 +197,7 @@ def run_enqueue(
     key = _short_key(idempotency_key)
     with transaction.atomic():
         if key:
-            serialise(f"run-idempotency:{target.pipeline_name}:{key}")
-            existing = (
-                PipelineRun.objects.filter(
-                    pipeline=target,
-                    idempotency_key=key,
-                    queued_at__gte=timezone.now() - IDEMPOTENCY_WINDOW,
-                )
-                .exclude(idempotency_key="")  # the partial index's condition, for the planner
-                .order_by("queued_at")
-                .first()
-            )
+            existing = _keyed_run(target, key)
             if existing is not None:
                 return existing
         run = PipelineRun.objects.create(
@@ -217,6 +211,7 @@ def run_enqueue(
             not_before=not_before,
             chain_depth=chain_depth,
             retry_attempt=retry_attempt,
+            restart_count=restart_count,
         )
         audit_record(
             audit=audit,
@@ -234,6 +229,63 @@ def run_enqueue(
             },
         )
         return run
+
+
+def _keyed_run(pipeline: Pipeline, key: str) -> PipelineRun | None:
+    """Inside an atomic block: the run created with `key` in the idempotency window; takes the
+    key's lock first, so a concurrent caller with the same key waits and then finds it."""
+    serialise(f"run-idempotency:{pipeline.pipeline_name}:{key}")
+    return (
+        PipelineRun.objects.filter(
+            pipeline=pipeline,
+            idempotency_key=key,
+            queued_at__gte=timezone.now() - IDEMPOTENCY_WINDOW,
+        )
+        .exclude(idempotency_key="")  # the partial index's condition, for the planner
+        .order_by("queued_at")
+        .first()
+    )
+
+
+def run_daemon_restart(
+    *, pipeline: Pipeline | str, idempotency_key: str, scheduled_job: ScheduledJob | None = None
+) -> PipelineRun:
+    """A `restart_interval` tick: stop the pipeline's running runs and queue a new one
+    (`daemon_restart`), which starts after `restart_cooldown` and once they have ended (the
+    claim never starts a daemon restart beside a running run of its pipeline). Pending daemon
+    restarts are superseded by it. A tick fired twice returns the first tick's run and stops
+    nothing again."""
+    target = _pipeline_for_run(pipeline)
+    key = _short_key(idempotency_key)
+    now = timezone.now()
+    with transaction.atomic():
+        existing = _keyed_run(target, key)
+        if existing is not None:
+            return existing
+        runs = PipelineRun.objects.filter(pipeline=target)
+        stopping = list(
+            runs.filter(status=RunStatus.RUNNING, cancel_requested_at__isnull=True).values_list(
+                "id", flat=True
+            )
+        )
+        runs.filter(id__in=stopping, status=RunStatus.RUNNING).update(cancel_requested_at=now)
+        runs.filter(status=RunStatus.PENDING, triggered_by=TriggeredBy.DAEMON_RESTART).update(
+            status=RunStatus.CANCELLED,
+            finished_at=now,
+            cancel_requested_at=now,
+            error_message="superseded by a restart_interval restart",
+        )
+        restart = run_enqueue(
+            pipeline=target,
+            triggered_by=TriggeredBy.DAEMON_RESTART,
+            scheduled_job=scheduled_job,
+            idempotency_key=key,
+            not_before=now + timedelta(seconds=target.spec.restart_cooldown),
+        )
+    note = f"restart_interval: stopping this run; run {restart.id} replaces it"
+    for run in PipelineRun.objects.filter(id__in=stopping):
+        log_append_notes(run=run, notes=[note])
+    return restart
 
 
 def run_cancel(*, run: PipelineRun, audit: AuditContext | None = None) -> PipelineRun:
@@ -307,6 +359,7 @@ def run_delete(*, run: PipelineRun, audit: AuditContext | None = None) -> None:
             path.unlink(missing_ok=True)
         except OSError as exc:
             logger.warning("run %s: cannot remove %s: %s", run.id, path, exc)
+    run_artifacts_remove(run=run)
     with transaction.atomic():
         deleted, _ = PipelineRun.objects.filter(id=run.id, status__in=TERMINAL_STATUSES).delete()
         if deleted:
@@ -347,7 +400,13 @@ def run_claim_next(*, engine_id: str) -> PipelineRun | None:
             for name, count in per_pipeline.items()
             if limits.get(name) is not None and count >= limits[name]
         ]
-        due = PipelineRun.objects.due(now).exclude(pipeline_id__in=full).order_by("queued_at", "id")
+        due = (
+            PipelineRun.objects.due(now)
+            .exclude(pipeline_id__in=full)
+            # A daemon restart replaces a stopped instance: it never runs beside a live one.
+            .exclude(triggered_by=TriggeredBy.DAEMON_RESTART, pipeline_id__in=list(per_pipeline))
+            .order_by("queued_at", "id")
+        )
         # The run keeps the commit its pipeline row was discovered from (git sync): the
         # checkout whose files match the configuration the run starts with.
         commit = Subquery(
@@ -466,6 +525,7 @@ def run_finish(*, run: PipelineRun, outcome: Outcome) -> PipelineRun:
     # The executor's wording (it knows the run's limits), else the same vocabulary without them.
     # A success keeps a message only when the executor has one (e.g. output lost to a full disk).
     message = outcome.error or outcome_message(outcome)
+    route, route_note = _route(outcome.route)
     # The process's real exit time: recording may come much later (a database outage). Kept
     # between the start and now, whatever the clock of a remote Docker daemon says.
     now = timezone.now()
@@ -481,14 +541,28 @@ def run_finish(*, run: PipelineRun, outcome: Outcome) -> PipelineRun:
             setup_duration=outcome.setup_duration,
             uv_version=outcome.uv_version[:64],
             peak_memory_bytes=outcome.peak_memory_bytes,
+            route=route,
         )
         run.refresh_from_db()
         if not finished:
             return run
         _store_duration(run)
         notes = _after_finish(run)
-    _log_notes(run, notes)
+    _log_notes(run, [route_note, *notes] if route_note else notes)
     return run
+
+
+def _route(text: str | None) -> tuple[str, str]:
+    """(the route label to record, a note for the log); the file's text is the pipeline's."""
+    if text is None:
+        return "", ""
+    label = text.strip()
+    if not label:
+        return "", "route file is empty: no route recorded"
+    try:
+        return as_route_label(label), f"route: {label}"
+    except SpecError as exc:
+        return "", f"route file ignored: {exc}"
 
 
 def run_fail(*, run: PipelineRun, reason: str, log_file: Path | str | None = None) -> PipelineRun:
@@ -552,7 +626,33 @@ def _after_finish(run: PipelineRun) -> list[str]:
     if retry_queued:
         return notes  # on_failure triggers wait until the retries are exhausted
     _queue_downstream(run, pipeline, notes)
+    if run.status == RunStatus.FAILED and pipeline.spec.restart_on_crash:
+        _queue_daemon_restart(run, pipeline, notes)
     return notes
+
+
+def _queue_daemon_restart(run: PipelineRun, pipeline: Pipeline, notes: list[str]) -> None:
+    cooldown = pipeline.spec.restart_cooldown
+    plan = restart_plan(crashed=run, cooldown=cooldown)
+    try:
+        with transaction.atomic():
+            restart = run_enqueue(
+                pipeline=pipeline,
+                triggered_by=TriggeredBy.DAEMON_RESTART,
+                parameters=run.parameters,
+                run_config_id=run.run_config_id or None,
+                parent_run=run,
+                idempotency_key=f"daemon_restart:{run.id}",
+                not_before=timezone.now() + timedelta(seconds=plan.delay),
+                chain_depth=run.chain_depth,
+                restart_count=plan.restart_count,
+            )
+    except RunError as exc:
+        notes.append(f"restart_on_crash: no restart queued: {exc}")
+        return
+    notes.append(restart_note(plan, cooldown=cooldown, restart=restart))
+    if plan.crash_loop:
+        daemon_crash_loop_detected(crashed=run, restart=restart, plan=plan)
 
 
 def _queue_retry(run: PipelineRun, pipeline: Pipeline, notes: list[str]) -> bool:
@@ -587,6 +687,7 @@ def _queue_retry(run: PipelineRun, pipeline: Pipeline, notes: list[str]) -> bool
                 chain_depth=run.chain_depth,
                 retry_attempt=attempt,
                 audit=AuditContext.engine(),
+                restart_count=run.restart_count,
             )
     except RunError as exc:
         notes.append(f"retry {attempt} of {effective.retry_attempts} not queued: {exc}")
@@ -602,11 +703,13 @@ def _queue_downstream(run: PipelineRun, pipeline: Pipeline, notes: list[str]) ->
     succeeded = run.status == RunStatus.SUCCESS
     depth = run.chain_depth + 1
     for trigger in pipeline.spec.downstream_triggers:
-        if not trigger.fires_for(succeeded=succeeded):
+        if not trigger.fires_for(succeeded=succeeded, route=run.route):
             continue
         target = f"downstream pipeline '{trigger.pipeline}'"
         if trigger.run_config_id:
             target += f" (run configuration {trigger.run_config_id!r})"
+        if trigger.on_route is not None:
+            target += f" (route {trigger.on_route!r})"
         cap = settings.FASTFLOW_DOWNSTREAM_MAX_DEPTH
         if depth > cap:
             notes.append(
@@ -622,15 +725,18 @@ def _queue_downstream(run: PipelineRun, pipeline: Pipeline, notes: list[str]) ->
                     run_config_id=trigger.run_config_id,
                     parent_run=run,
                     chain_depth=depth,
-                    idempotency_key=(
-                        f"downstream:{run.id}:{trigger.pipeline}:{trigger.run_config_id or ''}"
-                    ),
+                    idempotency_key=_downstream_key(run, trigger),
                     audit=AuditContext.engine(),
                 )
         except RunError as exc:
             notes.append(f"{target} not triggered: {exc}")
             continue
         notes.append(f"triggered {target}: run {child.id}")
+
+
+def _downstream_key(run: PipelineRun, trigger: DownstreamTrigger) -> str:
+    key = f"downstream:{run.id}:{trigger.pipeline}:{trigger.run_config_id or ''}"
+    return key if trigger.on_route is None else f"{key}:route:{trigger.on_route}"
 
 
 def _log_notes(run: PipelineRun, notes: list[str]) -> None:

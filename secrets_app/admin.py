@@ -13,11 +13,13 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.urls import path
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
 from audit_app.context import AuditContext
 from secrets_app import crypto
+from secrets_app.admin_encrypt import encrypt_value_view
 from secrets_app.models import Secret
 from secrets_app.services import secret_delete, secret_reveal, secret_set, secret_validate
 
@@ -97,6 +99,15 @@ class SecretAdmin(admin.ModelAdmin):
         current = () if obj is None else (("Value", {"fields": ("shown_value", "value")}),)
         record = ("Record", {"classes": ("collapse",), "fields": ("created_at", "updated_at")})
         return ((None, {"fields": main}), *current, record)
+
+    def get_urls(self) -> list:
+        # The "Encrypt a value" page lives here for its URL only: WRITE may use it without
+        # seeing secrets (the view checks the `encrypt_value` action itself).
+        view = self.admin_site.admin_view(lambda request: encrypt_value_view(request, self))
+        return [
+            path("encrypt-value/", view, name="secrets_app_encrypt_value"),
+            *super().get_urls(),
+        ]
 
     # The key is the primary key: renaming would silently create a second row.
     def get_readonly_fields(self, request: HttpRequest, obj: Secret | None = None) -> Any:

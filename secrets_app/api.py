@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
@@ -9,14 +11,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts_app.api_permissions import AdminRole
+from accounts_app.api_permissions import AdminRole, WriteRole
 from audit_app.context import AuditContext
 from fastflow_site.api.errors import ApiError
 from fastflow_site.api.lookups import get_or_404
 from fastflow_site.api.pagination import paginated_response, paginated_schema
 from fastflow_site.api.serializers import error_responses
 from secrets_app.models import Secret
-from secrets_app.services import secret_delete, secret_set
+from secrets_app.services import (
+    ENCRYPTED_VALUE_MAX_BYTES,
+    encrypted_value_create,
+    secret_delete,
+    secret_set,
+)
 
 VALUE_MAX_LENGTH = 64 * 1024
 
@@ -131,3 +138,36 @@ class SecretDetailApi(APIView):
         if not secret_delete(key=key, audit=AuditContext.from_request(request, interface="api")):
             raise NotFound(f"secret {key!r} not found")
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EncryptedValueCreateApi(APIView):
+    """Encrypt a value for pipeline.json's `encrypted_env` (WRITE; nothing is stored)."""
+
+    permission_classes = [WriteRole]
+
+    class InputSerializer(serializers.Serializer):
+        value = serializers.CharField(trim_whitespace=False, max_length=ENCRYPTED_VALUE_MAX_BYTES)
+        name = serializers.CharField(
+            required=False,
+            default="",
+            allow_blank=True,
+            max_length=255,
+            help_text="optional variable name; the answer's `snippet` is then ready to paste",
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        encrypted = serializers.CharField(help_text="the Fernet token for encrypted_env")
+        snippet = serializers.CharField(help_text='"NAME": "<token>", a line for pipeline.json')
+
+    @extend_schema(
+        operation_id="encrypted_values_create",
+        request=InputSerializer,
+        responses={201: OutputSerializer} | error_responses(400, 401, 403, 413),
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        name = serializer.validated_data["name"]
+        token = encrypted_value_create(value=serializer.validated_data["value"], name=name)
+        snippet = f"{json.dumps(name or 'NAME')}: {json.dumps(token)}"
+        return Response({"encrypted": token, "snippet": snippet}, status=status.HTTP_201_CREATED)

@@ -8,4 +8,5 @@ from secrets_app import api
 urlpatterns = [
     path("secrets/", api.SecretListApi.as_view(), name="api-secrets"),
     path("secrets/<name:key>/", api.SecretDetailApi.as_view(), name="api-secret"),
+    path("encrypted-values/", api.EncryptedValueCreateApi.as_view(), name="api-encrypted-values"),
 ]

@@ -14,6 +14,7 @@ from secrets_app.models import Secret
 # Secrets reach the run as environment variables, so the key must be a valid variable name.
 SECRET_KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SECRET_KEY_MAX_LENGTH = 255
+ENCRYPTED_VALUE_MAX_BYTES = 64 * 1024
 
 
 class MissingSecretError(ServiceError):
@@ -38,6 +39,32 @@ def secret_validate(*, key: str, value: str) -> None:
         )
     if "\x00" in value:
         raise ValidationError({"value": "The value must not contain NUL characters."})
+
+
+def encrypted_value_create(*, value: str, name: str = "") -> str:
+    """A Fernet token of `value` (with the current key) for pipeline.json's `encrypted_env`.
+
+    The value reaches a run as an environment variable, so it must be text without NUL and
+    fit in one; `name`, if given, must be a valid variable name (it is not stored anywhere).
+    Raises ValidationError keyed by field.
+    """
+    if name and not SECRET_KEY_PATTERN.fullmatch(name):
+        raise ValidationError(
+            {"name": f"{name!r} is not a valid environment variable name (letters, digits, _)."}
+        )
+    if not value:
+        raise ValidationError({"value": "Enter the value to encrypt."})
+    if "\x00" in value:
+        raise ValidationError({"value": "The value must not contain NUL characters."})
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:
+        raise ValidationError({"value": "The value is not valid Unicode text."}) from None
+    if size > ENCRYPTED_VALUE_MAX_BYTES:
+        raise ValidationError(
+            {"value": f"The value is longer than {ENCRYPTED_VALUE_MAX_BYTES} bytes."}
+        )
+    return crypto.encrypt(value)
 
 
 def secret_set(

@@ -21,6 +21,7 @@ from pipelines_app.models import Pipeline
 from pipelines_app.services import pipelines_sync
 from runs_app.engine.executors import get_executor
 from runs_app.engine.loop import Engine
+from runs_app.logs import log_lines_parse
 from runs_app.models import EngineLease, PipelineRun
 from runs_app.outcome import Outcome
 from runs_app.services import run_claim_next, run_enqueue, run_finish
@@ -89,6 +90,29 @@ def claimed_run(pipeline: Pipeline, **enqueue: Any) -> PipelineRun:
     return claimed
 
 
+def claim_now(run: PipelineRun) -> PipelineRun:
+    """Claim a queued run at once (its delay dropped), as an engine would once it is due."""
+    PipelineRun.objects.filter(id=run.id).update(not_before=None)
+    claimed = run_claim_next(engine_id="test-engine")
+    assert claimed is not None and claimed.id == run.id
+    return claimed
+
+
+def wait_until_idle(*, timeout: float = 60.0) -> None:
+    """Until no run is PENDING or RUNNING any more."""
+    from runs_app.models import RunStatus
+
+    wait_for(
+        lambda: (
+            not PipelineRun.objects.filter(
+                status__in=[RunStatus.PENDING, RunStatus.RUNNING]
+            ).exists()
+        ),
+        timeout=timeout,
+        what="every run to end",
+    )
+
+
 def finish_claimed(run: PipelineRun, exit_code: int, **outcome: Any) -> PipelineRun:
     return run_finish(run=run, outcome=Outcome(exit_code=exit_code, **outcome))
 
@@ -98,6 +122,11 @@ def log_text(run: PipelineRun) -> str:
     run.refresh_from_db()
     path = Path(run.log_file) if run.log_file else None
     return path.read_text() if path and path.is_file() else ""
+
+
+def log_notes(run: PipelineRun) -> list[str]:
+    """The engine notes of the run's log (by their source, never their text)."""
+    return [line.note_text for line in log_lines_parse(log_text(run).encode()) if line.is_note]
 
 
 class ThreadEngine:

@@ -9,6 +9,11 @@ from django.utils import timezone
 
 from pipelines_app.models import Pipeline
 from runs_app.models import PipelineRun
+from secrets_app import crypto
+
+# Real tokens of the test key: discovery refuses encrypted_env values it cannot decrypt.
+TOKEN_CIPHERTEXT = crypto.encrypt("token-from-pipeline-json")
+OTHER_CIPHERTEXT = crypto.encrypt("token-of-the-nightly-run-config")
 
 
 def full_pipeline_json() -> dict[str, Any]:
@@ -32,7 +37,7 @@ def full_pipeline_json() -> dict[str, Any]:
             "max_delay": 200,
         },
         "default_env": {"MODE": "full", "LEVEL": "info"},
-        "encrypted_env": {"TOKEN": "gAAAAABciphertext"},
+        "encrypted_env": {"TOKEN": TOKEN_CIPHERTEXT},
         "secrets": ["DB_PASSWORD", "API_KEY"],
         "webhook_key": "pipeline-level-webhook-key-0001",
         "webhook_secret_env": "WEBHOOK_HMAC",
@@ -51,7 +56,7 @@ def full_pipeline_json() -> dict[str, Any]:
                 "schedule_end": "2026-03-01",
                 "enabled": False,
                 "default_env": {"MODE": "nightly"},
-                "encrypted_env": {"TOKEN": "gAAAAABother"},
+                "encrypted_env": {"TOKEN": OTHER_CIPHERTEXT},
                 "cpu_hard_limit": 4,
                 "mem_hard_limit": "2g",
                 "cpu_soft_limit": 3,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from runs_app.logs import run_artifacts_dir
 from runs_app.models import RunStatus, ScheduledJob, TriggerType
 from secrets_app.services import secret_set
 from tests.helpers_api import client_for, make_pipeline, make_run
@@ -51,6 +52,7 @@ ENDPOINTS = [
     Endpoint("get", "/api/runs/{finished}/logs/", reader()),
     Endpoint("get", "/api/runs/{finished}/logs/stream/", reader()),
     Endpoint("get", "/api/runs/{finished}/metrics/", reader()),
+    Endpoint("get", "/api/runs/{finished}/artifacts/main.ipynb", reader()),
     Endpoint("get", "/api/schedules/", reader()),
     Endpoint(
         "post",
@@ -66,6 +68,7 @@ ENDPOINTS = [
     Endpoint("get", "/api/secrets/API_TOKEN/", admin(200)),
     Endpoint("put", "/api/secrets/API_TOKEN/", admin(200), {"value": "replaced"}),
     Endpoint("delete", "/api/secrets/API_TOKEN/", admin(204)),
+    Endpoint("post", "/api/encrypted-values/", writer(201), {"value": "to encrypt"}),
     Endpoint("get", "/api/schema/", (200, 200, 200, 200)),
     Endpoint("get", "/api/docs/", (200, 200, 200, 200)),
 ]
@@ -79,6 +82,9 @@ def world() -> dict[str, str]:
         pipeline=pipeline, trigger_type=TriggerType.CRON, trigger_value="0 3 * * *"
     )
     secret_set(key="API_TOKEN", value="s3cret-value")
+    artifacts = run_artifacts_dir(finished)
+    artifacts.mkdir(parents=True)
+    (artifacts / "main.ipynb").write_text("{}")
     return {"finished": str(finished.id), "pending": str(pending.id), "schedule": str(schedule.id)}
 
 

@@ -48,7 +48,7 @@ def test_it_finds_each_folder_with_a_main_py(make_pipeline_dir, pipelines_dir: P
     scan = scan_pipelines()
 
     assert [p.name for p in scan.pipelines] == ["alpha", "beta"]
-    assert scan.skipped == [("notes", "no main.py")]
+    assert scan.skipped == [("notes", "no main.py or main.ipynb")]
     alpha = scan.pipelines[0]
     assert alpha.path == pipelines_dir / "alpha"
     assert alpha.spec == PipelineSpec()
@@ -535,7 +535,7 @@ def test_syncpipelines_prints_a_table_of_states(make_pipeline_dir) -> None:
     assert rows["bad"][2].startswith("broken: pipeline.json: invalid JSON")
     assert rows["gone"] == ["no", "0", "missing"]
     assert "warning: off: pipeline.json: key 'colour': unknown key, ignored" in out.getvalue()
-    assert "skipped: gone: no main.py" in out.getvalue()
+    assert "skipped: gone: no main.py or main.ipynb" in out.getvalue()
     assert lines[-1] == "3 pipeline(s) found, 1 now missing, 1 with errors"
 
 

@@ -20,7 +20,7 @@ from pipelines_app.spec import (
     parse_pipeline_json,
     validate_cron,
 )
-from tests.helpers_pipelines import full_pipeline_json
+from tests.helpers_pipelines import OTHER_CIPHERTEXT, TOKEN_CIPHERTEXT, full_pipeline_json
 
 GIB = 1024**3
 MIB = 1024**2
@@ -57,7 +57,7 @@ def test_it_parses_every_pipeline_level_key() -> None:
         type="exponential_backoff", initial_delay=10, multiplier=3, max_delay=200
     )
     assert dict(spec.default_env) == {"MODE": "full", "LEVEL": "info"}
-    assert dict(spec.encrypted_env) == {"TOKEN": "gAAAAABciphertext"}
+    assert dict(spec.encrypted_env) == {"TOKEN": TOKEN_CIPHERTEXT}
     assert spec.secrets == ("DB_PASSWORD", "API_KEY")
     assert spec.webhook_key == "pipeline-level-webhook-key-0001"
     assert spec.webhook_secret_env == "WEBHOOK_HMAC"
@@ -86,7 +86,7 @@ def test_it_parses_every_run_configuration_key() -> None:
         schedule_end=datetime(2026, 3, 1, 23, 59, 59, 999999, tzinfo=UTC),
         enabled=False,
         default_env={"MODE": "nightly"},
-        encrypted_env={"TOKEN": "gAAAAABother"},
+        encrypted_env={"TOKEN": OTHER_CIPHERTEXT},
         cpu_hard_limit=4,
         mem_hard_limit=2 * GIB,
         cpu_soft_limit=3,
@@ -355,7 +355,7 @@ def test_effective_merges_a_run_configuration_over_the_pipeline() -> None:
     assert nightly.retry_attempts == 1
     assert nightly.retry_strategy.type == "custom_schedule"
     assert nightly.default_env == {"MODE": "nightly", "LEVEL": "info"}
-    assert nightly.encrypted_env == {"TOKEN": "gAAAAABother"}
+    assert nightly.encrypted_env == {"TOKEN": OTHER_CIPHERTEXT}
 
     hourly = spec.effective("hourly")
     assert (hourly.timeout, hourly.retry_attempts, hourly.mem_soft_limit) == (900, 3, 512 * MIB)
@@ -394,7 +394,7 @@ def test_webhook_target_matches_the_pipeline_and_run_configuration_keys() -> Non
         ({"tags": "etl"}, "key 'tags': expected an array of strings, got string"),
         ({"tags": ["ok", 3]}, "key 'tags': item 1 must be a non-empty string"),
         ({"enabled": "false"}, "key 'enabled': expected true or false, got string"),
-        ({"type": "notebook"}, "key 'type': only 'script' is supported, got 'notebook'"),
+        ({"type": "lab"}, "key 'type': expected one of 'script', 'notebook', got 'lab'"),
         ({"python_version": 3.1}, "key 'python_version': expected a string, got number"),
         ({"python_version": "2.7"}, "key 'python_version': expected a Python 3 version"),
         ({"cpu_hard_limit": 0}, "key 'cpu_hard_limit': must be > 0, got 0"),
@@ -443,8 +443,8 @@ def test_webhook_target_matches_the_pipeline_and_run_configuration_keys() -> Non
             "key 'downstream_triggers[0].pipeline': '../etc' is not a valid name",
         ),
         (
-            {"downstream_triggers": [{"pipeline": "b", "on_route": "ok"}]},
-            "key 'downstream_triggers[0].on_route': route triggers are not supported",
+            {"downstream_triggers": [{"pipeline": "b", "on_route": " ok"}]},
+            "key 'downstream_triggers[0].on_route': expected a route label",
         ),
         (
             {"downstream_triggers": [{"pipeline": "b"}, {"pipeline": "b"}]},

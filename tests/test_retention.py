@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts_app.models import Role
 from runs_app.engine.cleanup import RetentionChore
+from runs_app.logs import run_artifacts_dir
 from runs_app.models import PipelineRun, RunStatus
 from runs_app.retention import (
     ORPHAN_MIN_AGE_SECONDS,
@@ -80,6 +81,22 @@ def test_old_runs_go_with_their_files_and_failed_runs_are_kept_longer():
         assert not exists(gone) and files_of(gone) == [False, False]
     for kept in (old_failed, recent):
         assert exists(kept) and files_of(kept) == [True, True]
+
+
+def test_a_deleted_runs_artifacts_go_with_it_and_their_folders_too():
+    pipeline = make_pipeline("nb")
+    old, recent = old_run(pipeline, 40), old_run(pipeline, 1)
+    for run in (old, recent):
+        folder = run_artifacts_dir(run)
+        folder.mkdir(parents=True)
+        (folder / "main.ipynb").write_text("{}" * 50)
+
+    report = runs_retention_apply()
+
+    assert report.runs == {"nb": 1}
+    assert report.files == 3 and report.bytes == 2 * 101 + 100
+    assert not run_artifacts_dir(old).exists()
+    assert (run_artifacts_dir(recent) / "main.ipynb").is_file()
 
 
 def test_never_deleted_running_pending_and_runs_a_live_retry_or_downstream_points_to():

@@ -12,6 +12,7 @@ from runs_app.models import PipelineRun, RunStatus
 from runs_app.services import run_cancel, run_claim_next, run_enqueue, run_fail
 from tests.helpers_engine import (
     ThreadEngine,
+    claim_now,
     claimed_run,
     finish_claimed,
     log_text,
@@ -32,13 +33,6 @@ def retrying(name: str, attempts: int = 2, strategy: dict | None = None, **extra
             **extra,
         },
     )
-
-
-def claim_by_id(run: PipelineRun) -> PipelineRun:
-    PipelineRun.objects.filter(id=run.id).update(not_before=None)
-    claimed = run_claim_next(engine_id="test-engine")
-    assert claimed is not None and claimed.id == run.id
-    return claimed
 
 
 @pytest.mark.django_db
@@ -74,7 +68,7 @@ def test_exponential_backoff_grows_per_attempt():
         finish_claimed(run, 1)
         run = PipelineRun.objects.get(parent_run=run)
         delays.append(round((run.not_before - finished_at).total_seconds()))
-        run = claim_by_id(run)
+        run = claim_now(run)
 
     assert delays == [10, 30, 90]
 
@@ -92,7 +86,7 @@ def test_retries_stop_after_the_last_attempt_and_then_on_failure_fires():
     finish_claimed(run, 1)
     assert not PipelineRun.objects.filter(pipeline_id="alert").exists()  # a retry is pending
 
-    retry = claim_by_id(PipelineRun.objects.get(parent_run=run))
+    retry = claim_now(PipelineRun.objects.get(parent_run=run))
     finish_claimed(retry, 1)
 
     assert not PipelineRun.objects.filter(pipeline_id="flaky", parent_run=retry).exists()
@@ -164,7 +158,7 @@ def test_the_chain_depth_is_capped(settings, tmp_path):
         finish_claimed(run, 0)
         depths.append(run.chain_depth)
         child = PipelineRun.objects.filter(parent_run=run).first()
-        run = claim_by_id(child) if child else None
+        run = claim_now(child) if child else None
 
     assert depths == [0, 1, 2, 3]
     last = PipelineRun.objects.get(chain_depth=3)
@@ -202,7 +196,7 @@ def test_unknown_targets_and_the_depth_cap_are_logged_in_the_upstream_run(settin
     child = PipelineRun.objects.get(pipeline_id="upstream", chain_depth=1)
     assert f"triggered downstream pipeline 'upstream': run {child.id}" in text
 
-    text = finish_with_log(claim_by_id(child), "second.log")
+    text = finish_with_log(claim_now(child), "second.log")
 
     assert "'upstream' not triggered: the chain is already 1 runs deep" in text
     assert "FASTFLOW_DOWNSTREAM_MAX_DEPTH=1" in text

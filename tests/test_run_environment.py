@@ -91,12 +91,15 @@ def test_a_missing_secret_is_a_clear_error():
     assert "API_KEY" not in str(caught.value)
 
 
-def test_an_undecryptable_value_is_a_clear_error():
+def test_a_value_that_stopped_decrypting_since_discovery_is_a_clear_error(settings):
+    # Discovery refuses values no key decrypts; a key removed after the sync is caught here.
     from cryptography.fernet import Fernet
 
-    foreign = Fernet(Fernet.generate_key()).encrypt(b"x").decode()
-    pipeline = make_pipeline("foreign", pipeline_json={"encrypted_env": {"TOKEN": foreign}})
+    pipeline = make_pipeline(
+        "rotated", pipeline_json={"encrypted_env": {"TOKEN": crypto.encrypt("x")}}
+    )
     run = run_enqueue(pipeline=pipeline, triggered_by="manual")
+    settings.FASTFLOW_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
 
     with pytest.raises(RunEnvironmentError, match="'TOKEN'.*cannot be decrypted"):
         run_environment(run=run)

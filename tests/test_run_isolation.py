@@ -147,3 +147,36 @@ def test_a_local_run_never_writes_the_shared_cache_and_its_environment_refuses_a
     assert run_to_end(executor, warm).succeeded, warm.log_file.read_text()
     # Permission bits stop an engine user's accident; root ignores them (as documented).
     assert user_lines(warm) == ["written" if os.geteuid() == 0 else "refused", "True"]
+
+
+@pytest.mark.docker
+def test_a_cold_docker_run_imports_compiled_packages_from_its_own_cache(
+    docker_executor, settings, make_pipeline_dir, tmp_path
+):
+    """Before the warm-up, a run installs its requirements into a cache in its /tmp. A tmpfs
+    is noexec by default, where a compiled module cannot be loaded ("failed to map segment
+    from shared object"): a cold run's /tmp allows it; a prepared run's stays noexec."""
+    settings.FASTFLOW_UV_CACHE_DIR = tmp_path / "uv-cache"  # nothing prepared yet
+    folder = make_pipeline_dir(
+        "compiled",
+        "from markupsafe import _speedups\n"
+        "print('compiled', _speedups.__file__.endswith('.so'))\n"
+        "print([line.split()[3] for line in open('/proc/mounts') if line.split()[1] == '/tmp'])\n",
+        requirements="markupsafe==3.0.2\n",
+    )
+    cold = make_spec(folder)
+    assert run_to_end(docker_executor, cold).succeeded, cold.log_file.read_text()
+    assert user_lines(cold)[-2] == "compiled True"
+    assert "noexec" not in user_lines(cold)[-1]
+
+    result = warm_cache(
+        pipeline_name="compiled",
+        pipeline_dir=folder,
+        python_version="3.11",
+        executor=docker_executor,
+    )
+    assert result.ok, result.message
+    warm = make_spec(folder)
+    assert run_to_end(docker_executor, warm).succeeded, warm.log_file.read_text()
+    assert user_lines(warm)[0] == "compiled True"
+    assert "noexec" in user_lines(warm)[1]

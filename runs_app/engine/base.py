@@ -61,6 +61,21 @@ class RunSpec:
     log_max_bytes: int = 50 * 1024 * 1024
     pids_limit: int | None = None  # processes and threads
     tmp_size: int | None = None  # bytes of the run's writable /tmp
+    # A per-run directory the run may write and the engine reads after it ended (the route
+    # file, the executed notebook); mounted read-write at /fastflow in a container. Created
+    # empty by the engine before start() (engine/outputs.py), removed after the run.
+    output_dir: Path | None = None
+    # Installed into the run's environment besides requirements.txt (`uv run --with`).
+    extra_requirements: tuple[str, ...] = ()
+    # A notebook pipeline: run main.ipynb with the notebook runner; per code cell
+    # (retries, delay_seconds) from pipeline.json's `cells`.
+    notebook: bool = False
+    cells: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def needs_environment(self) -> bool:
+        """Whether uv installs packages for this run (and so a cache warm-up applies)."""
+        return self.has_requirements or bool(self.extra_requirements)
 
 
 # The limits an executor can enforce, as `Executor.enforced_limits` names them, and the RunSpec
@@ -220,11 +235,18 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def warm(
-        self, *, pipeline_name: str, pipeline_dir: Path, python_version: str, timeout: float
+        self,
+        *,
+        pipeline_name: str,
+        pipeline_dir: Path,
+        python_version: str,
+        timeout: float,
+        extra_requirements: tuple[str, ...] = (),
     ) -> str:
-        """Install the pipeline's `requirements.txt` into this executor's uv cache exactly as a
-        run would use it (same image/interpreter, same cache), within `timeout` seconds, and on
-        success record the warm stamp (`uvcache.mark_warm`) so the next runs resolve offline.
+        """Build the environment runs of the pipeline execute (`uvcache.py`): its
+        `requirements.txt` (if any) and `extra_requirements`, installed through this executor's
+        shared uv cache with the runs' image/interpreter, within `timeout` seconds; published
+        only when complete, so the next runs use it instead of installing for themselves.
 
         Returns "" on success, else a readable message for the pipeline's warm-up error (which
         step failed and the tail of its output). Raises InfrastructureError when the executor

@@ -22,8 +22,9 @@ from fastflow_site.logformat import log_context
 from pipelines_app.discovery import resource_maxima
 from pipelines_app.spec import EffectiveConfig
 from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
+from runs_app.engine.outputs import output_dir_for, output_dir_remove, outputs_collect
 from runs_app.environment import RunEnvironment, RunEnvironmentError, run_environment
-from runs_app.logs import run_log_file, run_metrics_file
+from runs_app.logs import log_append_notes, run_artifacts_dir, run_log_file, run_metrics_file
 from runs_app.models import PipelineRun
 from runs_app.outcome import Outcome
 from runs_app.services import run_claim_next, run_fail, run_finish, run_record_start
@@ -57,10 +58,12 @@ def run_spec_build(
         folder = pipeline.folder_at(run.git_commit)
     except ValueError as exc:
         raise RunSpecError(str(exc)) from None
-    if not (folder / "main.py").is_file():
-        where = f" in the checkout of commit {run.git_commit[:12]}" if run.git_commit else ""
-        raise RunSpecError(f"pipeline folder {folder}{where} has no main.py (was it removed?)")
     spec = pipeline.spec
+    if not (folder / spec.entry_file).is_file():
+        where = f" in the checkout of commit {run.git_commit[:12]}" if run.git_commit else ""
+        raise RunSpecError(
+            f"pipeline folder {folder}{where} has no {spec.entry_file} (was it removed?)"
+        )
     try:
         effective = spec.effective(run.run_config_id or None)
     except KeyError:
@@ -85,6 +88,10 @@ def run_spec_build(
         mem_soft_limit=effective.mem_soft_limit,
         timeout=float(effective.timeout) if effective.timeout else None,
         log_max_bytes=settings.FASTFLOW_LOG_MAX_BYTES,
+        output_dir=output_dir_for(str(run.id)),
+        extra_requirements=spec.extra_requirements,
+        notebook=spec.is_notebook,
+        cells=tuple((cell.retries, cell.delay_seconds) for cell in spec.cells),
     )
     return run_spec, environment
 
@@ -237,6 +244,7 @@ class Dispatcher:
             try:
                 outcome = execution.wait_for_outcome()
                 if not active.lost:  # else its new owner records the result
+                    self._collect(run, execution.spec, outcome)
                     self._finish(run, outcome)
             finally:
                 # After the result is recorded: removing a container costs a daemon round trip
@@ -263,6 +271,7 @@ class Dispatcher:
             execution = self.executor.start(spec)
         except (RunSpecError, RunEnvironmentError, InfrastructureError) as exc:
             logger.warning("run %s could not start: %s", run.id, exc)
+            output_dir_remove(output_dir_for(str(run.id)))  # before the end is visible
             run_fail(run=run, reason=str(exc), log_file=log_file)
             return None
         recorded = run_record_start(
@@ -282,11 +291,21 @@ class Dispatcher:
         return execution
 
     @staticmethod
+    def _collect(run: PipelineRun, spec: RunSpec, outcome: Outcome) -> None:
+        """The route and the executed notebook, from the run's output directory."""
+        artifacts = run_artifacts_dir(run)
+        collected = outputs_collect(output_dir=spec.output_dir, artifacts_dir=artifacts)
+        outcome.route = collected.route
+        log_append_notes(run=run, notes=collected.notes)
+
+    @staticmethod
     def _cleanup(run: PipelineRun, execution: Execution) -> None:
         try:
             execution.cleanup()
         except Exception:  # noqa: BLE001 - reconcile removes what is left over
             logger.exception("run %s: cleaning up its execution failed", run.id)
+        if not execution.abandoned.is_set():  # else its new owner still needs it
+            output_dir_remove(execution.spec.output_dir)
 
     def _finish(self, run: PipelineRun, outcome: Outcome) -> None:
         if self.stopping and not self.survives_restart and outcome.cancelled:

@@ -3,13 +3,18 @@
     docker run --user 65534:65534 --read-only --tmpfs /tmp --cap-drop ALL
       --security-opt no-new-privileges --pids-limit N [--memory M --memory-swap M] [--cpus C]
       -v <pipeline>:/app:ro [-v <uv cache>/docker-envs/<key>:/venv:ro]
+      -v <run output dir>:/fastflow
       [-v <ca bundle>:/etc/ssl/certs/fastflow-ca.pem:ro]      (sources: see hostpaths.py)
       --label fastflow.managed=1 --label fastflow.run_id=… --network <net> -w /app <image>
       /venv/bin/python -u -c <wrapper>          (requirements, environment prepared)
       python3.X -u -c <wrapper>                 (no requirements)
       uv run --no-project --python X.Y --with-requirements /app/requirements.txt
-        python -u -c <wrapper>                  (requirements not prepared yet: a private cache
+        [--with <package> ...] python -u -c <wrapper>
+                                                (requirements not prepared yet: a private cache
                                                  in the run's /tmp)
+
+A notebook pipeline runs `-u -c <notebook runner> <config>` instead of the wrapper, in an
+environment that also holds the runner's packages (`RunSpec.extra_requirements`).
 
 No run mounts the shared uv cache: only warm-up containers (`warm`) write it, and build the
 environments runs mount read-only (see `uvcache.py`). The engine's own variables (see
@@ -57,12 +62,14 @@ from runs_app.engine.metrics import (
     outcome_complete,
     run_writers,
 )
+from runs_app.engine.outputs import MOUNT_POINT, ROUTE_FILE, output_dir_prepare
 from runs_app.engine.uvcache import (
     COLD_HINT,
     COLD_NOTE,
     WARM_CREATE,
     WARM_INSTALL,
     WARM_RESOLVE,
+    cold_with_args,
     env_build_dir,
     env_key,
     env_publish,
@@ -132,10 +139,18 @@ def engine_env(*, run_id: str, pipeline_name: str, uv_cache: str = RUN_UV_CACHE)
     return env
 
 
-def uv_command(*, python_version: str, requirements: bool, program: list[str]) -> list[str]:
+def uv_command(
+    *,
+    python_version: str,
+    requirements: bool,
+    program: list[str],
+    extra_requirements: tuple[str, ...] = (),
+) -> list[str]:
     command = ["uv", "run", "--no-project", "--python", python_version]
-    if requirements:
-        command += ["--with-requirements", f"{APP_DIR}/requirements.txt"]
+    command += cold_with_args(
+        requirements=f"{APP_DIR}/requirements.txt" if requirements else None,
+        extra_requirements=extra_requirements,
+    )
     return [*command, *program]
 
 
@@ -147,13 +162,16 @@ def image_path(image: Image) -> str:
     return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def warmup_spec(name: str, pipeline_dir: Path, python_version: str) -> RunSpec:
+def warmup_spec(
+    name: str, pipeline_dir: Path, python_version: str, extra_requirements: tuple[str, ...] = ()
+) -> RunSpec:
     """A stand-in run for building a warm-up container or Job (it writes no log or metrics)."""
     return RunSpec(
         run_id=f"warmup-{uuid.uuid4()}",
         pipeline_name=name,
         pipeline_dir=pipeline_dir,
-        has_requirements=True,
+        has_requirements=(pipeline_dir / "requirements.txt").is_file(),
+        extra_requirements=extra_requirements,
         python_version=python_version,
         env={},
         mask_values=(),
@@ -246,11 +264,15 @@ class DockerExecutor(Executor):
         labels: dict[str, str],
         mounts: list[Mount] = (),
         env: dict[str, str] | None = None,
+        tmp_exec: bool = False,
     ) -> dict[str, Any]:
         """The locked-down `containers.create()` arguments (also used by the cache warm-up).
 
         `mounts` come on top of the pipeline folder (read-only at /app) and the CA bundle;
-        `env` on top of the engine's variables (the environment's PATH, the warm-up's cache)."""
+        `env` on top of the engine's variables (the environment's PATH, the warm-up's cache).
+        `/tmp` is `noexec` (Docker's default for a tmpfs) unless `tmp_exec`: a cold run's
+        packages live in its own cache there, and compiled ones (`.so`) must be mapped
+        executable to import."""
         # Mount objects, not "src:dst:mode" strings: a folder name may contain a colon.
         source = self.host_paths.source
         all_mounts = [
@@ -271,7 +293,7 @@ class DockerExecutor(Executor):
             "command": command,
             "user": settings.FASTFLOW_RUNNER_USER,
             "read_only": True,
-            "tmpfs": {CONTAINER_TMP: f"size={tmp_size},mode=1777"},
+            "tmpfs": {CONTAINER_TMP: f"size={tmp_size},mode=1777{',exec' if tmp_exec else ''}"},
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             "pids_limit": spec.pids_limit or settings.FASTFLOW_RUNNER_PIDS_LIMIT,
@@ -292,22 +314,33 @@ class DockerExecutor(Executor):
 
     def env_key(self, spec: RunSpec, image: Image) -> str | None:
         return env_key(
-            pipeline_dir=spec.pipeline_dir, python_version=spec.python_version, runtime_id=image.id
+            pipeline_dir=spec.pipeline_dir,
+            python_version=spec.python_version,
+            runtime_id=image.id,
+            extra_requirements=spec.extra_requirements,
         )
 
     def run_command(self, spec: RunSpec, image: Image) -> tuple[list[str], list[Mount], dict, str]:
         """What the container runs, its extra mounts and variables, and the LABEL_ENV value."""
-        program = [
-            "-u",
-            "-c",
-            wrapper.wrapper_code(app_dir=APP_DIR, python_version=spec.python_version),
-        ]
-        if not spec.has_requirements:
+        if spec.notebook:
+            program = wrapper.notebook_program(
+                app_dir=APP_DIR,
+                output_dir=MOUNT_POINT if spec.output_dir else None,
+                cells=spec.cells,
+                python_version=spec.python_version,
+            )
+        else:
+            code = wrapper.wrapper_code(app_dir=APP_DIR, python_version=spec.python_version)
+            program = ["-u", "-c", code]
+        if not spec.needs_environment:
             return [wrapper.interpreter_name(spec.python_version), *program], [], {}, "none"
         prepared = env_ready(self.name, self.env_key(spec, image))
         if prepared is None:
             command = uv_command(
-                python_version=spec.python_version, requirements=True, program=["python", *program]
+                python_version=spec.python_version,
+                requirements=spec.has_requirements,
+                program=["python", *program],
+                extra_requirements=spec.extra_requirements,
             )
             return command, [], {}, "cold"
         source = self.host_paths.source
@@ -318,13 +351,23 @@ class DockerExecutor(Executor):
     def start(self, spec: RunSpec) -> DockerExecution:
         image = self.ensure_image(spec.python_version)
         command, mounts, env, prepared = self.run_command(spec, image)
+        if spec.output_dir is not None:
+            output_dir_prepare(spec.output_dir, world_writable=True)
+            mounts.append(Mount(MOUNT_POINT, self.host_paths.source(spec.output_dir), type="bind"))
+            env["FASTFLOW_ROUTE_FILE"] = f"{MOUNT_POINT}/{ROUTE_FILE}"
         labels = {
             LABEL_RUN_ID: spec.run_id,
             LABEL_PIPELINE: spec.pipeline_name,
             LABEL_ENV: prepared,
         }
         options = self.container_options(
-            spec, image=image, command=command, labels=labels, mounts=mounts, env=env
+            spec,
+            image=image,
+            command=command,
+            labels=labels,
+            mounts=mounts,
+            env=env,
+            tmp_exec=prepared == "cold",
         )
         container = None
         try:
@@ -337,14 +380,20 @@ class DockerExecutor(Executor):
         return DockerExecution(spec=spec, executor=self, container=container, image=image)
 
     def warm(
-        self, *, pipeline_name: str, pipeline_dir: Path, python_version: str, timeout: float
+        self,
+        *,
+        pipeline_name: str,
+        pipeline_dir: Path,
+        python_version: str,
+        timeout: float,
+        extra_requirements: tuple[str, ...] = (),
     ) -> str:
         """Build the pipeline's environment in throwaway containers of the runner image, with
         a run's limits: the pipeline folder read-only, the shared cache and a fresh build
         directory writable (nothing else), the lock file in the container's tmpfs. The build
         directory is published (renamed into place) only when every step succeeded."""
         image = self.ensure_image(python_version)
-        spec = warmup_spec(pipeline_name, Path(pipeline_dir), python_version)
+        spec = warmup_spec(pipeline_name, Path(pipeline_dir), python_version, extra_requirements)
         # Of the requirements as they are now: an edit during the warm-up makes another key.
         key = self.env_key(spec, image)
         if key is None or env_ready(self.name, key) is not None:
@@ -355,17 +404,18 @@ class DockerExecutor(Executor):
             Mount(CACHE_DIR, self.host_paths.source(cache), type="bind"),
             Mount(ENV_DIR, self.host_paths.source(build), type="bind"),
         ]
-        requirements = f"{APP_DIR}/requirements.txt"
+        requirements = f"{APP_DIR}/requirements.txt" if spec.has_requirements else None
         python = f"{ENV_DIR}/bin/python"
+        install = warm_install_args(
+            python=python, requirements=requirements, extra_requirements=extra_requirements
+        )
         steps = [
-            (
-                WARM_RESOLVE,
-                ["uv", "pip", "compile", "--python", python_version, requirements]
-                + ["-o", f"{CONTAINER_TMP}/requirements.lock"],
-            ),
             (WARM_CREATE, ["uv", "venv", "--relocatable", "--python", python_version, ENV_DIR]),
-            (WARM_INSTALL, ["uv", *warm_install_args(python=python, requirements=requirements)]),
+            (WARM_INSTALL, ["uv", *install]),
         ]
+        if requirements:
+            resolve = ["uv", "pip", "compile", "--python", python_version, requirements]
+            steps.insert(0, (WARM_RESOLVE, [*resolve, "-o", f"{CONTAINER_TMP}/requirements.lock"]))
         deadline = time.monotonic() + timeout
         try:
             for what, command in steps:

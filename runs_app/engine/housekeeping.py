@@ -133,12 +133,17 @@ class LeaderChores:
             self.on_schedules_changed()
         if self.warmer is None:
             return
-        never_warmed = Pipeline.objects.filter(
-            has_requirements=True,
-            is_missing=False,
-            last_cache_warmup__isnull=True,
-            cache_warmup_error="",
-        ).values_list("pipeline_name", flat=True)
+        # requirements_hash is set when uv installs anything (requirements.txt, a notebook's
+        # runner packages).
+        never_warmed = (
+            Pipeline.objects.exclude(requirements_hash="")
+            .filter(
+                is_missing=False,
+                last_cache_warmup__isnull=True,
+                cache_warmup_error="",
+            )
+            .values_list("pipeline_name", flat=True)
+        )
         names = list(
             dict.fromkeys(
                 [
@@ -156,8 +161,10 @@ class LeaderChores:
     def _failed_warmups_due(self) -> list[str]:
         """Pipelines whose last warm-up failed: retried once per leader term right away, then
         every WARMUP_RETRY_SECONDS."""
-        failed = Pipeline.objects.filter(has_requirements=True, is_missing=False).exclude(
-            cache_warmup_error=""
+        failed = (
+            Pipeline.objects.filter(is_missing=False)
+            .exclude(requirements_hash="")
+            .exclude(cache_warmup_error="")
         )
         return [n for n in failed.values_list("pipeline_name", flat=True) if self._warmup_due(n)]
 

@@ -9,7 +9,9 @@ Interpreter: a pipeline with requirements runs the environment the warm-up prepa
 (`uvcache.py`; its files read-only, which keeps accidents out but is no isolation from a
 process of the same user); one without runs the base interpreter directly. Until the warm-up
 has prepared the environment, a run installs its requirements with `uv run` into a cache in its
-own temporary home, never into the shared one.
+own temporary home, never into the shared one. A notebook pipeline runs the notebook runner
+instead of the wrapper, in an environment that also holds the runner's packages
+(`RunSpec.extra_requirements`).
 
 Memory: `mem_hard_limit` becomes RLIMIT_AS (virtual address space) set by the wrapper right
 before `main.py` runs, for user code only: uv (a multi-threaded Rust program that reserves a lot
@@ -42,12 +44,14 @@ from runs_app.engine import wrapper
 from runs_app.engine.base import Execution, Executor, InfrastructureError, RunSpec
 from runs_app.engine.logstream import LogWriter, note_setup_failure
 from runs_app.engine.metrics import MetricsRecorder, ProcessTreeSampler, run_in_thread
+from runs_app.engine.outputs import ROUTE_FILE, output_dir_prepare
 from runs_app.engine.uvcache import (
     COLD_HINT,
     COLD_NOTE,
     WARM_CREATE,
     WARM_INSTALL,
     WARM_RESOLVE,
+    cold_with_args,
     env_build_dir,
     env_key,
     env_publish,
@@ -150,28 +154,49 @@ def local_env(
     return env
 
 
-def local_uv_command(*, pipeline_dir: Path, python_version: str, requirements: bool) -> list[str]:
+def local_uv_command(
+    *,
+    pipeline_dir: Path,
+    python_version: str,
+    requirements: bool,
+    extra_requirements: tuple[str, ...] = (),
+) -> list[str]:
     command = [uv_binary(), "run", "--no-project", "--python", local_python(python_version)]
-    if requirements:
-        command += ["--with-requirements", str(pipeline_dir / "requirements.txt")]
-    return command
+    return command + cold_with_args(
+        requirements=str(pipeline_dir / "requirements.txt") if requirements else None,
+        extra_requirements=extra_requirements,
+    )
 
 
-def local_env_key(*, pipeline_dir: Path, python_version: str) -> str | None:
+def local_env_key(
+    *, pipeline_dir: Path, python_version: str, extra_requirements: tuple[str, ...] = ()
+) -> str | None:
     runtime = f"{uv_version()} {local_python(python_version)}"
-    return env_key(pipeline_dir=pipeline_dir, python_version=python_version, runtime_id=runtime)
+    return env_key(
+        pipeline_dir=pipeline_dir,
+        python_version=python_version,
+        runtime_id=runtime,
+        extra_requirements=extra_requirements,
+    )
 
 
 def local_run_command(spec: RunSpec, app_dir: Path) -> tuple[list[str], Path | None, str]:
     """The interpreter command (without the `-u -c` program), the prepared environment if
     one is used, and "prepared" / "cold" / "none" (like the Docker executor's label)."""
-    if spec.has_requirements:
-        key = local_env_key(pipeline_dir=app_dir, python_version=spec.python_version)
+    if spec.needs_environment:
+        key = local_env_key(
+            pipeline_dir=app_dir,
+            python_version=spec.python_version,
+            extra_requirements=spec.extra_requirements,
+        )
         prepared = env_ready("local", key)
         if prepared is not None:
             return [str(prepared / "bin" / "python")], prepared, "prepared"
         command = local_uv_command(
-            pipeline_dir=app_dir, python_version=spec.python_version, requirements=True
+            pipeline_dir=app_dir,
+            python_version=spec.python_version,
+            requirements=spec.has_requirements,
+            extra_requirements=spec.extra_requirements,
         )
         return [*command, "python"], None, "cold"
     interpreter = local_python(spec.python_version)
@@ -182,6 +207,25 @@ def local_run_command(spec: RunSpec, app_dir: Path) -> tuple[list[str], Path | N
         pipeline_dir=app_dir, python_version=spec.python_version, requirements=False
     )
     return [*command, "python"], None, "none"
+
+
+def _program(spec: RunSpec, app_dir: Path) -> list[str]:
+    """The `-u -c ...` arguments after the interpreter: the wrapper, or a notebook's runner."""
+    entry = "main.ipynb" if spec.notebook else "main.py"
+    if not (app_dir / entry).is_file():
+        raise InfrastructureError(f"{app_dir / entry} does not exist")
+    if spec.notebook:
+        return wrapper.notebook_program(
+            app_dir=str(app_dir),
+            output_dir=str(spec.output_dir) if spec.output_dir else None,
+            cells=spec.cells,
+            python_version=spec.python_version,
+            memory_limit=spec.mem_hard_limit,
+        )
+    code = wrapper.wrapper_code(
+        app_dir=str(app_dir), python_version=spec.python_version, memory_limit=spec.mem_hard_limit
+    )
+    return ["-u", "-c", code]
 
 
 def _warm_step(
@@ -234,13 +278,7 @@ class LocalExecutor(Executor):
 
     def start(self, spec: RunSpec) -> LocalExecution:
         app_dir = Path(spec.pipeline_dir).resolve()
-        if not (app_dir / "main.py").is_file():
-            raise InfrastructureError(f"{app_dir / 'main.py'} does not exist")
-        program = wrapper.wrapper_code(
-            app_dir=str(app_dir),
-            python_version=spec.python_version,
-            memory_limit=spec.mem_hard_limit,
-        )
+        program = _program(spec, app_dir)
         command, venv, prepared = local_run_command(spec, app_dir)
         home = Path(tempfile.mkdtemp(prefix=f"fastflow-{spec.run_id}-"))
         env = local_env(
@@ -250,10 +288,13 @@ class LocalExecutor(Executor):
             home=home,
             venv=venv,
         )
+        if spec.output_dir is not None:
+            output_dir_prepare(spec.output_dir, world_writable=False)
+            env["FASTFLOW_ROUTE_FILE"] = str(spec.output_dir / ROUTE_FILE)
         started_at = datetime.now(UTC)
         try:
             process = subprocess.Popen(
-                [*command, "-u", "-c", program],
+                [*command, *program],
                 cwd=app_dir,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -274,18 +315,29 @@ class LocalExecutor(Executor):
         )
 
     def warm(
-        self, *, pipeline_name: str, pipeline_dir: Path, python_version: str, timeout: float
+        self,
+        *,
+        pipeline_name: str,
+        pipeline_dir: Path,
+        python_version: str,
+        timeout: float,
+        extra_requirements: tuple[str, ...] = (),
     ) -> str:
         """Build the pipeline's environment with the engine's uv and interpreter, in a
         temporary home (the lock file goes there, never into the pipeline folder); published
         only when every step succeeded, then made read-only."""
         pipeline_dir = Path(pipeline_dir)
         # Of the requirements as they are now: an edit during the warm-up makes another key.
-        key = local_env_key(pipeline_dir=pipeline_dir, python_version=python_version)
+        key = local_env_key(
+            pipeline_dir=pipeline_dir,
+            python_version=python_version,
+            extra_requirements=extra_requirements,
+        )
         if key is None or env_ready(self.name, key) is not None:
             return ""  # no requirements, or these were prepared already
         build = env_build_dir(self.name, key)
-        requirements = str(pipeline_dir / "requirements.txt")
+        has_requirements = (pipeline_dir / "requirements.txt").is_file()
+        requirements = str(pipeline_dir / "requirements.txt") if has_requirements else None
         python = local_python(python_version)
         try:
             with tempfile.TemporaryDirectory(prefix=f"fastflow-warmup-{pipeline_name}-") as tmp:
@@ -297,19 +349,18 @@ class LocalExecutor(Executor):
                     uv_cache=uv_cache_dir(self.name),
                 )
                 lock = str(Path(tmp) / "requirements.lock")
+                install = warm_install_args(
+                    python=str(build / "bin" / "python"),
+                    requirements=requirements,
+                    extra_requirements=extra_requirements,
+                )
                 steps = [
-                    (
-                        WARM_RESOLVE,
-                        ["pip", "compile", "--python", python, requirements, "-o", lock],
-                    ),
                     (WARM_CREATE, ["venv", "--relocatable", "--python", python, str(build)]),
-                    (
-                        WARM_INSTALL,
-                        warm_install_args(
-                            python=str(build / "bin" / "python"), requirements=requirements
-                        ),
-                    ),
+                    (WARM_INSTALL, install),
                 ]
+                if requirements:
+                    resolve = ["pip", "compile", "--python", python, requirements, "-o", lock]
+                    steps.insert(0, (WARM_RESOLVE, resolve))
                 deadline = time.monotonic() + timeout
                 for what, args in steps:
                     failure = _warm_step(

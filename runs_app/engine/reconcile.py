@@ -21,6 +21,7 @@ from django.utils import timezone
 from runs_app.engine.base import ExecutionNeverStarted, Executor, InfrastructureError
 from runs_app.engine.dispatcher import Dispatcher, RunSpecError, run_spec_build
 from runs_app.engine.identity import engines_sweep, live_engine_ids
+from runs_app.engine.outputs import output_dir_for, output_dir_remove
 from runs_app.environment import RunEnvironmentError
 from runs_app.logs import run_log_file
 from runs_app.models import TERMINAL_STATUSES, PipelineRun, RunStatus
@@ -83,6 +84,7 @@ def reconcile(*, engine_id: str, executor: Executor, dispatcher: Dispatcher) -> 
             except InfrastructureError as exc:
                 logger.warning("could not remove orphan %s of run %s: %s", handle, run_id, exc)
                 continue
+            output_dir_remove(output_dir_for(run_id))
             report.removed.append(handle)
             logger.info("removed orphan execution %s (run %s: %s)", handle, run_id, status)
     return report
@@ -172,6 +174,7 @@ def _fail(run: PipelineRun, reason: str, report: ReconcileReport) -> None:
     report.failed.append(str(run.id))
     log_file = run.log_file or run_log_file(run)
     run_fail(run=run, reason=reason, log_file=log_file)
+    output_dir_remove(output_dir_for(str(run.id)))
 
 
 def _is_uuid(value: str) -> bool:

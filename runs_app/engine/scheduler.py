@@ -5,8 +5,9 @@ django-apscheduler's `DjangoJobStore`, so jobs keep their next fire time across 
 leader hand-overs: a tick missed while no engine ran is caught up once (coalesce) if it is
 within FASTFLOW_SCHEDULE_GRACE_SECONDS, never piled up.
 
-A job only enqueues a run. Its idempotency key names the job and the scheduled fire time, so a
-tick fired twice (an old leader that has not yet noticed it lost the lease) still makes one run.
+A job only enqueues a run (a daemon's `restart_interval` job also stops the running one). Its
+idempotency key names the job and the scheduled fire time, so a tick fired twice (an old leader
+that has not yet noticed it lost the lease) still makes one run.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from django_apscheduler.jobstores import DjangoJobStore
 
 from audit_app.context import AuditContext
 from runs_app.errors import RunError
-from runs_app.models import ScheduledJob, TriggeredBy
+from runs_app.models import ScheduledJob, ScheduleSource, TriggeredBy
 from runs_app.notify import notify_schedule_late
 from runs_app.schedule_services import schedule_idempotency_key, scheduledjob_trigger
-from runs_app.services import run_enqueue
+from runs_app.services import run_daemon_restart, run_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,18 @@ def fire_schedule(scheduled_job_id: str, version: str = "", fire_time: str = "")
         return
     tick = fire_time or datetime.now(UTC).isoformat()
     _notify_if_late(job, tick, missed=False)
+    if job.source == ScheduleSource.DAEMON_RESTART:
+        try:
+            run = run_daemon_restart(
+                pipeline=job.pipeline_id,
+                scheduled_job=job,
+                idempotency_key=f"daemon_interval:{job.id}:{tick}",
+            )
+        except RunError as exc:
+            logger.warning("restart_interval of %s did not restart it at %s: %s", job, tick, exc)
+            return
+        logger.info("restart_interval of %s: run %s replaces the running one", job, run.id)
+        return
     try:
         run = run_enqueue(
             pipeline=job.pipeline_id,

@@ -4,9 +4,13 @@ Runs never write what another run executes. Only the engine's cache warm-up (`Ex
 writes the shared uv cache `FASTFLOW_UV_CACHE_DIR/<executor>/`, and from it builds one virtual
 environment per distinct set of requirements:
 
-    FASTFLOW_UV_CACHE_DIR/<executor>-envs/<key>/      key = sha256(requirements.txt, Python
+    FASTFLOW_UV_CACHE_DIR/<executor>-envs/<key>/      key = sha256(requirements.txt, the
+                                                             engine's extra packages, Python
                                                              version, runtime: image id / uv
                                                              version + interpreter)
+
+The engine's extra packages are what it adds to a pipeline's own requirements: a notebook
+pipeline's runner (nbclient, ipykernel: `PipelineSpec.extra_requirements`).
 
 Runs with requirements execute that environment's interpreter directly (no uv at run time, so
 nothing to resolve or link: a warm setup is interpreter start-up only), and see it read-only.
@@ -73,14 +77,25 @@ def envs_dir(executor_name: str) -> Path:
     return private_dir(Path(settings.FASTFLOW_UV_CACHE_DIR) / f"{executor_name}-envs")
 
 
-def env_key(*, pipeline_dir: Path, python_version: str, runtime_id: str) -> str | None:
-    """What identifies an environment: the exact requirements, the Python version and the
-    runtime that installed them. None when the pipeline has no requirements."""
+def env_key(
+    *,
+    pipeline_dir: Path,
+    python_version: str,
+    runtime_id: str,
+    extra_requirements: tuple[str, ...] = (),
+) -> str | None:
+    """What identifies an environment: the exact requirements (requirements.txt and the
+    engine's extra packages), the Python version and the runtime that installed them. None
+    when the pipeline needs nothing installed."""
     try:
         content = (Path(pipeline_dir) / "requirements.txt").read_bytes()
     except OSError:
-        return None
-    return hashlib.sha256(content + f"\0{python_version}\0{runtime_id}".encode()).hexdigest()
+        if not extra_requirements:
+            return None
+        content = b""
+    extras = "".join(f"\0{extra}" for extra in extra_requirements)
+    salt = f"\0{python_version}\0{runtime_id}{extras}".encode()
+    return hashlib.sha256(content + salt).hexdigest()
 
 
 def env_path(executor_name: str, key: str) -> Path:
@@ -166,13 +181,25 @@ COLD_HINT = (
 )
 
 
-def warm_install_args(*, python: str, requirements: str) -> list[str]:
+def warm_install_args(
+    *, python: str, requirements: str | None, extra_requirements: tuple[str, ...] = ()
+) -> list[str]:
     """`uv pip install` arguments after the uv binary: copies (not links into the cache) and
-    bytecode compiled now, since runs cannot write `__pycache__` into their read-only env."""
+    bytecode compiled now, since runs cannot write `__pycache__` into their read-only env.
+    `requirements`: the requirements file as the installing uv sees it (None: there is none)."""
     return [
         "pip", "install", "--python", python, "--link-mode", "copy", "--compile-bytecode",
-        "-r", requirements,
+        *(["-r", requirements] if requirements else []), *extra_requirements,
     ]  # fmt: skip
+
+
+def cold_with_args(*, requirements: str | None, extra_requirements: tuple[str, ...]) -> list[str]:
+    """The `uv run` options that install a cold run's packages into its own cache: its
+    requirements file (a path as the runner sees it) and the engine's extra packages."""
+    arguments = ["--with-requirements", requirements] if requirements else []
+    for extra in extra_requirements:
+        arguments += ["--with", extra]
+    return arguments
 
 
 def warm_step_failed(what: str, exit_code: object, output: str) -> str:

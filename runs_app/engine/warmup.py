@@ -1,8 +1,8 @@
-"""Cache warm-up: resolve a pipeline's requirements and install them once into the uv cache.
+"""Cache warm-up: resolve a pipeline's requirements and build the environment its runs use.
 
-Runs the same uv command as a real run (same image and cache for Docker, same uv and
-interpreter locally), so the environment uv builds for `--with-requirements` is reused by the
-next run and its setup only links what is already there. How is each executor's business
+With the runs' own image (Docker) or uv and interpreter (local), through the executor's shared
+uv cache, into a prepared environment that the next runs execute read-only (`uvcache.py`): a
+warm run installs nothing. How is each executor's business
 (`Executor.warm`); this module decides when: `warm_cache` for one pipeline, `CacheWarmer` to
 warm the pipelines the leader asks for, one at a time, off the dispatch path.
 """
@@ -45,11 +45,13 @@ def warm_cache(
     python_version: str,
     executor: Executor | None = None,
     timeout: float = WARMUP_TIMEOUT,
+    extra_requirements: tuple[str, ...] = (),
 ) -> WarmupResult:
-    """Resolve and install `requirements.txt` into the executor's uv cache; never raises."""
+    """Resolve and install `requirements.txt` and the engine's extra packages (a notebook's
+    runner) into the executor's uv cache; never raises."""
     started = time.monotonic()
     pipeline_dir = Path(pipeline_dir)
-    if not (pipeline_dir / "requirements.txt").is_file():
+    if not (pipeline_dir / "requirements.txt").is_file() and not extra_requirements:
         return WarmupResult(True, 0.0, "no requirements.txt: nothing to warm up")
     executor = executor or get_executor()
     try:
@@ -58,6 +60,7 @@ def warm_cache(
             pipeline_dir=pipeline_dir,
             python_version=python_version,
             timeout=timeout,
+            extra_requirements=extra_requirements,
         )
     except InfrastructureError as exc:
         return WarmupResult(False, time.monotonic() - started, str(exc))
@@ -104,7 +107,8 @@ class CacheWarmer(threading.Thread):
 
     def warm(self, name: str) -> None:
         pipeline = Pipeline.objects.filter(pipeline_name=name).first()
-        if pipeline is None or pipeline.is_missing or not pipeline.has_requirements:
+        # requirements_hash covers requirements.txt and the packages the engine adds.
+        if pipeline is None or pipeline.is_missing or not pipeline.requirements_hash:
             return
         python_version = pipeline.spec.python_version or settings.FASTFLOW_DEFAULT_PYTHON_VERSION
         logger.info("warming the uv cache for %s (python %s)", name, python_version)
@@ -113,6 +117,7 @@ class CacheWarmer(threading.Thread):
             pipeline_dir=pipeline.folder,
             python_version=python_version,
             executor=self.executor,
+            extra_requirements=pipeline.spec.extra_requirements,
         )
         if result.ok:
             Pipeline.objects.filter(pipeline_name=name).update(

@@ -16,9 +16,17 @@ in `sys.argv[0]`.
 
 A `MemoryError` (the local executor's RLIMIT_AS) exits with 137, the code of a kernel OOM kill
 in Docker, so both executors report an out-of-memory run the same way.
+
+A notebook pipeline runs `notebook_runner.py` instead (`notebook_program`): the same interpreter
+check, memory limit, ready line and exit codes, then the notebook cell by cell. Its cell events
+(start, end, failure) are ordinary stdout lines starting with `notebook: ` — the runner runs in
+the same sandbox as the notebook's code, so they are the run's output, not engine notes.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 READY_TOKEN = "__fastflow_ready__"  # noqa: S105 - not a secret (see above)
 OOM_EXIT_CODE = 137  # what a kernel OOM kill gives in Docker; the same code for both executors
@@ -73,3 +81,31 @@ def wrapper_code(*, app_dir: str, python_version: str = "", memory_limit: int | 
         memory_limit=int(memory_limit or 0),
         oom_code=OOM_EXIT_CODE,
     )
+
+
+NOTEBOOK_RUNNER = Path(__file__).with_name("notebook_runner.py")
+EXECUTED_NOTEBOOK = "main.ipynb"  # the executed copy, in the run's output directory
+
+
+def notebook_program(
+    *,
+    app_dir: str,
+    output_dir: str | None,
+    cells: tuple[tuple[int, float], ...],
+    python_version: str = "",
+    memory_limit: int | None = None,
+) -> list[str]:
+    """`-u -c <runner> <config>` for a notebook pipeline (after the interpreter; paths as the
+    runner sees them); the executed notebook is written to `output_dir` when there is one."""
+    config = {
+        "ready": READY_TOKEN,
+        "python_version": python_version,
+        "wrong_python_code": WRONG_PYTHON_EXIT_CODE,
+        "app_dir": app_dir,
+        "notebook": f"{app_dir}/main.ipynb",
+        "output": f"{output_dir}/{EXECUTED_NOTEBOOK}" if output_dir else "",
+        "cells": [list(cell) for cell in cells],
+        "memory_limit": int(memory_limit or 0),
+        "oom_code": OOM_EXIT_CODE,
+    }
+    return ["-u", "-c", NOTEBOOK_RUNNER.read_text(), json.dumps(config)]
