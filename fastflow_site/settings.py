@@ -558,6 +558,10 @@ FASTFLOW_K8S_IMAGE_PULL_SECRETS = env_k8s_names("FASTFLOW_K8S_IMAGE_PULL_SECRETS
 # FASTFLOW_PIPELINES_DIR and FASTFLOW_UV_CACHE_DIR.
 FASTFLOW_K8S_PIPELINES_VOLUME = env_k8s_volume("FASTFLOW_K8S_PIPELINES_VOLUME")
 FASTFLOW_K8S_CACHE_VOLUME = env_k8s_volume("FASTFLOW_K8S_CACHE_VOLUME")
+# The volume the engine sees at FASTFLOW_DATA_DIR, shared with run pods: each run mounts its
+# output directory (run-outputs/<run id>, a subPath) read-write at /fastflow. Runs fail
+# without it (their route file and executed notebook would be lost).
+FASTFLOW_K8S_OUTPUT_VOLUME = env_k8s_volume("FASTFLOW_K8S_OUTPUT_VOLUME")
 # Where the engine sees the root of the pipelines volume, when that is not
 # FASTFLOW_PIPELINES_DIR itself: with git sync, the folder holding both the pipelines symlink
 # and FASTFLOW_GIT_DIR (runs mount their own commit's checkout, a subPath of it).

@@ -682,6 +682,7 @@ def serve_fake_cluster(settings, tmp_path: Path, pipelines_dir: Path) -> Iterato
     settings.FASTFLOW_K8S_NAMESPACE = NAMESPACE
     settings.FASTFLOW_K8S_PIPELINES_VOLUME = ("host", str(pipelines_dir))
     settings.FASTFLOW_K8S_CACHE_VOLUME = None
+    settings.FASTFLOW_K8S_OUTPUT_VOLUME = ("host", str(settings.DATA_DIR))
     settings.FASTFLOW_K8S_POLL_SECONDS = 0.2
     settings.FASTFLOW_K8S_REQUEST_TIMEOUT_SECONDS = 5.0
     settings.FASTFLOW_RUNNER_PULL = False

@@ -99,6 +99,7 @@ def test_a_kubernetes_run_survives_an_engine_crash_and_finishes_with_its_full_lo
         "FASTFLOW_K8S_KUBECONFIG": settings.FASTFLOW_K8S_KUBECONFIG,
         "FASTFLOW_K8S_NAMESPACE": settings.FASTFLOW_K8S_NAMESPACE,
         "FASTFLOW_K8S_PIPELINES_VOLUME": f"host:{settings.PIPELINES_DIR}",
+        "FASTFLOW_K8S_OUTPUT_VOLUME": f"host:{settings.DATA_DIR}",
         "FASTFLOW_K8S_POLL_SECONDS": "0.2",
         "FASTFLOW_RUNNER_IMAGE": settings.FASTFLOW_RUNNER_IMAGE,
         "FASTFLOW_RUNNER_PULL": "false",

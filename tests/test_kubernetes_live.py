@@ -48,6 +48,11 @@ def live(settings):
     settings.FASTFLOW_K8S_KUBECONFIG = KUBECONFIG
     settings.FASTFLOW_K8S_NAMESPACE = os.environ.get("FASTFLOW_TEST_K8S_NAMESPACE", "fastflow-test")
     settings.FASTFLOW_K8S_PIPELINES_VOLUME = ("host", str(folder))
+    # Run output directories on the same node path as the pipelines (the kind node mounts it).
+    data = pipelines / f"data-{folder.name}"
+    data.mkdir(mode=0o700)
+    settings.DATA_DIR = data
+    settings.FASTFLOW_K8S_OUTPUT_VOLUME = ("host", str(data))
     settings.FASTFLOW_K8S_PENDING_TIMEOUT_SECONDS = 120
     settings.FASTFLOW_RUNNER_IMAGE = os.environ.get(
         "FASTFLOW_TEST_K8S_IMAGE", "fastflow-runner:python{python_version}"

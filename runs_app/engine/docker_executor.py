@@ -162,6 +162,20 @@ def image_path(image: Image) -> str:
     return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+def run_program(spec: RunSpec) -> list[str]:
+    """The interpreter's arguments of a run in a container (Docker or Kubernetes): the wrapper
+    starting main.py, or the notebook runner (writing to the output directory at MOUNT_POINT)."""
+    if spec.notebook:
+        return wrapper.notebook_program(
+            app_dir=APP_DIR,
+            output_dir=MOUNT_POINT if spec.output_dir else None,
+            cells=spec.cells,
+            python_version=spec.python_version,
+        )
+    code = wrapper.wrapper_code(app_dir=APP_DIR, python_version=spec.python_version)
+    return ["-u", "-c", code]
+
+
 def warmup_spec(
     name: str, pipeline_dir: Path, python_version: str, extra_requirements: tuple[str, ...] = ()
 ) -> RunSpec:
@@ -178,6 +192,26 @@ def warmup_spec(
         log_file=Path(tempfile.gettempdir()) / "unused.log",
         metrics_file=Path(tempfile.gettempdir()) / "unused.jsonl",
     )
+
+
+def warmup_steps(spec: RunSpec) -> list[tuple[str, list[str]]]:
+    """The warm-up's steps in a container (Docker or Kubernetes), each (what, command): resolve
+    requirements.txt (when there is one), create the environment, install into it."""
+    python_version = spec.python_version
+    requirements = f"{APP_DIR}/requirements.txt" if spec.has_requirements else None
+    install = warm_install_args(
+        python=f"{ENV_DIR}/bin/python",
+        requirements=requirements,
+        extra_requirements=spec.extra_requirements,
+    )
+    steps = [
+        (WARM_CREATE, ["uv", "venv", "--relocatable", "--python", python_version, ENV_DIR]),
+        (WARM_INSTALL, ["uv", *install]),
+    ]
+    if requirements:
+        resolve = ["uv", "pip", "compile", "--python", python_version, requirements]
+        steps.insert(0, (WARM_RESOLVE, [*resolve, "-o", f"{CONTAINER_TMP}/requirements.lock"]))
+    return steps
 
 
 class DockerExecutor(Executor):
@@ -322,16 +356,7 @@ class DockerExecutor(Executor):
 
     def run_command(self, spec: RunSpec, image: Image) -> tuple[list[str], list[Mount], dict, str]:
         """What the container runs, its extra mounts and variables, and the LABEL_ENV value."""
-        if spec.notebook:
-            program = wrapper.notebook_program(
-                app_dir=APP_DIR,
-                output_dir=MOUNT_POINT if spec.output_dir else None,
-                cells=spec.cells,
-                python_version=spec.python_version,
-            )
-        else:
-            code = wrapper.wrapper_code(app_dir=APP_DIR, python_version=spec.python_version)
-            program = ["-u", "-c", code]
+        program = run_program(spec)
         if not spec.needs_environment:
             return [wrapper.interpreter_name(spec.python_version), *program], [], {}, "none"
         prepared = env_ready(self.name, self.env_key(spec, image))
@@ -404,18 +429,7 @@ class DockerExecutor(Executor):
             Mount(CACHE_DIR, self.host_paths.source(cache), type="bind"),
             Mount(ENV_DIR, self.host_paths.source(build), type="bind"),
         ]
-        requirements = f"{APP_DIR}/requirements.txt" if spec.has_requirements else None
-        python = f"{ENV_DIR}/bin/python"
-        install = warm_install_args(
-            python=python, requirements=requirements, extra_requirements=extra_requirements
-        )
-        steps = [
-            (WARM_CREATE, ["uv", "venv", "--relocatable", "--python", python_version, ENV_DIR]),
-            (WARM_INSTALL, ["uv", *install]),
-        ]
-        if requirements:
-            resolve = ["uv", "pip", "compile", "--python", python_version, requirements]
-            steps.insert(0, (WARM_RESOLVE, [*resolve, "-o", f"{CONTAINER_TMP}/requirements.lock"]))
+        steps = warmup_steps(spec)
         deadline = time.monotonic() + timeout
         try:
             for what, command in steps:

@@ -52,6 +52,7 @@ from runs_app.engine.logstream import (
     resume_point,
 )
 from runs_app.engine.metrics import MetricsRecorder, outcome_complete, run_writers
+from runs_app.engine.outputs import output_dir_prepare
 from runs_app.engine.uvcache import COLD_HINT, COLD_NOTE, env_key, env_ready
 from runs_app.logs import STDERR, STDOUT, parse_timestamp
 from runs_app.outcome import Outcome, format_bytes
@@ -140,17 +141,23 @@ class KubernetesExecutor(Executor):
         except LookupError as exc:
             raise InfrastructureError(f"Kubernetes API server: {exc} not found") from None
 
-    def prepared_env(self, spec: RunSpec) -> Path | None:
+    def env_key(self, spec: RunSpec) -> str | None:
         # The image reference stands for the runtime (pin it by digest to rebuild on change).
-        key = env_key(
+        return env_key(
             pipeline_dir=spec.pipeline_dir,
             python_version=spec.python_version,
             runtime_id=self.image(spec.python_version),
+            extra_requirements=spec.extra_requirements,
         )
-        return env_ready(self.name, key)
+
+    def prepared_env(self, spec: RunSpec) -> Path | None:
+        return env_ready(self.name, self.env_key(spec))
 
     def start(self, spec: RunSpec) -> KubernetesExecution:
         manifest = job_manifest(spec, self.pod, prepared=self.prepared_env(spec))
+        if spec.output_dir is not None:
+            # Before the Job: a hostPath subPath must exist; the runner uid is not the engine's.
+            output_dir_prepare(spec.output_dir, world_writable=True)
         try:
             created = self.api.create_job(manifest)
         except LookupError:
@@ -184,7 +191,13 @@ class KubernetesExecutor(Executor):
         self.api.delete_job(handle_id, grace_seconds=0, foreground=False)
 
     def warm(
-        self, *, pipeline_name: str, pipeline_dir: Path, python_version: str, timeout: float
+        self,
+        *,
+        pipeline_name: str,
+        pipeline_dir: Path,
+        python_version: str,
+        timeout: float,
+        extra_requirements: tuple[str, ...] = (),
     ) -> str:
         return warm_with_jobs(
             self,
@@ -192,6 +205,7 @@ class KubernetesExecutor(Executor):
             pipeline_dir=Path(pipeline_dir),
             python_version=python_version,
             timeout=timeout,
+            extra_requirements=extra_requirements,
         )
 
 

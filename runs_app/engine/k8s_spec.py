@@ -7,6 +7,8 @@
           /tmp   emptyDir medium Memory, sizeLimit = the run's tmp_size (counts as its memory)
           /app   the pipeline folder, read-only (a subPath of FASTFLOW_K8S_PIPELINES_VOLUME)
           /venv  the prepared environment, read-only (a subPath of FASTFLOW_K8S_CACHE_VOLUME)
+          /fastflow  the run's output directory, read-write (a subPath of
+                 FASTFLOW_K8S_OUTPUT_VOLUME: route file, executed notebook)
           command: python3.X -u -c <relay> <the command a Docker run executes>
 
 The shared uv cache is never mounted into runs. Everything here is a plain dict, as the API
@@ -36,9 +38,11 @@ from runs_app.engine.docker_executor import (
     LABEL_SCOPE,
     LABEL_WARMUP,
     engine_env,
+    run_program,
     uv_command,
 )
 from runs_app.engine.k8s_relay import relay_code
+from runs_app.engine.outputs import MOUNT_POINT, ROUTE_FILE
 
 CONTAINER = "run"
 JOB_PREFIX = "fastflow-run-"
@@ -61,8 +65,10 @@ class PodSettings:
     image_pull_secrets: tuple[str, ...] = ()
     pipelines_volume: tuple[str, str] | None = None
     cache_volume: tuple[str, str] | None = None
+    output_volume: tuple[str, str] | None = None
     pipelines_root: Path = Path("/")
     cache_root: Path = Path("/")
+    output_root: Path = Path("/")
     job_ttl: int = 3600
     pending_timeout: float = 300.0
 
@@ -84,6 +90,8 @@ class PodSettings:
                 settings.FASTFLOW_K8S_PIPELINES_VOLUME_PATH or settings.PIPELINES_DIR
             ),
             cache_root=Path(settings.FASTFLOW_UV_CACHE_DIR),
+            output_volume=settings.FASTFLOW_K8S_OUTPUT_VOLUME,
+            output_root=Path(settings.DATA_DIR),
             job_ttl=settings.FASTFLOW_K8S_JOB_TTL_SECONDS,
             pending_timeout=settings.FASTFLOW_K8S_PENDING_TIMEOUT_SECONDS,
         )
@@ -115,10 +123,10 @@ def _user_ids(user: str) -> tuple[int, int]:
     return ids
 
 
-def _volume_source(volume: tuple[str, str]) -> dict[str, Any]:
+def _volume_source(volume: tuple[str, str], *, writable: bool = False) -> dict[str, Any]:
     kind, where = volume
     if kind == "pvc":
-        return {"persistentVolumeClaim": {"claimName": where, "readOnly": True}}
+        return {"persistentVolumeClaim": {"claimName": where, "readOnly": not writable}}
     return {"hostPath": {"path": where, "type": "Directory"}}
 
 
@@ -144,22 +152,38 @@ def run_command(
 ) -> tuple[list[str], list[dict[str, Any]], dict[str, str], str]:
     """The run's own command (what the relay starts), its extra mounts and variables, and the
     LABEL_ENV value: the same three cases as a Docker run."""
-    program = [
-        "-u",
-        "-c",
-        wrapper.wrapper_code(app_dir=APP_DIR, python_version=spec.python_version),
-    ]
-    if not spec.has_requirements:
+    program = run_program(spec)
+    if not spec.needs_environment:
         return [wrapper.interpreter_name(spec.python_version), *program], [], {}, "none"
     if prepared is None or pod.cache_volume is None:
         command = uv_command(
-            python_version=spec.python_version, requirements=True, program=["python", *program]
+            python_version=spec.python_version,
+            requirements=spec.has_requirements,
+            program=["python", *program],
+            extra_requirements=spec.extra_requirements,
         )
         return command, [], {}, "cold"
     sub_path = _sub_path(prepared, pod.cache_root, "FASTFLOW_K8S_CACHE_VOLUME")
     mounts = [{"name": "envs", "mountPath": ENV_DIR, "subPath": sub_path, "readOnly": True}]
     env = {"VIRTUAL_ENV": ENV_DIR, "PATH": f"{ENV_DIR}/bin:{IMAGE_PATH}"}
     return [f"{ENV_DIR}/bin/python", *program], mounts, env, "prepared"
+
+
+def _output_mount(spec: RunSpec, pod: PodSettings) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The run's output directory at /fastflow (the engine reads it after the run: route file,
+    executed notebook), and $FASTFLOW_ROUTE_FILE. A run with one and no volume to put it on
+    fails: its route and artifacts would otherwise be lost without a word."""
+    if spec.output_dir is None:
+        return [], {}
+    if pod.output_volume is None:
+        raise InfrastructureError(
+            "FASTFLOW_K8S_OUTPUT_VOLUME is not set: the run's output directory (route file, "
+            "executed notebook) must be on a volume the engine shares with run pods "
+            "(pvc:<claim> or host:<path>, the volume the engine sees at FASTFLOW_DATA_DIR)"
+        )
+    sub_path = _sub_path(spec.output_dir, pod.output_root, "FASTFLOW_K8S_OUTPUT_VOLUME")
+    mounts = [{"name": "outputs", "mountPath": MOUNT_POINT, "subPath": sub_path}]
+    return mounts, {"FASTFLOW_ROUTE_FILE": f"{MOUNT_POINT}/{ROUTE_FILE}"}
 
 
 def _resources(spec: RunSpec) -> dict[str, Any]:
@@ -302,15 +326,18 @@ def job_manifest(spec: RunSpec, pod: PodSettings, *, prepared: Path | None) -> d
     """The Job for one run. `prepared`: its environment, as `uvcache.env_ready` found it."""
     _check_settings(pod)
     command, mounts, env, prepared_label = run_command(spec, prepared, pod)
+    output_mounts, output_env = _output_mount(spec, pod)
     container = _container(
         spec,
         pod,
         command=[wrapper.interpreter_name(spec.python_version), "-u", "-c", relay_code()],
         args=command,
-        mounts=mounts,
-        env=env,
+        mounts=[*mounts, *output_mounts],
+        env={**env, **output_env},
     )
     volumes = _volumes(spec, pod, cache=bool(mounts))
+    if output_mounts:
+        volumes.append({"name": "outputs", **_volume_source(pod.output_volume, writable=True)})
     labels = {**run_labels(run_id=spec.run_id, scope=pod.scope), LABEL_ENV: prepared_label}
     # The timeout's backstop in the cluster (the engine enforces it from the container's
     # start; the Job's clock also counts the time its pod waits to be scheduled).

@@ -1,10 +1,12 @@
-"""The Kubernetes executor's cache warm-up: the three warm-up steps, each as a Job.
+"""The Kubernetes executor's cache warm-up: the warm-up steps, each as a Job.
 
-The same steps as the Docker executor's (`uvcache.py`): resolve, create the environment,
-install into it, in the runner image with a run's lock-down, the pipeline folder read-only and
-only the shared cache and a fresh build directory writable (subPaths of
-FASTFLOW_K8S_CACHE_VOLUME). The engine sees that volume at FASTFLOW_UV_CACHE_DIR and publishes
-the build (an atomic rename) when every step succeeded; runs then mount it read-only at /venv.
+The same steps as the Docker executor's (`docker_executor.warmup_steps`): resolve
+requirements.txt (when there is one), create the environment, install into it (with the
+run's extra requirements, e.g. the notebook runner's), in the runner image with a run's
+lock-down, the pipeline folder read-only and only the shared cache and a fresh build
+directory writable (subPaths of FASTFLOW_K8S_CACHE_VOLUME). The engine sees that volume at
+FASTFLOW_UV_CACHE_DIR and publishes the build (an atomic rename) when every step succeeded;
+runs then mount it read-only at /venv.
 """
 
 from __future__ import annotations
@@ -18,21 +20,16 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from runs_app.engine.base import InfrastructureError
-from runs_app.engine.docker_executor import CONTAINER_TMP, ENV_DIR, warmup_spec
+from runs_app.engine.docker_executor import warmup_spec, warmup_steps
 from runs_app.engine.k8s_api import log_lines
 from runs_app.engine.k8s_spec import CONTAINER, require_cache_volume, warmup_manifest
 from runs_app.engine.k8s_status import ended, lost_reason, pending_reason
 from runs_app.engine.uvcache import (
-    WARM_CREATE,
-    WARM_INSTALL,
-    WARM_RESOLVE,
     env_build_dir,
-    env_key,
     env_publish,
     env_ready,
     env_remove,
     uv_cache_dir,
-    warm_install_args,
     warm_step_failed,
 )
 
@@ -47,29 +44,16 @@ def warm_with_jobs(
     pipeline_dir: Path,
     python_version: str,
     timeout: float,
+    extra_requirements: tuple[str, ...] = (),
 ) -> str:
-    """Prepare the pipeline's environment; "" on success, else the failed step's message."""
-    key = env_key(
-        pipeline_dir=pipeline_dir,
-        python_version=python_version,
-        runtime_id=executor.image(python_version),
-    )
+    """Prepare the pipeline's environment (its requirements.txt, if any, and
+    `extra_requirements`, e.g. the notebook runner's); "" on success, else the failed step's
+    message."""
+    spec = warmup_spec(pipeline_name, pipeline_dir, python_version, extra_requirements)
+    key = executor.env_key(spec)
     if key is None or env_ready(executor.name, key) is not None:
         return ""
-    spec = warmup_spec(pipeline_name, pipeline_dir, python_version)
-    requirements = "/app/requirements.txt"
-    steps = [
-        (
-            WARM_RESOLVE,
-            ["uv", "pip", "compile", "--python", python_version, requirements]
-            + ["-o", f"{CONTAINER_TMP}/requirements.lock"],
-        ),
-        (WARM_CREATE, ["uv", "venv", "--relocatable", "--python", python_version, ENV_DIR]),
-        (
-            WARM_INSTALL,
-            ["uv", *warm_install_args(python=f"{ENV_DIR}/bin/python", requirements=requirements)],
-        ),
-    ]
+    steps = warmup_steps(spec)
     require_cache_volume(executor.pod)  # before anything is created
     build = env_build_dir(executor.name, key, world_writable=True)
     cache = uv_cache_dir(executor.name, world_writable=True)
