@@ -13,12 +13,13 @@ ARG BASE_IMAGE=python:3.12-slim-bookworm
 FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /app
-# Dependencies first: this layer is rebuilt only when pyproject.toml changes.
+# Dependencies first: this layer is rebuilt only when pyproject.toml changes. With the
+# `kubernetes` extra, so the same image runs an engine with FASTFLOW_EXECUTOR=kubernetes.
 COPY pyproject.toml deploy/build-ca.pe[m] /build/
 RUN set -eu; \
     if [ -s /build/build-ca.pem ]; then export PIP_CERT=/build/build-ca.pem; fi; \
     python3 -m venv /opt/venv; \
-    python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/build/pyproject.toml", "rb"))["project"]["dependencies"]))' >/build/requirements.txt; \
+    python3 -c 'import tomllib; p = tomllib.load(open("/build/pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["kubernetes"]))' >/build/requirements.txt; \
     /opt/venv/bin/pip install --no-compile --requirement /build/requirements.txt; \
     /opt/venv/bin/pip uninstall --yes pip setuptools
 COPY . /app

@@ -7,6 +7,7 @@ the variable instead of silently falling back.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -140,6 +141,79 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_K8S_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+_K8S_LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?" + _K8S_LABEL_VALUE.pattern)
+
+
+def env_k8s_name(name: str, default: str, *, optional: bool = False) -> str:
+    """A Kubernetes object name (namespace, service account, secret): DNS-1123."""
+    value = env_str(name, default).strip()
+    if optional and not value:
+        return ""
+    if not _K8S_NAME.fullmatch(value):
+        raise ImproperlyConfigured(
+            f"{name}: {value!r} is not a Kubernetes name (lower-case letters, digits, '-', '.')"
+        )
+    return value
+
+
+def env_k8s_names(name: str) -> tuple[str, ...]:
+    """Comma-separated Kubernetes object names."""
+    items = [item.strip() for item in env_str(name, "").split(",") if item.strip()]
+    for item in items:
+        if not _K8S_NAME.fullmatch(item):
+            raise ImproperlyConfigured(f"{name}: {item!r} is not a Kubernetes name")
+    return tuple(items)
+
+
+def env_k8s_labels(name: str) -> dict[str, str]:
+    """ "disktype=ssd,pool=runs" → a node selector."""
+    labels = {}
+    for item in (part.strip() for part in env_str(name, "").split(",")):
+        if not item:
+            continue
+        key, sep, value = (side.strip() for side in item.partition("="))
+        if (
+            not sep
+            or not key
+            or not _K8S_LABEL_KEY.fullmatch(key)
+            or not _K8S_LABEL_VALUE.fullmatch(value)
+        ):
+            raise ImproperlyConfigured(f"{name}: {item!r} is not '<label key>=<label value>'")
+        labels[key] = value
+    return labels
+
+
+def env_json_list(name: str) -> list[dict[str, Any]]:
+    """A JSON list of objects (e.g. pod tolerations, as in a pod spec)."""
+    raw = env_str(name, "").strip()
+    if not raw:
+        return []
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"{name}: not valid JSON ({exc})") from None
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ImproperlyConfigured(f"{name}: expected a JSON list of objects, got {raw!r}")
+    return value
+
+
+def env_k8s_volume(name: str) -> tuple[str, str] | None:
+    """ "pvc:<claim name>" or "host:<absolute path>" → ("pvc", claim) / ("host", path)."""
+    raw = env_str(name, "").strip()
+    if not raw:
+        return None
+    kind, sep, where = raw.partition(":")
+    if sep and kind == "pvc" and _K8S_NAME.fullmatch(where):
+        return kind, where
+    if sep and kind == "host" and where.startswith("/"):
+        return kind, os.path.normpath(where)
+    raise ImproperlyConfigured(
+        f"{name}: expected pvc:<claim name> or host:<absolute path>, got {raw!r}"
+    )
 
 
 def _persisted_value(path: Path, make: Any) -> str:
@@ -537,7 +611,7 @@ APSCHEDULER_DATETIME_FORMAT = "Y-m-d H:i:s"
 APSCHEDULER_RUN_NOW_TIMEOUT = 25
 
 # --- The run engine -----------------------------------------------------------------------------
-FASTFLOW_EXECUTOR = env_choice("FASTFLOW_EXECUTOR", "docker", ("docker", "local"))
+FASTFLOW_EXECUTOR = env_choice("FASTFLOW_EXECUTOR", "docker", ("docker", "local", "kubernetes"))
 RUNNER_IMAGE_DEFAULT = "ghcr.io/astral-sh/uv:python{python_version}-bookworm-slim"
 # Empty means the default (compose passes unset variables through as "").
 FASTFLOW_RUNNER_IMAGE = env_str("FASTFLOW_RUNNER_IMAGE", "").strip() or RUNNER_IMAGE_DEFAULT
@@ -586,6 +660,43 @@ FASTFLOW_DOCKER_HOST = env_str("FASTFLOW_DOCKER_HOST", "")
 # container (runs_app.engine.hostpaths); empty: read from the engine's own container mounts.
 FASTFLOW_DOCKER_PATH_MAP = env_path_map("FASTFLOW_DOCKER_PATH_MAP")
 FASTFLOW_UV_CACHE_DIR = Path(env_str("FASTFLOW_UV_CACHE_DIR", str(DATA_DIR / "uv-cache")))
+# --- The Kubernetes executor (FASTFLOW_EXECUTOR=kubernetes; docs/executors.md, docs/scaling.md)
+# Where the API server is: a kubeconfig file (and optionally one of its contexts); empty = the
+# in-cluster service account when the engine runs in a pod, else ~/.kube/config or KUBECONFIG.
+FASTFLOW_K8S_KUBECONFIG = env_str("FASTFLOW_K8S_KUBECONFIG", "")
+FASTFLOW_K8S_CONTEXT = env_str("FASTFLOW_K8S_CONTEXT", "")
+FASTFLOW_K8S_NAMESPACE = env_k8s_name("FASTFLOW_K8S_NAMESPACE", "default")
+# The service account run pods use (empty: the namespace's default); its token is never mounted.
+FASTFLOW_K8S_SERVICE_ACCOUNT = env_k8s_name("FASTFLOW_K8S_SERVICE_ACCOUNT", "", optional=True)
+FASTFLOW_K8S_NODE_SELECTOR = env_k8s_labels("FASTFLOW_K8S_NODE_SELECTOR")
+FASTFLOW_K8S_TOLERATIONS = env_json_list("FASTFLOW_K8S_TOLERATIONS")
+FASTFLOW_K8S_IMAGE_PULL_SECRETS = env_k8s_names("FASTFLOW_K8S_IMAGE_PULL_SECRETS")
+# The volumes runs read the pipeline folder and the prepared environments from, read-only:
+# `pvc:<claim>` or `host:<absolute path>`; the engine sees the same volume at
+# FASTFLOW_PIPELINES_DIR and FASTFLOW_UV_CACHE_DIR.
+FASTFLOW_K8S_PIPELINES_VOLUME = env_k8s_volume("FASTFLOW_K8S_PIPELINES_VOLUME")
+FASTFLOW_K8S_CACHE_VOLUME = env_k8s_volume("FASTFLOW_K8S_CACHE_VOLUME")
+# The volume the engine sees at FASTFLOW_DATA_DIR, shared with run pods: each run mounts its
+# output directory (run-outputs/<run id>, a subPath) read-write at /fastflow. Runs fail
+# without it (their route file and executed notebook would be lost).
+FASTFLOW_K8S_OUTPUT_VOLUME = env_k8s_volume("FASTFLOW_K8S_OUTPUT_VOLUME")
+# Where the engine sees the root of the pipelines volume, when that is not
+# FASTFLOW_PIPELINES_DIR itself: with git sync, the folder holding both the pipelines symlink
+# and FASTFLOW_GIT_DIR (runs mount their own commit's checkout, a subPath of it).
+FASTFLOW_K8S_PIPELINES_VOLUME_PATH = env_str("FASTFLOW_K8S_PIPELINES_VOLUME_PATH", "").strip()
+# A run's pod still Pending (unschedulable, image pull failing) after this long fails the run.
+FASTFLOW_K8S_PENDING_TIMEOUT_SECONDS = env_float(
+    "FASTFLOW_K8S_PENDING_TIMEOUT_SECONDS", 300.0, minimum=1
+)
+# ttlSecondsAfterFinished of run Jobs: the cluster removes a Job the engine could not.
+FASTFLOW_K8S_JOB_TTL_SECONDS = env_int("FASTFLOW_K8S_JOB_TTL_SECONDS", 3600, minimum=0)
+# How often the engine reads a run pod's status (the log stream ending wakes it at once).
+FASTFLOW_K8S_POLL_SECONDS = env_float("FASTFLOW_K8S_POLL_SECONDS", 1.0, minimum=0.05)
+# Timeout of one API request (connect and read; log and watch streams excepted).
+FASTFLOW_K8S_REQUEST_TIMEOUT_SECONDS = env_float(
+    "FASTFLOW_K8S_REQUEST_TIMEOUT_SECONDS", 10.0, minimum=0.1
+)
+
 FASTFLOW_LOG_MAX_BYTES = env_int("FASTFLOW_LOG_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
 # /readyz reports "not ready" while the disk holding the logs has less free space than this.
 FASTFLOW_LOG_DISK_MIN_FREE_BYTES = env_int(

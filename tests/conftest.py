@@ -230,3 +230,11 @@ def browser(tmp_path: Path) -> Iterator[object]:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def k8s_cluster(docker_engine, settings, tmp_path: Path, pipelines_dir: Path):
+    """The Kubernetes API server of tests/helpers_k8s.py, its kubelet on the Docker engine."""
+    from tests.helpers_k8s import serve_fake_cluster
+
+    yield from serve_fake_cluster(settings, tmp_path, pipelines_dir)

@@ -49,7 +49,24 @@ from tests.helpers_settings import (
         ({"DATABASE_URL": "mysql://u:p@db/fastflow"}, "DATABASE_URL: unsupported or malformed URL"),
         ({"DATABASE_URL": "postgres://"}, "DATABASE_URL: the URL names no database"),
         ({"DATABASE_URL": "sqlite://"}, "DATABASE_URL: the URL names no database"),
-        ({"FASTFLOW_EXECUTOR": "kubernetes"}, "FASTFLOW_EXECUTOR: must be one of docker, local"),
+        (
+            {"FASTFLOW_EXECUTOR": "k8s"},
+            "FASTFLOW_EXECUTOR: must be one of docker, local, kubernetes",
+        ),
+        ({"FASTFLOW_K8S_NAMESPACE": "Runs_Here"}, "FASTFLOW_K8S_NAMESPACE: 'Runs_Here' is not a"),
+        ({"FASTFLOW_K8S_NODE_SELECTOR": "pool"}, "FASTFLOW_K8S_NODE_SELECTOR: 'pool' is not"),
+        ({"FASTFLOW_K8S_TOLERATIONS": "[oops"}, "FASTFLOW_K8S_TOLERATIONS: not valid JSON"),
+        ({"FASTFLOW_K8S_TOLERATIONS": '{"key": "a"}'}, "FASTFLOW_K8S_TOLERATIONS: expected a JSON"),
+        ({"FASTFLOW_K8S_IMAGE_PULL_SECRETS": "ok,No_Way"}, "FASTFLOW_K8S_IMAGE_PULL_SECRETS: 'No_"),
+        (
+            {"FASTFLOW_K8S_PIPELINES_VOLUME": "nfs:/x"},
+            "FASTFLOW_K8S_PIPELINES_VOLUME: expected pvc",
+        ),
+        ({"FASTFLOW_K8S_CACHE_VOLUME": "host:relative"}, "FASTFLOW_K8S_CACHE_VOLUME: expected pvc"),
+        (
+            {"FASTFLOW_K8S_PENDING_TIMEOUT_SECONDS": "0"},
+            "FASTFLOW_K8S_PENDING_TIMEOUT_SECONDS: must be >= 1",
+        ),
         ({"DEBUG": "false"}, "SECRET_KEY: required when DEBUG is off"),
         (
             {"DEBUG": "false", "SECRET_KEY": "x" * 50},

@@ -56,7 +56,12 @@ from runs_app.engine.base import (
 )
 from runs_app.engine.hostpaths import HostPaths
 from runs_app.engine.logstream import LogWriter, note_setup_failure, noted_ready, resume_point
-from runs_app.engine.metrics import DockerStatsSampler, MetricsRecorder
+from runs_app.engine.metrics import (
+    DockerStatsSampler,
+    MetricsRecorder,
+    outcome_complete,
+    run_writers,
+)
 from runs_app.engine.outputs import MOUNT_POINT, ROUTE_FILE, output_dir_prepare
 from runs_app.engine.uvcache import (
     COLD_HINT,
@@ -75,7 +80,7 @@ from runs_app.engine.uvcache import (
     warm_step_failed,
 )
 from runs_app.logs import STDERR, STDOUT, parse_timestamp
-from runs_app.outcome import Outcome, format_bytes, outcome_message
+from runs_app.outcome import Outcome, format_bytes
 
 logger = logging.getLogger(__name__)
 # docker-py lets connection failures through as plain requests exceptions.
@@ -177,10 +182,24 @@ def image_path(image: Image) -> str:
     return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def _warmup_spec(
-    name: str, pipeline_dir: Path, python_version: str, extra_requirements: tuple[str, ...]
+def run_program(spec: RunSpec) -> list[str]:
+    """The interpreter's arguments of a run in a container (Docker or Kubernetes): the wrapper
+    starting main.py, or the notebook runner (writing to the output directory at MOUNT_POINT)."""
+    if spec.notebook:
+        return wrapper.notebook_program(
+            app_dir=APP_DIR,
+            output_dir=MOUNT_POINT if spec.output_dir else None,
+            cells=spec.cells,
+            python_version=spec.python_version,
+        )
+    code = wrapper.wrapper_code(app_dir=APP_DIR, python_version=spec.python_version)
+    return ["-u", "-c", code]
+
+
+def warmup_spec(
+    name: str, pipeline_dir: Path, python_version: str, extra_requirements: tuple[str, ...] = ()
 ) -> RunSpec:
-    """A stand-in run for building a warm-up container (it writes no log or metrics)."""
+    """A stand-in run for building a warm-up container or Job (it writes no log or metrics)."""
     return RunSpec(
         network=warmup_network(),
         run_id=f"warmup-{uuid.uuid4()}",
@@ -194,6 +213,26 @@ def _warmup_spec(
         log_file=Path(tempfile.gettempdir()) / "unused.log",
         metrics_file=Path(tempfile.gettempdir()) / "unused.jsonl",
     )
+
+
+def warmup_steps(spec: RunSpec) -> list[tuple[str, list[str]]]:
+    """The warm-up's steps in a container (Docker or Kubernetes), each (what, command): resolve
+    requirements.txt (when there is one), create the environment, install into it."""
+    python_version = spec.python_version
+    requirements = f"{APP_DIR}/requirements.txt" if spec.has_requirements else None
+    install = warm_install_args(
+        python=f"{ENV_DIR}/bin/python",
+        requirements=requirements,
+        extra_requirements=spec.extra_requirements,
+    )
+    steps = [
+        (WARM_CREATE, ["uv", "venv", "--relocatable", "--python", python_version, ENV_DIR]),
+        (WARM_INSTALL, ["uv", *install]),
+    ]
+    if requirements:
+        resolve = ["uv", "pip", "compile", "--python", python_version, requirements]
+        steps.insert(0, (WARM_RESOLVE, [*resolve, "-o", f"{CONTAINER_TMP}/requirements.lock"]))
+    return steps
 
 
 class DockerExecutor(Executor):
@@ -338,16 +377,7 @@ class DockerExecutor(Executor):
 
     def run_command(self, spec: RunSpec, image: Image) -> tuple[list[str], list[Mount], dict, str]:
         """What the container runs, its extra mounts and variables, and the LABEL_ENV value."""
-        if spec.notebook:
-            program = wrapper.notebook_program(
-                app_dir=APP_DIR,
-                output_dir=MOUNT_POINT if spec.output_dir else None,
-                cells=spec.cells,
-                python_version=spec.python_version,
-            )
-        else:
-            code = wrapper.wrapper_code(app_dir=APP_DIR, python_version=spec.python_version)
-            program = ["-u", "-c", code]
+        program = run_program(spec)
         if not spec.needs_environment:
             return [wrapper.interpreter_name(spec.python_version), *program], [], {}, "none"
         prepared = env_ready(self.name, self.env_key(spec, image))
@@ -413,7 +443,7 @@ class DockerExecutor(Executor):
         directory writable (nothing else), the lock file in the container's tmpfs. The build
         directory is published (renamed into place) only when every step succeeded."""
         image = self.ensure_image(python_version)
-        spec = _warmup_spec(pipeline_name, Path(pipeline_dir), python_version, extra_requirements)
+        spec = warmup_spec(pipeline_name, Path(pipeline_dir), python_version, extra_requirements)
         # Of the requirements as they are now: an edit during the warm-up makes another key.
         key = self.env_key(spec, image)
         if key is None or env_ready(self.name, key) is not None:
@@ -424,18 +454,7 @@ class DockerExecutor(Executor):
             Mount(CACHE_DIR, self.host_paths.source(cache), type="bind"),
             Mount(ENV_DIR, self.host_paths.source(build), type="bind"),
         ]
-        requirements = f"{APP_DIR}/requirements.txt" if spec.has_requirements else None
-        python = f"{ENV_DIR}/bin/python"
-        install = warm_install_args(
-            python=python, requirements=requirements, extra_requirements=extra_requirements
-        )
-        steps = [
-            (WARM_CREATE, ["uv", "venv", "--relocatable", "--python", python_version, ENV_DIR]),
-            (WARM_INSTALL, ["uv", *install]),
-        ]
-        if requirements:
-            resolve = ["uv", "pip", "compile", "--python", python_version, requirements]
-            steps.insert(0, (WARM_RESOLVE, [*resolve, "-o", f"{CONTAINER_TMP}/requirements.lock"]))
+        steps = warmup_steps(spec)
         deadline = time.monotonic() + timeout
         try:
             for what, command in steps:
@@ -623,18 +642,8 @@ class DockerExecution(Execution):
         # After a restart the "environment ready" note may already be in the file: then the
         # wrapper's ready line was taken, and its re-delivery (same millisecond) is dropped.
         noted = noted_ready(spec.log_file) if self._resume else None
-        log = LogWriter(
-            spec.log_file,
-            mask_values=spec.mask_values,
-            max_bytes=spec.log_max_bytes,
-            ready_token="" if noted else self._ready_token,
-            started_at=started_at,
-        )
-        metrics = MetricsRecorder(
-            spec.metrics_file,
-            log=log,
-            cpu_soft_limit=spec.cpu_soft_limit,
-            mem_soft_limit=spec.mem_soft_limit,
+        log, metrics = run_writers(
+            spec, ready_token="" if noted else self._ready_token, started_at=started_at
         )
         self._writers = (log, metrics)
         if self.abandoned.is_set():  # abandoned before the writers existed
@@ -686,12 +695,7 @@ class DockerExecution(Execution):
             self._stop_sampling.set()
             log.close()
             metrics.close()
-        outcome.log_loss = log.loss_summary()
-        if not outcome.error:
-            outcome.error = outcome_message(
-                outcome, timeout=spec.timeout, mem_limit=spec.mem_hard_limit
-            )
-        outcome.peak_memory_bytes = metrics.peak_memory_bytes
+        outcome_complete(outcome, spec=spec, log=log, metrics=metrics)
         outcome.uv_version = self._executor.uv_version(self._image)
         return outcome
 

@@ -1,4 +1,4 @@
-"""Choosing the executor: `FASTFLOW_EXECUTOR=docker|local`."""
+"""Choosing the executor: `FASTFLOW_EXECUTOR=docker|local|kubernetes`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from runs_app.engine.base import Executor
 
-EXECUTOR_NAMES = ("docker", "local")
+EXECUTOR_NAMES = ("docker", "local", "kubernetes")
 
 
 def get_executor(name: str | None = None) -> Executor:
@@ -21,6 +21,10 @@ def get_executor(name: str | None = None) -> Executor:
         from runs_app.engine.local_executor import LocalExecutor
 
         return LocalExecutor()
+    if name == "kubernetes":
+        from runs_app.engine.k8s_executor import KubernetesExecutor
+
+        return KubernetesExecutor()
     expected = ", ".join(EXECUTOR_NAMES)
     raise ImproperlyConfigured(
         f"FASTFLOW_EXECUTOR: unknown executor {name!r} (expected one of {expected})"

@@ -15,13 +15,17 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
 from fastflow_site.datadir import private_open
 from runs_app.engine.logstream import LogWriter
 from runs_app.logs import append_whole, format_timestamp
-from runs_app.outcome import format_bytes
+from runs_app.outcome import Outcome, format_bytes, outcome_message
+
+if TYPE_CHECKING:
+    from runs_app.engine.base import RunSpec
 
 
 class MetricsRecorder:
@@ -186,6 +190,41 @@ class ProcessTreeSampler:
         self._known = alive
         if record:
             self._recorder.record(cpu_percent=cpu, memory_bytes=memory)
+
+
+def run_writers(
+    spec: RunSpec, *, ready_token: str, started_at: datetime | None
+) -> tuple[LogWriter, MetricsRecorder]:
+    """A run's log writer and metrics recorder, as every container executor opens them (the
+    files of `spec`, its masking, log cap and soft limits)."""
+    log = LogWriter(
+        spec.log_file,
+        mask_values=spec.mask_values,
+        max_bytes=spec.log_max_bytes,
+        ready_token=ready_token,
+        started_at=started_at,
+    )
+    metrics = MetricsRecorder(
+        spec.metrics_file,
+        log=log,
+        cpu_soft_limit=spec.cpu_soft_limit,
+        mem_soft_limit=spec.mem_soft_limit,
+    )
+    return log, metrics
+
+
+def outcome_complete(
+    outcome: Outcome, *, spec: RunSpec, log: LogWriter, metrics: MetricsRecorder
+) -> Outcome:
+    """Fill in what every container executor reports once the writers are closed: what of the
+    log was lost, the recorded error (unless the executor set one) and the peak memory."""
+    outcome.log_loss = log.loss_summary()
+    if not outcome.error:
+        outcome.error = outcome_message(
+            outcome, timeout=spec.timeout, mem_limit=spec.mem_hard_limit
+        )
+    outcome.peak_memory_bytes = metrics.peak_memory_bytes
+    return outcome
 
 
 def run_in_thread(target: Callable[[], None], name: str) -> threading.Thread:

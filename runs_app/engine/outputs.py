@@ -1,8 +1,9 @@
 """A run's output directory: the one place a run writes that the engine reads after it ended.
 
-Both executors give every run an empty directory `<data dir>/run-outputs/<run id>/` (bind-
-mounted read-write at /fastflow in a container, whose root filesystem is read-only; used
-directly by a local process). `$FASTFLOW_ROUTE_FILE` names the route file in it, and the
+Every executor gives every run an empty directory `<data dir>/run-outputs/<run id>/` (bind-
+mounted read-write at /fastflow in a container, whose root filesystem is read-only; a subPath
+of FASTFLOW_K8S_OUTPUT_VOLUME at /fastflow in a Kubernetes pod; used directly by a local
+process). `$FASTFLOW_ROUTE_FILE` names the route file in it, and the
 notebook runner writes the executed notebook there. After the run ended, `outputs_collect`
 reads the route (at most a few KiB, a regular file only: the directory is written by the
 pipeline, so a symlink or a FIFO placed there is refused rather than followed) and keeps the
