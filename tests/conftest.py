@@ -34,6 +34,9 @@ DB_INDEPENDENT_MODULES = frozenset(
         "test_admin_live_log_browser",
         "test_api_docs_browser",
         "test_admin_console_browser",
+        "test_executor_kubernetes",
+        "test_kubernetes_outputs",
+        "test_deploy_kubernetes",
     }
 )
 
