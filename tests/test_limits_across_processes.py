@@ -47,7 +47,7 @@ def in_parallel(server: WebServer, requests: list[tuple]) -> list[tuple[int, dic
 
 
 def away_from_a_minute_boundary() -> None:
-    """Rate windows are calendar minutes: do not let a burst straddle two of them."""
+    """Rate counts are kept per calendar minute: a burst within one is counted in one row."""
     while time.time() % 60 > 50:
         time.sleep(0.5)
 
@@ -90,7 +90,8 @@ def test_the_webhook_rate_limit_counts_calls_of_every_process(gunicorn):
 
     statuses = Counter(status for status, _, _ in answers)
     assert statuses == {202: RATE, 429: COPIES - RATE}, statuses
-    assert all(int(h["Retry-After"]) <= 60 for s, h, _ in answers if s == 429)
+    # Sliding over the last minute: at most this minute's rest plus the next one.
+    assert all(1 <= int(h["Retry-After"]) <= 120 for s, h, _ in answers if s == 429)
     assert PipelineRun.objects.count() == RATE
 
 
