@@ -27,14 +27,15 @@ DESKTOP, MOBILE = (1366, 900), (390, 844)
 # A run through the real engine: its setup and the page's polling, on a busy 2-core machine.
 RUN_WAIT = 90
 
-# A run that takes ~7 s: output on both streams, an error-looking line on stderr, memory that
-# grows (so CPU/RAM samples, taken every 2 s, show up while it runs).
-WORKER = """
+# A run that takes ~12 s: output on both streams, an error-looking line on stderr, memory that
+# grows (so CPU/RAM samples, taken every 2 s after the first second, show up while it runs).
+STEPS = 12
+WORKER = f"""
 import sys, time
 held = []
-for step in range(1, 8):
+for step in range(1, {STEPS + 1}):
     held.append(bytearray(b"x") * (8 * 1024 * 1024))
-    print(f"step {step} of 7", flush=True)
+    print(f"step {{step}} of {STEPS}", flush=True)
     if step == 4:
         print("ValueError: a recoverable problem", file=sys.stderr, flush=True)
     time.sleep(1)
@@ -358,7 +359,7 @@ def test_a_live_run_page_follows_the_run_to_success_without_a_reload(browser, li
         assert "so far" in text_of(browser, "ff-fact-duration")
         wait_until(
             browser,
-            lambda d: "step 3 of 7" in d.find_element(By.ID, "ff-log").text,
+            lambda d: f"step 3 of {STEPS}" in d.find_element(By.ID, "ff-log").text,
             "the log did not follow the run",
             timeout=RUN_WAIT,
         )
@@ -404,11 +405,11 @@ def test_a_live_run_page_follows_the_run_to_success_without_a_reload(browser, li
     find = browser.find_element(By.ID, "ff-log-find")
     find.send_keys("step")
     wait_until(
-        browser, lambda d: d.find_element(By.ID, "ff-log-find-count").text == "1 / 7", "find"
+        browser, lambda d: d.find_element(By.ID, "ff-log-find-count").text == f"1 / {STEPS}", "find"
     )
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#ff-log mark.ff-find")) == 7
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#ff-log mark.ff-find")) == STEPS
     find.send_keys("\n")
-    assert browser.find_element(By.ID, "ff-log-find-count").text == "2 / 7"
+    assert browser.find_element(By.ID, "ff-log-find-count").text == f"2 / {STEPS}"
     # The first error: the stderr line that reports one.
     browser.find_element(By.ID, "ff-log-first-error").click()
     flashed = browser.find_element(By.CSS_SELECTOR, "#ff-log .ff-log-flash")
