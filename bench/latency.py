@@ -318,18 +318,23 @@ def measure(
     *,
     requirements: bool = False,
     raw_mode: str = "direct",
+    pool: int = 0,
 ) -> tuple[list[list[object]], list[list[object]]]:
-    label = executor if executor == "local" else f"docker ({network})"
+    label = executor if executor == "local" else f"docker ({network}{', pool' if pool else ''})"
     label += " + requirements" if requirements else ""
     # The pipeline before the engine: a leader's sync that listed the folder before it existed
     # would mark the new row missing.
-    name = f"{'reqs' if requirements else 'trivial'}_{executor}_{network}"
+    name = f"{'reqs' if requirements else 'trivial'}_{executor}_{network}{'_pool' if pool else ''}"
     if requirements:
         pipeline = bench.pipeline(name, WITH_REQUIREMENTS, REQUIREMENT)
         warm(pipeline, executor)
     else:
         pipeline = bench.pipeline(name)
-    engine = bench.start_engine(FASTFLOW_EXECUTOR=executor, FASTFLOW_RUNNER_NETWORK=network)
+    engine = bench.start_engine(
+        FASTFLOW_EXECUTOR=executor,
+        FASTFLOW_RUNNER_NETWORK=network,
+        FASTFLOW_DOCKER_POOL_SIZE=str(pool),
+    )
     folder = bench.pipelines / pipeline.pipeline_name
     venv = None
     if requirements and raw_mode == "direct":
@@ -398,6 +403,11 @@ def main() -> None:
         default="direct",
         help="raw side: the engine's command without the engine (direct), or uv run (uv)",
     )
+    parser.add_argument(
+        "--pool",
+        default="0,4",
+        help="docker: comma-separated warm pool sizes to measure (0: no pool; default 0,4)",
+    )
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="keep the temp installation")
     args = parser.parse_args()
@@ -406,6 +416,7 @@ def main() -> None:
         return
     executors = ["local", "docker"] if args.executor == "both" else [args.executor]
     networks = [n.strip() for n in args.network.split(",") if n.strip()]
+    pools = [int(n) for n in args.pool.split(",") if n.strip()]
 
     bench = Bench(executor=executors[0], keep=args.keep)
     try:
@@ -417,18 +428,20 @@ def main() -> None:
         segments: list[list[object]] = []
         for executor in executors:
             for network in networks if executor == "docker" else ["none"]:
-                for requirements in (False, True) if args.requirements else (False,):
-                    t, s = measure(
-                        bench,
-                        executor,
-                        args.runs,
-                        args.warmup,
-                        network,
-                        requirements=requirements,
-                        raw_mode=args.raw,
-                    )
-                    totals += t
-                    segments += s
+                for pool in pools if executor == "docker" else [0]:
+                    for requirements in (False, True) if args.requirements else (False,):
+                        t, s = measure(
+                            bench,
+                            executor,
+                            args.runs,
+                            args.warmup,
+                            network,
+                            requirements=requirements,
+                            raw_mode=args.raw,
+                            pool=pool,
+                        )
+                        totals += t
+                        segments += s
         if args.json:
             print(json.dumps({"totals": totals, "segments": segments}))
             return
@@ -450,7 +463,7 @@ def compare(args: argparse.Namespace) -> None:
     own process and throwaway installation), printed in one table."""
     roots = {"this": str(Path(__file__).resolve().parent.parent), "other": args.compare}
     passed = [f"--executor={args.executor}", f"--runs={args.runs}", f"--warmup={args.warmup}"]
-    passed += [f"--network={args.network}", f"--raw={args.raw}"]
+    passed += [f"--network={args.network}", f"--raw={args.raw}", f"--pool={args.pool}"]
     if args.requirements:
         passed.append("--requirements")
     load_before = load_average()

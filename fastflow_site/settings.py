@@ -656,6 +656,12 @@ default_within_max(
     FASTFLOW_RUNNER_TMPFS_SIZE_MAX,
 )
 FASTFLOW_DOCKER_HOST = env_str("FASTFLOW_DOCKER_HOST", "")
+# The Docker executor's warm pool of pre-started single-use containers (runs_app.engine.
+# docker_pool): members in all (0: no pool), per pipeline (and limits/network), and how long a
+# member or a pipeline without runs is kept.
+FASTFLOW_DOCKER_POOL_SIZE = env_int("FASTFLOW_DOCKER_POOL_SIZE", 4, minimum=0)
+FASTFLOW_DOCKER_POOL_PER_PIPELINE = env_int("FASTFLOW_DOCKER_POOL_PER_PIPELINE", 2, minimum=1)
+FASTFLOW_DOCKER_POOL_IDLE_SECONDS = env_float("FASTFLOW_DOCKER_POOL_IDLE_SECONDS", 300.0, minimum=5)
 # Engine path prefix = Docker host path prefix, for bind mounts of an engine that runs in a
 # container (runs_app.engine.hostpaths); empty: read from the engine's own container mounts.
 FASTFLOW_DOCKER_PATH_MAP = env_path_map("FASTFLOW_DOCKER_PATH_MAP")

@@ -18,6 +18,9 @@ from tests.helpers_browser import CHROMIUM_FLAGS
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 # Engines the tests start as subprocesses inherit this; the in-process settings are set below.
 os.environ["FASTFLOW_RUNNER_PULL"] = "false"
+# No warm pool unless a test asks for one (tests/test_docker_pool.py): the other Docker tests
+# check the unpooled path and count their containers.
+os.environ["FASTFLOW_DOCKER_POOL_SIZE"] = "0"
 # One uv cache for the whole test session, so requirement installs are paid once.
 SHARED_UV_CACHE = Path(os.environ.get("FASTFLOW_TEST_UV_CACHE", "/tmp/fastflow-test-uv-cache"))
 
@@ -73,7 +76,9 @@ def _test_run_settings() -> Iterator[None]:
         **django_settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
-    with override_settings(FASTFLOW_RUNNER_PULL=False, STORAGES=storages):
+    with override_settings(
+        FASTFLOW_RUNNER_PULL=False, FASTFLOW_DOCKER_POOL_SIZE=0, STORAGES=storages
+    ):
         yield
 
 

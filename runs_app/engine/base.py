@@ -257,3 +257,7 @@ class Executor(abc.ABC):
     def check(self) -> None:  # noqa: B027 - optional hook
         """Raise InfrastructureError when the executor cannot work (e.g. Docker unreachable);
         runs wait (stay PENDING) until it passes again. Called before every reconcile."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """The engine is stopping (after its runs were left or stopped): release what the
+        executor keeps ahead of demand (the Docker warm pool's idle containers). Never raises."""

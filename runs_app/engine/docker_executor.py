@@ -54,6 +54,14 @@ from runs_app.engine.base import (
     InfrastructureError,
     RunSpec,
 )
+from runs_app.engine.docker_pool import (
+    LABEL_POOL,
+    UNUSED_EXIT_CODE,
+    HandOverFailed,
+    WarmPool,
+    parse_run_container_name,
+    pool_key,
+)
 from runs_app.engine.hostpaths import HostPaths
 from runs_app.engine.logstream import LogWriter, note_setup_failure, noted_ready, resume_point
 from runs_app.engine.metrics import (
@@ -245,6 +253,12 @@ class DockerExecutor(Executor):
         self._client_lock = threading.Lock()
         # Bind-mount sources as the daemon sees them (differ when the engine is containerised).
         self.host_paths = HostPaths(self.inspect_container)
+        self.pool = WarmPool(
+            client=lambda: self.client,
+            scope=self.scope,
+            mount_source=self.host_paths.source,
+            output_mount=lambda source: Mount(MOUNT_POINT, source, type="bind"),
+        )
 
     def scope(self) -> str:
         """This installation's `fastflow.scope` label (see installation_scope)."""
@@ -268,8 +282,9 @@ class DockerExecutor(Executor):
 
     def _connect(self) -> docker.DockerClient:
         host = settings.FASTFLOW_DOCKER_HOST
-        # Each running container holds two streaming connections (logs, stats).
-        pool = 2 * settings.FASTFLOW_MAX_CONCURRENT_RUNS + 10
+        # Each running container holds two streaming connections (logs, stats), each idle
+        # warm-pool member one (its attached stdin).
+        pool = 2 * settings.FASTFLOW_MAX_CONCURRENT_RUNS + settings.FASTFLOW_DOCKER_POOL_SIZE + 10
         try:
             if host:
                 client = docker.DockerClient(base_url=host, max_pool_size=pool)
@@ -289,6 +304,10 @@ class DockerExecutor(Executor):
                 self._client = None  # reconnect next time
             where = settings.FASTFLOW_DOCKER_HOST or "the default socket"
             raise InfrastructureError(f"Docker engine not reachable at {where}: {exc}") from exc
+        self.pool.ensure_started()  # sweeps what a dead engine's pool left, then refills
+
+    def close(self) -> None:
+        self.pool.close()
 
     def ensure_image(self, python_version: str) -> Image:
         name = image_name(python_version)
@@ -402,14 +421,8 @@ class DockerExecutor(Executor):
         image = self.ensure_image(spec.python_version)
         command, mounts, env, prepared = self.run_command(spec, image)
         if spec.output_dir is not None:
-            output_dir_prepare(spec.output_dir, world_writable=True)
-            mounts.append(Mount(MOUNT_POINT, self.host_paths.source(spec.output_dir), type="bind"))
             env["FASTFLOW_ROUTE_FILE"] = f"{MOUNT_POINT}/{ROUTE_FILE}"
-        labels = {
-            LABEL_RUN_ID: spec.run_id,
-            LABEL_PIPELINE: spec.pipeline_name,
-            LABEL_ENV: prepared,
-        }
+        labels = {LABEL_PIPELINE: spec.pipeline_name, LABEL_ENV: prepared}
         options = self.container_options(
             spec,
             image=image,
@@ -419,6 +432,16 @@ class DockerExecutor(Executor):
             env=env,
             tmp_exec=prepared in (ENV_COLD, ENV_COLD_OFFLINE),
         )
+        if self.pool.enabled:
+            execution = self._start_pooled(spec, image, options)
+            if execution is not None:
+                return execution
+        # Unpooled (no pool, or none of its members fits yet): create and start one now.
+        if spec.output_dir is not None:
+            output_dir_prepare(spec.output_dir, world_writable=True)
+            source = self.host_paths.source(spec.output_dir)
+            options["mounts"].append(Mount(MOUNT_POINT, source, type="bind"))
+        options["labels"][LABEL_RUN_ID] = spec.run_id
         container = None
         try:
             container = self.client.containers.create(**options)
@@ -428,6 +451,33 @@ class DockerExecutor(Executor):
                 _remove(container)
             raise InfrastructureError(f"could not start the run's container: {exc}") from exc
         return DockerExecution(spec=spec, executor=self, container=container, image=image)
+
+    def _start_pooled(
+        self, spec: RunSpec, image: Image, options: dict[str, Any]
+    ) -> DockerExecution | None:
+        """Hand the run to a warm-pool member created with exactly these options (without the
+        command, the environment and the run id: those reach it at hand-over), or None."""
+        template = {k: v for k, v in options.items() if k not in ("command", "environment")}
+        template["labels"] = dict(options["labels"])
+        template["mounts"] = list(options["mounts"])
+        key = pool_key({**template, "output_dir": spec.output_dir is not None})
+        # The waiter runs on the image's interpreter; the run's command is exec'd over it.
+        template["command"] = [wrapper.interpreter_name(spec.python_version)]
+        template["_output"] = spec.output_dir is not None
+        member = self.pool.take(key, template)
+        if member is None:
+            return None
+        order = {"argv": options["command"], "env": options["environment"]}
+        try:
+            handed_at = self.pool.hand_over(
+                member, run_id=spec.run_id, output_dir=spec.output_dir, order=order
+            )
+        except HandOverFailed as exc:
+            logger.warning("run %s: pool hand-over failed (%s), unpooled start", spec.run_id, exc)
+            return None
+        return DockerExecution(
+            spec=spec, executor=self, container=member.container, image=image, started_at=handed_at
+        )
 
     def warm(
         self,
@@ -519,13 +569,43 @@ class DockerExecutor(Executor):
             # The engine died between create and start: the run never began.
             _remove(container)
             raise ExecutionNeverStarted(f"container {container.short_id} was never started")
+        started_at = None
+        if LABEL_POOL in container.labels:
+            started_at = self._pooled_start(container)
         try:
             image = self.client.images.get(container.attrs["Image"])
         except DOCKER_ERRORS:
             image = None
         return DockerExecution(
-            spec=spec, executor=self, container=container, image=image, resume=True
+            spec=spec,
+            executor=self,
+            container=container,
+            image=image,
+            resume=True,
+            started_at=started_at,
         )
+
+    @staticmethod
+    def _pooled_start(container: Container) -> datetime:
+        """When a warm-pool member was handed its run (from its name: Docker's StartedAt is
+        when the member was started, long before). A member renamed for the run whose engine
+        died before sending the command exited unused, with nothing in its log: the run never
+        began."""
+        parsed = parse_run_container_name(container.name)
+        if parsed is None:
+            raise InfrastructureError(f"container {container.short_id} is an idle pool member")
+        state = container.attrs.get("State") or {}
+        if container.status in EXITED_STATES and state.get("ExitCode") == UNUSED_EXIT_CODE:
+            try:
+                unused = not container.logs(tail=1)
+            except DOCKER_ERRORS as exc:
+                raise InfrastructureError(f"Docker engine error while re-attaching: {exc}") from exc
+            if unused:
+                _remove(container)
+                raise ExecutionNeverStarted(
+                    f"pool container {container.short_id} was never handed its command"
+                )
+        return parsed[1]
 
     def running_handles(self) -> dict[str, str]:
         filters = {"label": [f"{LABEL_MANAGED}=1", f"{LABEL_SCOPE}={self.scope()}"]}
@@ -533,7 +613,17 @@ class DockerExecutor(Executor):
             containers = self.client.containers.list(all=True, filters=filters, ignore_removed=True)
         except DOCKER_ERRORS as exc:
             raise InfrastructureError(f"Docker engine error while listing runs: {exc}") from exc
-        return {c.labels.get(LABEL_RUN_ID, ""): c.id for c in containers}
+        handles = {}
+        for container in containers:
+            if LABEL_POOL in container.labels:
+                # A warm-pool member carries its run in its name once handed over; idle ones
+                # belong to no run.
+                parsed = parse_run_container_name(container.name)
+                if parsed is not None:
+                    handles[parsed[0]] = container.id
+                continue
+            handles[container.labels.get(LABEL_RUN_ID, "")] = container.id
+        return handles
 
     def remove_orphan(self, handle_id: str) -> None:
         try:
@@ -591,12 +681,15 @@ class DockerExecution(Execution):
         container: Container,
         image: Image | None,
         resume: bool = False,
+        started_at: datetime | None = None,
     ) -> None:
         super().__init__(spec=spec, handle_id=container.id)
         self._executor = executor
         self._container = container
         self._image = image
         self._resume = resume
+        # A warm-pool member's run starts at hand-over, not when Docker started the container.
+        self._started_at = started_at
         # Containers started by an engine before sources existed print a random marker.
         self._ready_token = container.labels.get(LABEL_MARKER) or wrapper.READY_TOKEN
         self._env = container.labels.get(LABEL_ENV, "")
@@ -636,7 +729,9 @@ class DockerExecution(Execution):
         since, skip = resume_point(spec.log_file) if self._resume else (None, 0)
         try:
             self._container.reload()
-            started_at = parse_timestamp(self._container.attrs["State"]["StartedAt"])
+            started_at = self._started_at or parse_timestamp(
+                self._container.attrs["State"]["StartedAt"]
+            )
         except DOCKER_ERRORS as exc:
             return self._lost(exc)
         # After a restart the "environment ready" note may already be in the file: then the

@@ -137,6 +137,10 @@ class Engine:
             self.listener.stop()
         self.warmer.stop()
         try:
+            self.executor.close()
+        except Exception:  # a failing close must not keep the engine row alive
+            logger.exception("closing the executor failed")
+        try:
             engine_unregister(engine_id=self.engine_id)
         except DatabaseError:
             logger.exception("could not remove the engine row (it will go stale)")
