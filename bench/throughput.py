@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/throughput.py [--executor local|docker] [--runs 200]
                                          [--concurrency 10[,2,4]] [--engines 1]
-                                         [--network none|bridge] [--sleep S]
+                                         [--network none|bridge] [--pool N] [--sleep S]
 
 All runs are queued with `run_enqueue` before the engines start; runs/s is counted from the
 first claim to the last finish (DB timestamps), so queueing speed is not part of it. Several
@@ -71,6 +71,7 @@ def measure(bench: Bench, args: argparse.Namespace, concurrency: int) -> list[ob
     env = {
         "FASTFLOW_MAX_CONCURRENT_RUNS": str(concurrency),
         "FASTFLOW_RUNNER_NETWORK": args.network,
+        "FASTFLOW_DOCKER_POOL_SIZE": str(args.pool),
     }
     engines = [bench.start_engine(**env) for _ in range(args.engines)]
     # Started engines claim at once: CPU is counted from here, including the start-up.
@@ -98,6 +99,7 @@ def measure(bench: Bench, args: argparse.Namespace, concurrency: int) -> list[ob
     raw_rate, raw_median = raw_burst(args, bench, pipeline.pipeline_name, concurrency)
     return [
         args.engines,
+        args.pool if args.executor == "docker" else "-",
         concurrency,
         args.runs,
         f"{args.runs / seconds:.1f}",
@@ -149,6 +151,12 @@ def main() -> None:
     parser.add_argument("--engines", type=int, default=1)
     parser.add_argument("--network", default="none", help="docker: the runs' network")
     parser.add_argument(
+        "--pool",
+        type=int,
+        default=4,
+        help="docker: FASTFLOW_DOCKER_POOL_SIZE of the engines (0: no warm pool)",
+    )
+    parser.add_argument(
         "--sleep", type=float, default=0.0, help="each run sleeps this long (I/O-bound runs)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp installation")
@@ -172,6 +180,7 @@ def main() -> None:
             table(
                 [
                     "engines",
+                    "pool",
                     "concurrency",
                     "runs",
                     "runs/s",

@@ -59,6 +59,7 @@ from docker.errors import NotFound
 from docker.models.containers import Container
 
 from fastflow_site.datadir import private_dir
+from runs_app.engine.outputs import output_dir_for
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,9 @@ def parse_run_container_name(name: str) -> tuple[str, datetime] | None:
 
 
 def slots_dir() -> Path:
-    return Path(settings.DATA_DIR) / "run-outputs"
+    """Beside the runs' output directories: a member's is renamed to its run's at hand-over,
+    which must stay on one filesystem."""
+    return output_dir_for("pool").parent
 
 
 class WarmPool:
