@@ -54,6 +54,32 @@ def make_spec(pipeline_dir: Path, **overrides) -> RunSpec:
     return RunSpec(**values)
 
 
+def engine_process(script: str, payload: str, settings, **env: str):
+    """A separate engine process running `script` (`python -c`, argv[1] = `payload`) with this
+    test's data dir, uv cache and runner image; its stdout is a text pipe."""
+    import os
+    import subprocess
+    import sys
+
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "fastflow_site.settings",
+        "FASTFLOW_RUNNER_PULL": "false",
+        "FASTFLOW_DATA_DIR": str(settings.DATA_DIR),
+        "FASTFLOW_UV_CACHE_DIR": str(settings.FASTFLOW_UV_CACHE_DIR),
+        "FASTFLOW_RUNNER_IMAGE": settings.FASTFLOW_RUNNER_IMAGE,
+        "FASTFLOW_RUNNER_NETWORK": settings.FASTFLOW_RUNNER_NETWORK,
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", script, payload],
+        env=environment,
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
 def run_to_end(executor: Executor, spec: RunSpec) -> Outcome:
     return executor.start(spec).wait()
 

@@ -167,6 +167,34 @@ def test_many_runs_share_the_slots(settings):
     assert PipelineRun.objects.filter(status=RunStatus.SUCCESS).count() == 8
 
 
+def test_an_engine_with_every_slot_busy_sleeps_until_a_run_ends(settings):
+    """With nothing it can claim, the loop waits for a run to end (the wake-up), not for a claim
+    time already past: it must not spin while its runs work."""
+    settings.FASTFLOW_MAX_CONCURRENT_RUNS = 1
+    pipeline = make_pipeline("busy", "import time\nprint('working', flush=True)\ntime.sleep(3)\n")
+    first, second = (run_enqueue(pipeline=pipeline, triggered_by="manual") for _ in range(2))
+
+    with ThreadEngine() as engine:
+        wait_for(lambda: "working" in log_text(first), what="the first run to work")
+        steps = 0
+        original = engine.step
+
+        def counted() -> None:
+            nonlocal steps
+            steps += 1
+            original()
+
+        engine.step = counted
+        wait_for(lambda: run_refreshed(first).status == RunStatus.SUCCESS, what="its end")
+        busy_steps = steps
+        wait_until_finished(second)
+
+    # About two seconds with the only slot busy: a few cancellation checks, not a busy loop
+    # (which made tens of thousands of steps).
+    assert busy_steps < 50, busy_steps
+    assert run_refreshed(second).status == RunStatus.SUCCESS
+
+
 def test_a_run_that_breaks_the_dispatcher_fails_and_the_engine_carries_on():
     """Poison pill: a hand-corrupted pipeline row makes preparing its run raise."""
     from pipelines_app.models import Pipeline

@@ -4,10 +4,7 @@ a pooled run is the container an unpooled run would be, used once, and nothing l
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -27,6 +24,7 @@ from runs_app.engine.docker_pool import (
     run_container_name,
 )
 from tests.helpers_executor import (
+    engine_process,
     make_spec,
     run_to_end,
     use_runner_image,
@@ -36,7 +34,6 @@ from tests.helpers_executor import (
 )
 
 MIB = 1024 * 1024
-SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(30)\n"
 COUNTING = (
     "import time\nfor i in range(1, 9):\n    print(f'line {i}', flush=True)\n    time.sleep(0.4)\n"
 )
@@ -294,24 +291,13 @@ def test_a_killed_engine_leaves_no_pool_containers_after_the_next_start(
     and the next engine's first check sweeps them; its handed-over run is re-attached."""
     folder = make_pipeline_dir("survivor", COUNTING)
     first, second = (output_spec(folder, settings) for _ in range(2))
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "fastflow_site.settings",
-        "FASTFLOW_RUNNER_PULL": "false",
-        "FASTFLOW_DATA_DIR": str(settings.DATA_DIR),
-        "FASTFLOW_UV_CACHE_DIR": str(settings.FASTFLOW_UV_CACHE_DIR),
-        "FASTFLOW_RUNNER_IMAGE": settings.FASTFLOW_RUNNER_IMAGE,
-        "FASTFLOW_RUNNER_NETWORK": "none",
-        "FASTFLOW_DOCKER_POOL_SIZE": "4",
-        "FASTFLOW_DOCKER_POOL_PER_PIPELINE": "2",
-    }
     payload = json.dumps([asdict(first), asdict(second)], default=str)
-    engine = subprocess.Popen(
-        [sys.executable, "-c", ENGINE_SCRIPT, payload],
-        env=env,
-        cwd=Path(__file__).resolve().parent.parent,
-        stdout=subprocess.PIPE,
-        text=True,
+    engine = engine_process(
+        ENGINE_SCRIPT,
+        payload,
+        settings,
+        FASTFLOW_DOCKER_POOL_SIZE="4",
+        FASTFLOW_DOCKER_POOL_PER_PIPELINE="2",
     )
     try:
         handle = engine.stdout.readline().strip()

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -23,6 +20,7 @@ from tests.helpers_executor import (
     check_encoded_secrets_are_masked,
     check_secrets_are_masked_across_split_writes,
     check_the_log_cap_truncates_with_a_notice,
+    engine_process,
     log_lines,
     make_spec,
     metric_samples,
@@ -275,23 +273,7 @@ execution.wait()
 
 def start_engine_and_kill_it(spec: RunSpec, settings, after_line: str) -> str:
     """Run `spec` in a separate engine process, SIGKILL it once `after_line` is logged."""
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "fastflow_site.settings",
-        "FASTFLOW_RUNNER_PULL": "false",
-        "FASTFLOW_DATA_DIR": str(settings.DATA_DIR),
-        "FASTFLOW_UV_CACHE_DIR": str(settings.FASTFLOW_UV_CACHE_DIR),
-        "FASTFLOW_RUNNER_IMAGE": settings.FASTFLOW_RUNNER_IMAGE,
-        "FASTFLOW_RUNNER_NETWORK": settings.FASTFLOW_RUNNER_NETWORK,
-    }
-    payload = json.dumps(asdict(spec), default=str)
-    engine = subprocess.Popen(
-        [sys.executable, "-c", ENGINE_SCRIPT, payload],
-        env=env,
-        cwd=Path(__file__).resolve().parent.parent,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    engine = engine_process(ENGINE_SCRIPT, json.dumps(asdict(spec), default=str), settings)
     handle = engine.stdout.readline().strip()
     try:
         wait_for_line(spec, after_line)

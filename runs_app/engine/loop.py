@@ -184,7 +184,12 @@ class Engine:
         """Sleep until the next thing is due (a poll, a cancel check, the lease), or until
         woken: one of our runs ended (a slot is free), a run was queued, a cancel requested."""
         if seconds is None:
-            dues = [self._claim_due, self._recycle_due]
+            dues = [self._recycle_due]
+            if self.dispatcher.free_slots > 0:
+                # With every slot busy there is nothing to claim: a run ending sets the wake-up
+                # (after freeing its slot). A claim time in the past here made the loop spin,
+                # a core of CPU taken from the runs while the engine was full.
+                dues.append(self._claim_due)
             if self.schedules:
                 dues.append(self._lease_due)
             if self.leader:
