@@ -31,6 +31,7 @@ SHARED_UV_CACHE = Path(os.environ.get("FASTFLOW_TEST_UV_CACHE", "/tmp/fastflow-t
 DB_INDEPENDENT_MODULES = frozenset(
     {
         "test_executor_docker",
+        "test_docker_pool",
         "test_executor_local",
         "test_docker_host_paths",
         "test_run_isolation",
