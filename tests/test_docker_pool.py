@@ -379,3 +379,25 @@ def test_with_the_pool_off_a_run_is_created_and_started_as_before(
         assert execution.wait().succeeded
     assert scope_containers(executor) == []
     assert executor.pool.idle_count() == 0
+
+
+def test_a_run_setting_a_python_start_up_variable_gets_a_fresh_interpreter(
+    executor, settings, make_pipeline_dir
+):
+    """The waiter runs the program in its own process only when that is what `python -u -c`
+    would do; a PYTHON* variable acts at interpreter start, so then it execs a new one."""
+    folder = make_pipeline_dir(
+        "startup",
+        "import sys\nprint('lib', '/app/lib' in sys.path)\nprint('argv', sys.argv)\n",
+    )
+    primed(executor, folder, settings)
+    plain = output_spec(folder, settings)
+    assert executor.start(plain).wait().succeeded
+    assert user_lines(plain) == ["lib False", "argv ['main.py']"]
+    wait_for_idle(executor, 2)
+    members = {c.id for c in idle_members(executor)}
+    spec = output_spec(folder, settings, env={"PYTHONPATH": "/app/lib"})
+    execution = executor.start(spec)
+    assert execution.handle_id in members  # pooled all the same
+    assert execution.wait().succeeded
+    assert user_lines(spec) == ["lib True", "argv ['main.py']"]

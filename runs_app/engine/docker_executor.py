@@ -461,13 +461,16 @@ class DockerExecutor(Executor):
         template["labels"] = dict(options["labels"])
         template["mounts"] = list(options["mounts"])
         key = pool_key({**template, "output_dir": spec.output_dir is not None})
-        # The waiter runs on the image's interpreter; the run's command is exec'd over it.
-        template["command"] = [wrapper.interpreter_name(spec.python_version)]
+        # The waiter is the run's interpreter (the image's for `uv run`, which it execs).
+        argv = options["command"]
+        python = argv[0] if argv[0] != "uv" else wrapper.interpreter_name(spec.python_version)
+        template["command"] = [python]
         template["_output"] = spec.output_dir is not None
         member = self.pool.take(key, template)
         if member is None:
             return None
-        order = {"argv": options["command"], "env": options["environment"]}
+        here = argv[0] == python and argv[1:3] == ["-u", "-c"]
+        order = {"argv": argv, "env": options["environment"], "here": here}
         try:
             handed_at = self.pool.hand_over(
                 member, run_id=spec.run_id, output_dir=spec.output_dir, order=order

@@ -42,6 +42,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import marshal
 import os
 import shutil
 import socket
@@ -71,19 +72,38 @@ SWEEP_SECONDS = 30.0
 WAKE_SECONDS = 1.0  # how often the pool thread looks at idle timeouts without being woken
 SLOT_PREFIX = ".pool-"  # a member's output directory, beside the runs' (same filesystem)
 
-# The waiter: one JSON line on stdin ({"argv": [...], "env": {...}}), then exec. `-I -S`: no
-# user site, no site-packages, no PYTHON* variables: it starts fast and imports nothing of the
-# pipeline's. The container's own variables (the image's, Docker's HOSTNAME/HOME) stay; the
-# run's variables are laid over them, as Docker lays `Env` over the image's.
+# The waiter: the run's own interpreter, started with the run's flags (`-u`), blocking on stdin
+# for the order: a length line, then a marshal of {"argv", "env", "here"} (marshal is built in:
+# nothing is imported for it, and its format 4 is read by every Python 3 since 3.4). The run's
+# variables are laid over the container's own (the image's, Docker's HOSTNAME), as Docker lays
+# `Env` over the image's. `here`: argv is this interpreter with `-u -c <program> [args]`, so the
+# program runs in this process exactly as `python -u -c` would run it (its `__main__`,
+# `sys.argv == ['-c', ...]`), saving a second interpreter start; unless a PYTHON* variable
+# differs from the waiter's, since those act at interpreter start. Otherwise (uv run, other
+# flags) it execs argv.
 WAITER = f"""\
-import json, os, sys
-line = sys.stdin.buffer.readline()
-if not line.endswith(b"\\n"):
-    sys.exit({UNUSED_EXIT_CODE})
-order = json.loads(line)
-env = dict(os.environ)
-env.update(order["env"])
-os.execvpe(order["argv"][0], order["argv"], env)
+import marshal, os, sys
+def _fastflow_order():
+    size = sys.stdin.buffer.readline()
+    if not size.endswith(b"\\n"):
+        sys.exit({UNUSED_EXIT_CODE})
+    data = sys.stdin.buffer.read(int(size))
+    if len(data) != int(size):
+        sys.exit({UNUSED_EXIT_CODE})
+    order = marshal.loads(data)
+    env = dict(os.environ)
+    env.update(order["env"])
+    argv = order["argv"]
+    names = {{k for k in (*env, *os.environ) if k.startswith("PYTHON")}}
+    if not order["here"] or any(env.get(k) != os.environ.get(k) for k in names):
+        os.execvpe(argv[0], argv, env)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = ["-c", *argv[4:]]
+    return compile(argv[3], "<string>", "exec")
+_fastflow_code = _fastflow_order()
+del _fastflow_order, marshal
+exec(_fastflow_code)
 """
 
 
@@ -197,9 +217,9 @@ class WarmPool:
                     output_dir.rmdir()  # the empty directory the dispatcher may have made
                 private_dir(output_dir.parent)
                 os.rename(member.slot, output_dir)
-            line = json.dumps(order, separators=(",", ":")).encode() + b"\n"
+            data = marshal.dumps(order, 4)
             raw = member.stdin._sock
-            raw.sendall(line)
+            raw.sendall(b"%d\n" % len(data) + data)
             raw.shutdown(socket.SHUT_WR)
         except Exception as exc:
             self._discard(member)
@@ -318,7 +338,7 @@ class WarmPool:
         options = dict(template)
         options["labels"] = {**template["labels"], LABEL_POOL: key}
         options["mounts"] = list(template["mounts"])
-        options["command"] = [template["command"][0], "-I", "-S", "-c", WAITER]
+        options["command"] = [template["command"][0], "-u", "-c", WAITER]
         if template.get("_output"):
             private_dir(slot.parent)
             slot.mkdir(mode=0o700)
