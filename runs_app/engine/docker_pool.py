@@ -5,11 +5,12 @@ Creating and starting a container is most of what a Docker run costs before its 
 everything a run of its pipeline would get that cannot change after creation — image, user,
 read-only root, capabilities, pids/memory/CPU limits, /tmp, network, the pipeline folder and
 its prepared environment read-only, the CA bundle, an empty output directory — and started
-with a *waiter* as its process, which does nothing but block on its stdin. At hand-over the
+with a *waiter* as its process: the run's interpreter blocking on its stdin. At hand-over the
 engine renames the container after the run, moves the member's output directory to the run's,
-and writes one line to the waiter's stdin: the run's command and environment. The waiter
-`execve`s it, so from then on the container is exactly the container an unpooled run gets
-(same process tree, same limits, same mounts); it is removed after the run like any other.
+and writes the run's command and environment to the waiter's stdin. The waiter runs the
+command's `-c` program in its own process (or `execve`s the command, see WAITER), so from then
+on the container is the container an unpooled run gets (same process, limits and mounts); it
+is removed after the run like any other.
 
 What the pool key covers is everything of `containers.create()` except the run's command, its
 environment and its run-id label, so a member is only ever handed to a run that would have been
