@@ -43,6 +43,9 @@ cleanup() {
         [ "${#COMPOSE[@]}" -gt 0 ] && "${COMPOSE[@]}" logs --tail 40 >&2 2>&1 || true
     fi
     docker rm -f "$NAME-web" "$NAME-engine" >/dev/null 2>&1 || true
+    # Warm pool members of a killed engine exit on their own; the next engine of the same data
+    # would sweep them, but this one is gone for good.
+    docker ps -aq --filter label=fastflow.pool --filter status=exited | xargs -r docker rm -f >/dev/null 2>&1 || true
     docker volume rm -f "$NAME-data" >/dev/null 2>&1 || true
     [ "${#COMPOSE[@]}" -gt 0 ] && "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
     rm -f deploy/build-ca.pem
@@ -165,6 +168,18 @@ phase "a pipeline run through the engine's Docker socket"
 RUN_ID="$(run_pipeline "$WEB")"
 LOG="$(run_log "$NAME-web" hello "$RUN_ID")"
 echo "$LOG" | grep -q "hello from six" || die "the run's log lacks its output: $LOG"
+phase "a second run is handed a warm pool container (started by the engine in a container)"
+POOLED=""
+for _ in $(seq 1 120); do
+    POOLED="$(docker ps -q --no-trunc --filter label=fastflow.pool --filter label=fastflow.pipeline=hello)"
+    [ -n "$POOLED" ] && break
+    sleep 0.25
+done
+[ -n "$POOLED" ] || die "the engine's warm pool never started a container for hello"
+RUN2="$(run_pipeline "$WEB" hello "$KEY" 2)"
+HANDLE="$(docker exec "$NAME-web" fastflow shell -c "from runs_app.models import PipelineRun; print(PipelineRun.objects.get(id='$RUN2').container_id)" | tail -n 1)"
+echo "$POOLED" | grep -qx "$HANDLE" || die "run $RUN2 ran in $HANDLE, not in a pool container: $POOLED"
+run_log "$NAME-web" hello "$RUN2" | grep -q "hello from six" || die "the pooled run's log lacks its output"
 phase "health checks of both roles"
 wait_healthy "$NAME-web"
 wait_healthy "$NAME-engine"
@@ -173,7 +188,7 @@ import json, sys
 lines = [line for line in sys.stdin if line.strip()]
 assert lines and all(json.loads(line)["engine_id"] for line in lines), "engine logs are not JSON lines"
 ' || die "FASTFLOW_LOG_FORMAT=json: the engine printed non-JSON lines"
-[ "$(metric "$WEB" 'fastflow_webhook_responses_total{code="202"}')" = "1.0" ] || die "webhook counter"
+[ "$(metric "$WEB" 'fastflow_webhook_responses_total{code="202"}')" = "2.0" ] || die "webhook counter"
 docker rm -f "$NAME-web" "$NAME-engine" >/dev/null
 
 # --- 3b. git sync with the image's git and ssh --------------------------------------------------
