@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from types import FrameType
 
@@ -63,19 +64,37 @@ class Command(BaseCommand):
             self.stdout.write(message)
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
-        desc = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminate"}.get(signum, signum)
-        self.say(f"{desc}, finishing...")
+        """Only what is safe in a signal handler: a flag and a byte to a pipe. The handler runs
+        in the main thread between two bytecodes, maybe while that thread holds the lock of the
+        engine's wake-up event (in `Event.wait`) or of stdout: waking the engine or printing
+        from here took the same lock again and hung the engine for good (seen in a benchmark's
+        SIGTERM). The `signals` thread does both."""
         self.shutdown = True
-        if self.engine is not None:
-            self.engine.wake()
+        os.write(self._signal_pipe[1], bytes([signum]))
+
+    def install_signal_handlers(self) -> None:
+        self._signal_pipe = os.pipe()
+        threading.Thread(target=self._relay_signals, name="signals", daemon=True).start()
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGINT, self.on_signal)
+
+    def _relay_signals(self) -> None:
+        while True:
+            data = os.read(self._signal_pipe[0], 1)
+            if not data:
+                return
+            signum = data[0]
+            desc = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminate"}.get(signum, signum)
+            self.say(f"{desc}, finishing...")
+            if self.engine is not None:
+                self.engine.wake()
 
     def handle(self, *args: object, **options: object) -> str:
         from runs_app.engine.executors import get_executor
 
         self.shutdown = False
         self.engine: Engine | None = None
-        signal.signal(signal.SIGTERM, self.on_signal)
-        signal.signal(signal.SIGINT, self.on_signal)
+        self.install_signal_handlers()
         slots = options["slots"]
         if slots is not None and slots < 1:
             raise CommandError(f"--slots must be at least 1, got {slots}")
