@@ -401,3 +401,15 @@ def test_a_run_setting_a_python_start_up_variable_gets_a_fresh_interpreter(
     assert execution.handle_id in members  # pooled all the same
     assert execution.wait().succeeded
     assert user_lines(spec) == ["lib True", "argv ['main.py']"]
+
+
+def test_a_member_created_but_never_started_is_swept(executor, settings):
+    """What an engine dying between create and start leaves (it attaches before starting, so
+    a started member always had its stdin held): a created container, removed by the sweep."""
+    client = docker.from_env()
+    image = settings.FASTFLOW_RUNNER_IMAGE.format(python_version="3.11")
+    labels = {LABEL_POOL: "k", "fastflow.scope": executor.scope(), "fastflow.managed": "1"}
+    left = client.containers.create(image, ["true"], name=f"{POOL_PREFIX}left", labels=labels)
+    assert left.id in executor.pool.sweep()
+    with pytest.raises(NotFound):
+        left.reload()

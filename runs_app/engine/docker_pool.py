@@ -149,6 +149,17 @@ def slots_dir() -> Path:
     return output_dir_for("pool").parent
 
 
+def _stale(container: Container) -> bool:
+    """An idle member older than twice the idle timeout: its owner would have removed it, so
+    it has none that works (a hung engine, a waiter whose stdin Docker never closed)."""
+    try:
+        started = datetime.fromisoformat(container.attrs["State"]["StartedAt"][:26] + "+00:00")
+    except (KeyError, ValueError):
+        return False
+    age = (datetime.now(UTC) - started).total_seconds()
+    return age > 2 * settings.FASTFLOW_DOCKER_POOL_IDLE_SECONDS + SWEEP_SECONDS
+
+
 class WarmPool:
     """The Docker executor's pool. Thread-safe: `take` and `hand_over` are called from run
     worker threads; members are created and expired in the pool's own thread."""
@@ -350,8 +361,10 @@ class WarmPool:
         container = None
         try:
             container = self._client().containers.create(**options)
-            container.start()
+            # Attached before it starts: an engine dying between the two leaves a container
+            # that never started (swept), not a started waiter nobody will ever close.
             stdin = container.attach_socket(params={"stdin": 1, "stream": 1})
+            container.start()
         except Exception as exc:
             logger.warning("could not create a pool member: %s", exc)
             if container is not None:
@@ -369,12 +382,14 @@ class WarmPool:
         containers = client.containers.list(all=True, filters=filters, ignore_removed=True)
         removed = []
         names = set()
+        with self._lock:
+            ours = {m.container.id for members in self._idle.values() for m in members}
         for container in containers:
             names.add(container.name)
-            if container.name.startswith(POOL_PREFIX) and container.status in (
-                "exited",
-                "dead",
-                "created",
+            if (
+                container.name.startswith(POOL_PREFIX)
+                and container.id not in ours
+                and (container.status in ("exited", "dead", "created") or _stale(container))
             ):
                 with contextlib.suppress(NotFound):
                     container.remove(force=True)
