@@ -62,6 +62,7 @@ from docker.models.containers import Container
 
 from fastflow_site.datadir import private_dir
 from runs_app.engine.outputs import output_dir_for
+from runs_app.logs import parse_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def _stale(container: Container) -> bool:
     """An idle member older than twice the idle timeout: its owner would have removed it, so
     it has none that works (a hung engine, a waiter whose stdin Docker never closed)."""
     try:
-        started = datetime.fromisoformat(container.attrs["State"]["StartedAt"][:26] + "+00:00")
+        started = parse_timestamp(container.attrs["State"]["StartedAt"])
     except (KeyError, ValueError):
         return False
     age = (datetime.now(UTC) - started).total_seconds()
