@@ -210,10 +210,13 @@ class _Recipient:
     problem: str = ""  # why it cannot be sent (recorded as a failed delivery, never dropped)
 
 
-def _pipeline_settings(pipeline_name: str, run_config_id: str) -> NotificationSettings:
+def _pipeline_settings(
+    pipeline_name: str, run_config_id: str, pipeline: Pipeline | None
+) -> NotificationSettings:
     if not pipeline_name:
         return NotificationSettings()
-    pipeline = Pipeline.objects.filter(pipeline_name=pipeline_name).first()
+    if pipeline is None or pipeline.pipeline_name != pipeline_name:
+        pipeline = Pipeline.objects.filter(pipeline_name=pipeline_name).first()
     if pipeline is None:
         return NotificationSettings()
     try:
@@ -223,11 +226,15 @@ def _pipeline_settings(pipeline_name: str, run_config_id: str) -> NotificationSe
 
 
 def _recipients(
-    kind: str, pipeline_name: str, run_config_id: str, only: NotificationChannel | None
+    kind: str,
+    pipeline_name: str,
+    run_config_id: str,
+    only: NotificationChannel | None,
+    pipeline: Pipeline | None,
 ) -> list[_Recipient]:
     if only is not None:
         return [_Recipient(label=only.name, channel=only)]
-    config = _pipeline_settings(pipeline_name, run_config_id)
+    config = _pipeline_settings(pipeline_name, run_config_id, pipeline)
     found: dict[str, _Recipient] = {}
     if config.global_targets is not False:
         for channel in NotificationChannel.objects.filter(enabled=True):
@@ -265,15 +272,18 @@ def notification_event_emit(
     facts: dict[str, Any] | None = None,
     with_log: bool = True,
     channel: NotificationChannel | None = None,
+    pipeline: Pipeline | None = None,
 ) -> NotificationEvent | None:
     """Record an event once per `key` and queue it for every subscribed target.
 
     Call it inside the transaction of the change it reports. Returns None when the key was
     already recorded (a retried finish, another engine) or nobody listens to a routine event.
+    `pipeline`: the row of `pipeline_name` when the caller has just read it (else it is read
+    here for its notification settings).
     """
     if kind not in NOTIFY_EVENTS:
         raise ValueError(f"unknown notification event {kind!r}")
-    recipients = _recipients(kind, pipeline_name, run_config_id, channel)
+    recipients = _recipients(kind, pipeline_name, run_config_id, channel, pipeline)
     if not recipients and kind not in ALWAYS_RECORDED:
         return None
     now = timezone.now()

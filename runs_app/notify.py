@@ -42,6 +42,7 @@ def notify_run_finished(*, run: PipelineRun, retry_queued: bool) -> None:
     and a memory soft limit the run's peak went over."""
     common = {
         "pipeline_name": run.pipeline_id,
+        "pipeline": run.pipeline,
         "run_id": run.id,
         "run_config_id": run.run_config_id,
     }

@@ -17,10 +17,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db import IntegrityError, transaction
-from django.db.models import F, QuerySet, Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
+from fastflow_site.db import counters_add
 from runs_app.models import (
     DURATION_BUCKETS,
     OVERFLOW_BUCKET,
@@ -52,32 +52,28 @@ def period_start(moment: datetime, granularity: str) -> datetime:
 
 
 def run_period_stats_record(*, run: PipelineRun) -> None:
-    """Count a run that just reached its terminal status (call inside that transaction)."""
+    """Count a run that just reached its terminal status (call inside that transaction): its
+    hour's and its day's row, in one statement."""
     ended = run.finished_at or timezone.now()
-    increments = {"runs": F("runs") + 1}
+    counters = dict.fromkeys(BUCKET_COLUMNS, 0)
     if run.duration is not None:
-        column = duration_column(run.duration)
-        increments |= {"duration_sum": F("duration_sum") + run.duration, column: F(column) + 1}
-    for granularity in StatsGranularity.values:
-        key = {
-            "granularity": granularity,
-            "period_start": period_start(ended, granularity),
-            "pipeline_id": run.pipeline_id,
-            "status": run.status,
-        }
-        rows = RunPeriodStats.objects.filter(**key)
-        if rows.update(**increments):
-            continue
-        try:
-            with transaction.atomic():  # a savepoint: a concurrent first run may win the insert
-                RunPeriodStats.objects.create(
-                    **key,
-                    runs=1,
-                    duration_sum=run.duration or 0.0,
-                    **({duration_column(run.duration): 1} if run.duration is not None else {}),
-                )
-        except IntegrityError:
-            rows.update(**increments)
+        counters[duration_column(run.duration)] = 1
+    counters |= {"runs": 1, "duration_sum": run.duration or 0.0}
+    counters_add(
+        RunPeriodStats,
+        rows=[
+            {
+                "granularity": granularity,
+                "period_start": period_start(ended, granularity),
+                "pipeline_id": run.pipeline_id,
+                "status": run.status,
+                **counters,
+            }
+            for granularity in StatsGranularity.values
+        ],
+        key=("granularity", "period_start", "pipeline", "status"),
+        add=tuple(counters),
+    )
 
 
 def period_stats_prune(*, now: datetime | None = None) -> int:

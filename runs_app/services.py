@@ -387,24 +387,25 @@ def run_claim(*, engine_id: str, limit: int) -> list[PipelineRun]:
     claimed: list[PipelineRun] = []
     with transaction.atomic():
         serialise("run-claim")
-        running = PipelineRun.objects.filter(status=RunStatus.RUNNING)
-        free = min(limit, settings.FASTFLOW_MAX_CONCURRENT_RUNS - running.count())
+        # RUNNING runs per pipeline with the pipeline's configuration (for its max_instances):
+        # their sum is the global count. One query for all three, inside the lock.
+        running = (
+            PipelineRun.objects.filter(status=RunStatus.RUNNING)
+            .order_by()
+            .values("pipeline", "pipeline__metadata")
+            .annotate(n=Count("id"))
+            .values_list("pipeline", "pipeline__metadata", "n")
+        )
+        per_pipeline: dict[str, int] = {}
+        limits: dict[str, int | None] = {}
+        for name, metadata, count in running:
+            per_pipeline[name] = count
+            spec = _spec_or_none(Pipeline(pipeline_name=name, metadata=metadata))
+            if spec is not None:
+                limits[name] = spec.max_instances
+        free = min(limit, settings.FASTFLOW_MAX_CONCURRENT_RUNS - sum(per_pipeline.values()))
         if free <= 0:
             return claimed
-        per_pipeline = dict(
-            running.order_by()
-            .values("pipeline")
-            .annotate(n=Count("id"))
-            .values_list("pipeline", "n")
-        )
-        # One query for the limits of every pipeline with running runs, inside the lock.
-        limits = {
-            pipeline.pipeline_name: spec.max_instances
-            for pipeline in Pipeline.objects.filter(pipeline_name__in=per_pipeline).only(
-                "pipeline_name", "metadata"
-            )
-            if (spec := _spec_or_none(pipeline)) is not None
-        }
         full = [
             name
             for name, count in per_pipeline.items()
@@ -554,13 +555,19 @@ def run_finish(*, run: PipelineRun, outcome: Outcome) -> PipelineRun:
     # between the start and now, whatever the clock of a remote Docker daemon says.
     now = timezone.now()
     finished_at = min(outcome.finished_at or now, now)
-    if run.started_at is not None:
-        finished_at = max(finished_at, run.started_at)
+    started_at = run.started_at
+    duration = None
+    if started_at is not None:
+        finished_at = max(finished_at, started_at)
+        duration = (finished_at - started_at).total_seconds()
     with transaction.atomic():
         finished = PipelineRun.objects.filter(id=run.id, status=RunStatus.RUNNING).update(
             status=_cancelled_or(status),
             error_message=_cancel_message_or(message),
             finished_at=finished_at,
+            # From the start this engine knows (it claimed the run, or read it re-attaching),
+            # in the same statement; re-stored below should the row say otherwise.
+            duration=duration,
             exit_code=outcome.exit_code,
             setup_duration=outcome.setup_duration,
             uv_version=outcome.uv_version[:64],
@@ -570,7 +577,8 @@ def run_finish(*, run: PipelineRun, outcome: Outcome) -> PipelineRun:
         run.refresh_from_db()
         if not finished:
             return run
-        _store_duration(run)
+        if run.started_at != started_at:
+            _store_duration(run)
         notes = _after_finish(run)
     _log_notes(run, [route_note, *notes] if route_note else notes)
     return run
@@ -641,6 +649,9 @@ def _after_finish(run: PipelineRun) -> list[str]:
         return []
     notes: list[str] = []
     pipeline = Pipeline.objects.get(pipeline_name=run.pipeline_id)
+    # Read once, after its counters changed, for everything below (the notification rules and
+    # the run's effective configuration read it through the run).
+    run.pipeline = pipeline
     if _spec_or_none(pipeline) is None:
         notify_run_finished(run=run, retry_queued=False)
         return ["no retry or downstream run: the pipeline's stored configuration is unreadable"]

@@ -13,9 +13,7 @@ import bisect
 import math
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
-
+from fastflow_site.db import counters_add
 from runs_app.models import PipelineRun, RunStat
 from runs_app.schedule_services import schedule_fire_time
 
@@ -57,18 +55,6 @@ SCHEDULE_LAG = Histogram(
 HISTOGRAMS = {h.family: h for h in (RUN_DURATION, SETUP_DURATION, SCHEDULE_LAG)}
 
 
-def _add(*, pipeline_name: str, family: str, status: str, le: str, value: float) -> None:
-    series = {"pipeline_id": pipeline_name, "family": family, "status": status, "le": le}
-    bump = {"count": F("count") + 1, "total": F("total") + value}
-    if RunStat.objects.filter(**series).update(**bump):
-        return
-    try:
-        with transaction.atomic():  # a savepoint: a concurrent first insert may win the race
-            RunStat.objects.create(**series, count=1, total=value)
-    except IntegrityError:
-        RunStat.objects.filter(**series).update(**bump)
-
-
 def run_observations(run: PipelineRun) -> dict[str, float]:
     """The histogram values a finished run contributes (family → seconds)."""
     values: dict[str, float] = {}
@@ -85,14 +71,25 @@ def run_observations(run: PipelineRun) -> dict[str, float]:
 
 def run_stats_record(*, run: PipelineRun) -> None:
     """Count a run that just reached its terminal status. Call inside the transaction that
-    made it terminal (the conditional UPDATE guarantees it is counted once)."""
-    _add(pipeline_name=run.pipeline_id, family=RUNS, status=run.status, le="", value=0.0)
-    for family, value in run_observations(run).items():
-        histogram = HISTOGRAMS[family]
-        _add(
-            pipeline_name=run.pipeline_id,
-            family=family,
-            status=run.status,
-            le=histogram.le(value),
-            value=value,
-        )
+    made it terminal (the conditional UPDATE guarantees it is counted once). One statement for
+    the run counter and every histogram observation."""
+    series = [(RUNS, "", 0.0)] + [
+        (family, HISTOGRAMS[family].le(value), value)
+        for family, value in run_observations(run).items()
+    ]
+    counters_add(
+        RunStat,
+        rows=[
+            {
+                "pipeline_id": run.pipeline_id,
+                "family": family,
+                "status": run.status,
+                "le": le,
+                "count": 1,
+                "total": value,
+            }
+            for family, le, value in series
+        ],
+        key=("pipeline", "family", "status", "le"),
+        add=("count", "total"),
+    )

@@ -82,6 +82,7 @@ class Engine:
         self._cancel_due = 0.0
         self._claim_due = 0.0
         self._recycle_due = 0.0
+        self._backlog = False
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -166,10 +167,19 @@ class Engine:
             self.dispatcher.check_cancellations()
             self._cancel_due = now + CANCEL_CHECK_SECONDS
         if self.healthy and now >= self._claim_due and self.dispatcher.free_slots > 0:
-            if not self._runs_due():
+            backlog, self._backlog = self._backlog, False
+            if not backlog and not self._runs_due():
                 self._claim_due = now + self.poll_seconds
-            elif self.dispatcher.dispatch():
+                return
+            wanted = self.dispatcher.free_slots
+            started = self.dispatcher.dispatch()
+            if started:
                 self._claim_due = now  # more may be due: look again next round
+                # It got all it asked for: more are probably queued (a burst), so the next
+                # claim goes ahead without asking "any run due?" first.
+                self._backlog = started == wanted
+            elif backlog:
+                self._claim_due = now  # the backlog was gone: ask properly next round
             else:
                 self._claim_due = now + BLOCKED_RETRY_SECONDS  # due, but the limits hold them
 
