@@ -10,9 +10,11 @@ first claim to the last finish (DB timestamps), so queueing speed is not part of
 value: runs/s, the median run (claimed → finished), how many slots were busy (the most runs
 RUNNING at once, and on average over the span, from the runs' own timestamps), and the CPU the
 engine process used per run, its own and its children's (uv and the pipelines it started; the
-docker executor's children are containers, not counted there). Next to it the raw equivalent:
-the same number of `uv run` (local) or `docker run --rm` (docker) commands, `--concurrency` at
-a time, from a thread pool.
+docker executor's children are containers, not counted there), and on PostgreSQL the local
+server's processes (its share of the same CPUs; SQLite's work is in the engine's own). Next to
+it the raw equivalent: the same number of `uv run` (local) or `docker run --rm` (docker)
+commands, `--concurrency` at a time, from a thread pool (`--no-raw`: left out, for comparing
+engine builds or databases with each other).
 """
 
 from __future__ import annotations
@@ -56,6 +58,27 @@ def engine_cpu(pid: int) -> tuple[float, float]:
     return utime + stime, cutime + cstime
 
 
+def database_cpu() -> float | None:
+    """User+system seconds of this machine's PostgreSQL server processes (a local server
+    only: None on SQLite, whose work is inside the engine's own CPU). Backends of the pooled
+    connections live through the burst, so their CPU is counted."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, rest = stat.read_text().split(") ", 1)
+        except OSError:
+            continue  # gone meanwhile
+        if name.endswith("(postgres"):
+            utime, stime = rest.split()[11:13]
+            total += (int(utime) + int(stime)) / tick
+    return total
+
+
 def measure(bench: Bench, args: argparse.Namespace, concurrency: int) -> list[object]:
     from django.db.models import Max, Min
 
@@ -76,6 +99,7 @@ def measure(bench: Bench, args: argparse.Namespace, concurrency: int) -> list[ob
     engines = [bench.start_engine(**env) for _ in range(args.engines)]
     # Started engines claim at once: CPU is counted from here, including the start-up.
     cpu_before = [engine_cpu(e.pid) for e in engines]
+    database_before = database_cpu()
 
     deadline = time.monotonic() + 60 + args.runs * 5
     done = PipelineRun.objects.filter(status__in=TERMINAL_STATUSES)
@@ -84,6 +108,7 @@ def measure(bench: Bench, args: argparse.Namespace, concurrency: int) -> list[ob
             raise SystemExit("runs did not finish in time")
         time.sleep(0.2)
     cpu_after = [engine_cpu(e.pid) for e in engines]
+    database_after = database_cpu()
     for engine in engines:
         engine.terminate()
         engine.wait(30)
@@ -96,7 +121,11 @@ def measure(bench: Bench, args: argparse.Namespace, concurrency: int) -> list[ob
     peak, average = busy_slots(runs)
     own = sum(a[0] - b[0] for a, b in zip(cpu_after, cpu_before, strict=True))
     children = sum(a[1] - b[1] for a, b in zip(cpu_after, cpu_before, strict=True))
-    raw_rate, raw_median = raw_burst(args, bench, pipeline.pipeline_name, concurrency)
+    raw_rate, raw_median = (
+        raw_burst(args, bench, pipeline.pipeline_name, concurrency)
+        if args.raw
+        else (float("nan"), float("nan"))
+    )
     return [
         args.engines,
         args.pool if args.executor == "docker" else "-",
@@ -107,6 +136,9 @@ def measure(bench: Bench, args: argparse.Namespace, concurrency: int) -> list[ob
         f"{peak} / {average:.1f}",
         own * 1000 / args.runs,
         children * 1000 / args.runs,
+        "-"
+        if database_before is None or database_after is None
+        else (database_after - database_before) * 1000 / args.runs,
         f"{raw_rate:.1f}",
         raw_median * 1000,
         statuses,
@@ -159,6 +191,12 @@ def main() -> None:
     parser.add_argument(
         "--sleep", type=float, default=0.0, help="each run sleeps this long (I/O-bound runs)"
     )
+    parser.add_argument(
+        "--no-raw",
+        dest="raw",
+        action="store_false",
+        help="skip the raw bursts (comparing engine builds or databases with each other)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp installation")
     args = parser.parse_args()
 
@@ -188,6 +226,7 @@ def main() -> None:
                     "busy slots max / avg",
                     "engine CPU ms/run",
                     "children CPU ms/run",
+                    "PostgreSQL CPU ms/run",
                     "raw runs/s",
                     "raw median ms",
                     "status",

@@ -9,6 +9,14 @@ engine step retried. So the first dead connection found makes the pool check all
 connections at once (`ConnectionPool.check()`: the dead ones are replaced in the background),
 and the client waits one back-off step for a fresh connection instead of one per dead one.
 
+The check itself is a round trip (an empty query), paid at every checkout: twice per run in
+the engine (a run's thread gives its connection back while the run runs), once per web
+request. It is skipped for a connection that passed a checkout within QUIET_SECONDS and on
+whose socket nothing has arrived since: a backend that ends (a restart, pg_terminate_backend,
+idle_session_timeout) sends its FATAL and closes, which makes the idle socket readable, and a
+readable or closed one gets the full check. (What no check catches in time is a silently
+dropped network path: the round trip would wait for TCP's timeout as the query does.)
+
 Django builds the pool itself and passes its own `check`, so the check is put in place on the
 pool when Django opens its first connection (`connection_created`, see apps.py).
 """
@@ -16,17 +24,40 @@ pool when Django opens its first connection (`connection_created`, see apps.py).
 from __future__ import annotations
 
 import logging
+import select
+import time
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+
+# A connection checked out again this soon after its last checkout, with a quiet socket, is
+# handed out without the round trip (see above).
+QUIET_SECONDS = 10.0
+
+
+def _quiet_since_last_checkout(conn: Any, now: float) -> bool:  # noqa: ANN401
+    last = getattr(conn, "_fastflow_checked_out_at", None)
+    if last is None or now - last > QUIET_SECONDS or conn.closed or conn.broken:
+        return False
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
 
 
 def pooled_connection_check(conn: Any) -> None:  # noqa: ANN401 - a psycopg connection
     """The pool's `check` callback: raise if `conn` does not work (see above)."""
     from psycopg_pool import ConnectionPool
 
+    now = time.monotonic()
+    if _quiet_since_last_checkout(conn, now):
+        conn._fastflow_checked_out_at = now
+        return
     try:
         ConnectionPool.check_connection(conn)
+        conn._fastflow_checked_out_at = now
     except Exception:
         # The pool handing this connection out (psycopg sets it on checkout).
         pool = getattr(conn, "_pool", None)

@@ -2,11 +2,15 @@
 none per idle second (its connections come from the process's psycopg pool and outlive the
 per-run worker threads), and it survives a database outage: a run that ends while the
 database refuses connections is recorded once it is back, and the engine goes on claiming. A
-pool whose idle connections a restart killed serves the next query at once."""
+pool whose idle connections a restart killed serves the next query at once; a connection handed
+out again moments after its last checkout skips the check's round trip unless its backend has
+gone."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +19,7 @@ import psycopg
 import pytest
 from django.db import connection
 
+from fastflow_site import dbpool
 from runs_app.models import PipelineRun, RunStatus
 from runs_app.services import run_enqueue
 from tests.helpers_engine import EngineProcess, make_pipeline, wait_for, wait_until_finished
@@ -145,7 +150,8 @@ def test_after_a_restart_killed_every_idle_pooled_connection_the_next_query_is_s
     params.pop("cursor_factory", None)
     with psycopg.connect(**params) as admin:
         killed = admin.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            # With a timeout the call returns once each backend has gone (its FATAL sent).
+            "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
             "WHERE datname = %s AND pid <> %s AND backend_type = 'client backend'",
             [connection.settings_dict["NAME"], ours],
         ).fetchone()[0]
@@ -166,3 +172,52 @@ def test_after_a_restart_killed_every_idle_pooled_connection_the_next_query_is_s
     worker.join(30)
     assert result == [0], result
     assert pool.get_stats()["connections_lost"] >= 5
+
+
+def plain_connection(**overrides: object) -> psycopg.Connection:
+    """A connection of our own, outside Django and its pool (the test database's settings)."""
+    params = connection.get_connection_params()
+    params.update(autocommit=True, **overrides)
+    params.pop("context", None)
+    params.pop("cursor_factory", None)
+    return psycopg.connect(**params)
+
+
+def round_trips(conn: psycopg.Connection, action) -> list[str]:
+    """The messages `action` sends to the server on `conn`, from libpq's protocol trace."""
+    with tempfile.TemporaryFile("w+") as trace:
+        conn.pgconn.trace(trace.fileno())
+        conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            action()
+        finally:
+            conn.pgconn.untrace()
+        trace.seek(0)
+        return [line.split("\t")[2] for line in trace.read().splitlines() if line[0] == "F"]
+
+
+def test_a_connection_checked_out_again_moments_later_is_handed_out_without_a_round_trip():
+    with plain_connection() as conn:
+        check = functools.partial(dbpool.pooled_connection_check, conn)
+        assert round_trips(conn, check) == ["Query"]  # never checked out: the full check
+        assert round_trips(conn, check) == []  # moments later, nothing on its socket
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # and it does work
+
+
+def test_a_connection_idle_longer_than_the_quiet_time_gets_the_full_check(monkeypatch):
+    with plain_connection() as conn:
+        check = functools.partial(dbpool.pooled_connection_check, conn)
+        assert round_trips(conn, check) == ["Query"]
+        monkeypatch.setattr(dbpool, "QUIET_SECONDS", 0.0)
+        time.sleep(0.01)
+        assert round_trips(conn, check) == ["Query"]
+
+
+def test_a_connection_whose_backend_ended_fails_the_check_at_once():
+    """A restart or pg_terminate_backend: the backend's FATAL makes the idle socket readable,
+    so the check goes to the server (and fails) instead of handing the connection out."""
+    with plain_connection() as conn, plain_connection(dbname="postgres") as admin:
+        dbpool.pooled_connection_check(conn)
+        admin.execute("SELECT pg_terminate_backend(%s, 5000)", [conn.info.backend_pid])
+        with pytest.raises(psycopg.OperationalError):
+            dbpool.pooled_connection_check(conn)
