@@ -50,7 +50,7 @@ def busy_slots(runs: list) -> tuple[int, float]:
     return peak, busy / span if span else float("nan")
 
 
-def engine_cpu(pid: int) -> tuple[float, float]:
+def process_cpu(pid: int) -> tuple[float, float]:
     """(own user+system seconds, reaped children's) of a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
@@ -66,16 +66,13 @@ def database_cpu() -> float | None:
 
     if connection.vendor != "postgresql":
         return None
-    tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
-            name, rest = stat.read_text().split(") ", 1)
+            if comm.read_text().strip() == "postgres":
+                total += process_cpu(int(comm.parent.name))[0]
         except OSError:
             continue  # gone meanwhile
-        if name.endswith("(postgres"):
-            utime, stime = rest.split()[11:13]
-            total += (int(utime) + int(stime)) / tick
     return total
 
 
@@ -98,7 +95,7 @@ def measure(bench: Bench, args: argparse.Namespace, concurrency: int) -> list[ob
     }
     engines = [bench.start_engine(**env) for _ in range(args.engines)]
     # Started engines claim at once: CPU is counted from here, including the start-up.
-    cpu_before = [engine_cpu(e.pid) for e in engines]
+    cpu_before = [process_cpu(e.pid) for e in engines]
     database_before = database_cpu()
 
     deadline = time.monotonic() + 60 + args.runs * 5
@@ -107,7 +104,7 @@ def measure(bench: Bench, args: argparse.Namespace, concurrency: int) -> list[ob
         if time.monotonic() > deadline:
             raise SystemExit("runs did not finish in time")
         time.sleep(0.2)
-    cpu_after = [engine_cpu(e.pid) for e in engines]
+    cpu_after = [process_cpu(e.pid) for e in engines]
     database_after = database_cpu()
     for engine in engines:
         engine.terminate()
